@@ -1,0 +1,358 @@
+//! The only code that touches a connection's bytes.
+//!
+//! A [`Connection`] owns the stream and a bounded read buffer, and turns
+//! bytes into classic messages and back. It is generic over the stream, so
+//! that TLS or an in-memory duplex in a test slots in. Message bodies that may
+//! be large (uploads, downloads) are streamed, never held whole.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::protocol::frame::TokenScanner;
+use crate::protocol::{TOKEN_LEN, Token};
+
+/// How much is read from the socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a connection could not produce or send a message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The peer closed the connection in the middle of a message.
+    #[error("connection closed in the middle of a message")]
+    ClosedMidMessage,
+    /// A message grew past its limit without a token.
+    #[error("message longer than {limit} bytes")]
+    TooLong {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// The peer's first bytes are not a token.
+    #[error("the server did not send a valid token")]
+    BadToken,
+    /// The socket failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Why an upload payload was received but not kept.
+#[derive(Debug)]
+pub enum PayloadFailure {
+    /// It grew past the configured limit; the rest was discarded.
+    TooLarge,
+    /// The sink failed (e.g. a full disk); the rest was discarded.
+    Sink(io::Error),
+}
+
+/// What became of a streamed payload message.
+#[derive(Debug)]
+pub struct PayloadReceipt {
+    /// Bytes of payload read from the peer (kept or not).
+    pub received: u64,
+    /// Why the payload was not fully written to the sink, if it was not.
+    pub failure: Option<PayloadFailure>,
+}
+
+/// A classic-protocol connection: a stream, its token, and a read buffer.
+pub struct Connection<S> {
+    stream: S,
+    token: Token,
+    buffer: BytesMut,
+    scanner: TokenScanner,
+    /// The longest wait for the next bytes before a read fails with
+    /// `TimedOut`; `None` waits forever.
+    read_timeout: Option<Duration>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Wraps a stream whose token is already known (the server drew it).
+    pub fn new(stream: S, token: Token) -> Connection<S> {
+        Connection {
+            stream,
+            scanner: TokenScanner::new(&token),
+            token,
+            buffer: BytesMut::with_capacity(READ_CHUNK),
+            read_timeout: None,
+        }
+    }
+
+    /// Bounds every wait for incoming bytes (an idle timeout).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// Reads the token a server sends first and wraps the stream (client side).
+    pub async fn accept_token(mut stream: S) -> Result<Connection<S>, ConnectionError> {
+        let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+        while buffer.len() < TOKEN_LEN {
+            if stream.read_buf(&mut buffer).await? == 0 {
+                return Err(ConnectionError::BadToken);
+            }
+        }
+        let token = Token::parse(&buffer[..TOKEN_LEN]).ok_or(ConnectionError::BadToken)?;
+        buffer.advance(TOKEN_LEN);
+        let mut connection = Connection::new(stream, token);
+        connection.buffer = buffer;
+        Ok(connection)
+    }
+
+    /// This connection's token.
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// The underlying stream.
+    pub fn stream(&self) -> &S {
+        &self.stream
+    }
+
+    /// Whether bytes of a further message have already arrived.
+    pub fn has_buffered_input(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+
+    /// Reads one whole message of at most `limit` bytes (token excluded).
+    /// Returns `None` when the peer closed cleanly between messages.
+    pub async fn read_message(&mut self, limit: usize) -> Result<Option<Bytes>, ConnectionError> {
+        loop {
+            if let Some(end) = self.scanner.find(&self.buffer) {
+                if end > limit {
+                    return Err(ConnectionError::TooLong { limit });
+                }
+                let message = self.buffer.split_to(end).freeze();
+                self.buffer.advance(TOKEN_LEN);
+                self.scanner.consumed(end + TOKEN_LEN);
+                return Ok(Some(message));
+            }
+            if TokenScanner::safe_prefix(self.buffer.len()) > limit {
+                return Err(ConnectionError::TooLong { limit });
+            }
+            if self.fill().await? == 0 {
+                return match self.buffer.is_empty() {
+                    true => Ok(None),
+                    false => Err(ConnectionError::ClosedMidMessage),
+                };
+            }
+        }
+    }
+
+    /// Streams one message into `sink` without holding it whole. Past
+    /// `limit` bytes, or once the sink fails, the rest is read and
+    /// discarded, so that the stream stays in step.
+    pub async fn read_payload<W: AsyncWrite + Unpin>(
+        &mut self,
+        sink: &mut W,
+        limit: Option<u64>,
+    ) -> Result<PayloadReceipt, ConnectionError> {
+        let mut receipt = PayloadReceipt {
+            received: 0,
+            failure: None,
+        };
+        loop {
+            let found = self.scanner.find(&self.buffer);
+            let take = found.unwrap_or_else(|| TokenScanner::safe_prefix(self.buffer.len()));
+            if take > 0 {
+                let chunk = self.buffer.split_to(take);
+                self.scanner.consumed(take);
+                receipt.received += take as u64;
+                if receipt.failure.is_none() {
+                    if limit.is_some_and(|limit| receipt.received > limit) {
+                        receipt.failure = Some(PayloadFailure::TooLarge);
+                    } else if let Err(error) = sink.write_all(&chunk).await {
+                        receipt.failure = Some(PayloadFailure::Sink(error));
+                    }
+                }
+            }
+            if found.is_some() {
+                self.buffer.advance(TOKEN_LEN);
+                self.scanner.consumed(TOKEN_LEN);
+                if receipt.failure.is_none()
+                    && let Err(error) = sink.flush().await
+                {
+                    receipt.failure = Some(PayloadFailure::Sink(error));
+                }
+                return Ok(receipt);
+            }
+            if self.fill().await? == 0 {
+                return Err(ConnectionError::ClosedMidMessage);
+            }
+        }
+    }
+
+    /// Writes a whole message (body and token) in one write.
+    pub async fn write_message(&mut self, body: &[u8]) -> io::Result<()> {
+        let mut message = Vec::with_capacity(body.len() + TOKEN_LEN);
+        message.extend_from_slice(body);
+        message.extend_from_slice(self.token.as_bytes());
+        self.stream.write_all(&message).await?;
+        self.stream.flush().await
+    }
+
+    /// Writes raw bytes: part of a message whose token comes later.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Writes the token alone, ending the message in progress.
+    pub async fn write_token(&mut self) -> io::Result<()> {
+        let token = *self.token.as_bytes();
+        self.write_raw(&token).await
+    }
+
+    /// Streams `reader` to the peer as (part of) a message body.
+    pub async fn write_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> io::Result<u64> {
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
+        let copied = tokio::io::copy_buf(&mut reader, &mut self.stream).await?;
+        self.stream.flush().await?;
+        Ok(copied)
+    }
+
+    /// Closes gracefully: shuts down the sending side so the peer reads
+    /// everything sent and then EOF, and discards its input for up to
+    /// `linger`, so that unread input does not turn the close into a reset
+    /// that would destroy what the peer has not read yet.
+    pub async fn close_gracefully(&mut self, linger: Duration) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let drain = async {
+            loop {
+                self.buffer.clear();
+                self.buffer.reserve(READ_CHUNK);
+                match self.stream.read_buf(&mut self.buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(linger, drain).await;
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        self.buffer.reserve(READ_CHUNK);
+        let read = self.stream.read_buf(&mut self.buffer);
+        match self.read_timeout {
+            None => read.await,
+            Some(limit) => tokio::time::timeout(limit, read)
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::duplex;
+
+    fn token() -> Token {
+        Token::parse(b"<Ab3X9kQw>").unwrap()
+    }
+
+    #[tokio::test]
+    async fn reads_several_messages_from_one_write_and_split_writes() {
+        let (client, server) = duplex(64);
+        let mut connection = Connection::new(server, token());
+        let writer = tokio::spawn(async move {
+            let mut client = client;
+            client.write_all(b"cd a<Ab3X9kQw>mkdir b<Ab3").await.unwrap();
+            client.write_all(b"X9kQw>").await.unwrap();
+        });
+        assert_eq!(connection.read_message(100).await.unwrap().unwrap(), "cd a");
+        assert_eq!(connection.read_message(100).await.unwrap().unwrap(), "mkdir b");
+        writer.await.unwrap();
+        assert!(connection.read_message(100).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_over_long_message_is_an_error_without_growth() {
+        let (mut client, server) = duplex(1 << 16);
+        let mut connection = Connection::new(server, token());
+        client.write_all(&[b'x'; 5000]).await.unwrap();
+        let error = connection.read_message(1000).await.unwrap_err();
+        assert!(matches!(error, ConnectionError::TooLong { limit: 1000 }));
+        assert!(connection.buffer.len() < 1000 + READ_CHUNK);
+    }
+
+    #[tokio::test]
+    async fn a_message_of_exactly_the_limit_is_accepted() {
+        let (mut client, server) = duplex(1 << 16);
+        let mut connection = Connection::new(server, token());
+        let mut message = vec![b'x'; 1000];
+        message.extend_from_slice(token().as_bytes());
+        client.write_all(&message).await.unwrap();
+        assert_eq!(connection.read_message(1000).await.unwrap().unwrap().len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn eof_mid_message_is_an_error() {
+        let (mut client, server) = duplex(64);
+        let mut connection = Connection::new(server, token());
+        client.write_all(b"cd a<Ab3").await.unwrap();
+        drop(client);
+        assert!(matches!(
+            connection.read_message(100).await,
+            Err(ConnectionError::ClosedMidMessage)
+        ));
+    }
+
+    #[tokio::test]
+    async fn streams_a_payload_split_at_every_offset() {
+        let body: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = body.clone();
+        wire.extend_from_slice(token().as_bytes());
+        wire.extend_from_slice(b"next<Ab3X9kQw>");
+        for split in [1, 2, 9, 10, 11, 64, 299, 305] {
+            let (mut client, server) = duplex(16);
+            let mut connection = Connection::new(server, token());
+            let wire = wire.clone();
+            let writer = tokio::spawn(async move {
+                for chunk in wire.chunks(split) {
+                    client.write_all(chunk).await.unwrap();
+                }
+            });
+            let mut sink = Vec::new();
+            let receipt = connection.read_payload(&mut sink, None).await.unwrap();
+            assert!(receipt.failure.is_none());
+            assert_eq!(receipt.received, 300);
+            assert_eq!(sink, body, "split {split}");
+            assert_eq!(connection.read_message(100).await.unwrap().unwrap(), "next");
+            writer.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_payload_over_the_limit_is_discarded_but_consumed() {
+        let (mut client, server) = duplex(1 << 16);
+        let mut connection = Connection::new(server, token());
+        client.write_all(&[7u8; 100]).await.unwrap();
+        client.write_all(b"<Ab3X9kQw>exit<Ab3X9kQw>").await.unwrap();
+        let mut sink = Vec::new();
+        let receipt = connection.read_payload(&mut sink, Some(50)).await.unwrap();
+        assert!(matches!(receipt.failure, Some(PayloadFailure::TooLarge)));
+        assert_eq!(receipt.received, 100);
+        assert_eq!(connection.read_message(100).await.unwrap().unwrap(), "exit");
+    }
+
+    #[tokio::test]
+    async fn client_side_reads_the_token_then_messages() {
+        let (mut server, client) = duplex(64);
+        server.write_all(b"<Ab3X9kQw>welcome<Ab3X9kQw>").await.unwrap();
+        let mut connection = Connection::accept_token(client).await.unwrap();
+        assert_eq!(connection.token(), &token());
+        assert_eq!(connection.read_message(100).await.unwrap().unwrap(), "welcome");
+    }
+
+    #[tokio::test]
+    async fn a_bad_token_is_refused() {
+        let (mut server, client) = duplex(64);
+        server.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        assert!(matches!(
+            Connection::accept_token(client).await,
+            Err(ConnectionError::BadToken)
+        ));
+    }
+}

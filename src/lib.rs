@@ -1,0 +1,25 @@
+//! miniftp: share a directory over TCP, with the classic token protocol of
+//! the original Mini-FTP and (between our own client and server) more.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: the wire format, pure: tokens, message framing, requests
+//!   and replies. Shared by server and client; knows no disk and no socket.
+//! - [`connection`]: the only code that touches a connection's bytes; turns
+//!   a stream into messages and back, streaming large bodies.
+//! - [`storage`]: the shared tree behind one jail (virtual paths, a
+//!   directory capability, atomic uploads). Knows no wire and no session.
+//! - [`server`]: accepts connections and runs a session per client.
+//! - [`config`]: the server's limits, with documented defaults.
+//!
+//! The binary (`src/main.rs`) only parses arguments, sets up logging and
+//! calls in.
+
+pub mod config;
+pub mod connection;
+pub mod protocol;
+pub mod server;
+pub mod storage;
+
+pub use config::ServerConfig;
+pub use storage::Storage;

@@ -1,0 +1,17 @@
+//! The classic token protocol, shared by server and client; no I/O here.
+//!
+//! A message is any bytes followed by the connection's [`Token`]; see
+//! `PROTOCOL-classic.md`. [`frame`] finds message ends, [`request`] parses
+//! and encodes commands, [`reply`] builds the texts the server sends.
+
+pub mod frame;
+pub mod reply;
+pub mod request;
+pub mod token;
+
+pub use request::{ParseError, PayloadShape, Request};
+pub use token::{TOKEN_LEN, Token};
+
+/// The most bytes any single read of the original client takes; a message
+/// that fits in one of them can be written at once.
+pub const CLASSIC_READ_SIZE: usize = 1024;

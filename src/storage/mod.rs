@@ -1,0 +1,459 @@
+//! The shared tree on disk, behind one jail.
+//!
+//! Every client path is first resolved lexically into a [`VirtualPath`]
+//! (no `..`, no odd names), then reaches the disk only through a `cap_std`
+//! directory capability for the root, which refuses `..` and symbolic links
+//! that lead outside, even if the tree changes during a request. The small
+//! interface mirrors our operations (list, stat, read, write atomically,
+//! mkdir, remove, rename) and knows nothing of the wire or of sessions.
+//!
+//! Uploads are written to a private temporary file under
+//! [`path::PRIVATE_DIR`], flushed, and renamed into place only when whole.
+
+pub mod path;
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+pub use path::VirtualPath;
+
+/// Where temporary uploads live, relative to the root.
+const UPLOAD_DIR: &str = ".miniftp/uploads";
+
+/// What went wrong with a storage operation. The `Display` text is what a
+/// client sees (before the path it named).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The client sees: "no such file or directory".
+    #[error("no such file or directory")]
+    NotFound,
+    /// The client sees: "already exists".
+    #[error("already exists")]
+    AlreadyExists,
+    /// The client sees: "not a directory".
+    #[error("not a directory")]
+    NotADirectory,
+    /// The client sees: "is a directory".
+    #[error("is a directory")]
+    IsADirectory,
+    /// The client sees: "not a regular file".
+    #[error("not a regular file")]
+    NotAFile,
+    /// The client sees: "directory not empty".
+    #[error("directory not empty")]
+    NotEmpty,
+    /// The client sees: "path leads outside the shared root".
+    #[error("path leads outside the shared root")]
+    OutsideRoot,
+    /// The client sees: "permission denied".
+    #[error("permission denied")]
+    PermissionDenied,
+    /// The client sees: "invalid name (control characters are not allowed)".
+    #[error("invalid name (control characters are not allowed)")]
+    InvalidName,
+    /// The client sees: "empty name".
+    #[error("empty name")]
+    EmptyName,
+    /// The client sees: "name too long".
+    #[error("name too long")]
+    NameTooLong,
+    /// The client sees: "name is reserved by the server".
+    #[error("name is reserved by the server")]
+    Reserved,
+    /// The client sees: "cannot remove the root directory".
+    #[error("cannot remove the root directory")]
+    RemoveRoot,
+    /// The client sees: "cannot remove '.' or '..'".
+    #[error("cannot remove '.' or '..'")]
+    RemoveDot,
+    /// The client sees: "cannot move a directory into itself".
+    #[error("cannot move a directory into itself")]
+    IntoItself,
+    /// The client sees: "file too large".
+    #[error("file too large")]
+    TooLarge,
+    /// The client sees: "no space left on the server".
+    #[error("no space left on the server")]
+    NoSpace,
+    /// The client sees: "too many levels of symbolic links".
+    #[error("too many levels of symbolic links")]
+    LinkLoop,
+    /// The client sees: "i/o error ({0})".
+    #[error("i/o error ({0})")]
+    Io(io::ErrorKind),
+}
+
+impl From<io::Error> for StorageError {
+    fn from(error: io::Error) -> StorageError {
+        use io::ErrorKind as Kind;
+        match error.raw_os_error() {
+            Some(libc::EXDEV) => return StorageError::OutsideRoot,
+            Some(libc::ELOOP) => return StorageError::LinkLoop,
+            Some(libc::ENOTEMPTY) => return StorageError::NotEmpty,
+            Some(libc::ENOTDIR) => return StorageError::NotADirectory,
+            Some(libc::EISDIR) => return StorageError::IsADirectory,
+            Some(libc::ENAMETOOLONG) => return StorageError::NameTooLong,
+            _ => {}
+        }
+        match error.kind() {
+            Kind::NotFound => StorageError::NotFound,
+            Kind::AlreadyExists => StorageError::AlreadyExists,
+            // cap-std reports an escape attempt as a PermissionDenied with no errno.
+            Kind::PermissionDenied if error.raw_os_error().is_none() => StorageError::OutsideRoot,
+            Kind::PermissionDenied => StorageError::PermissionDenied,
+            Kind::StorageFull | Kind::QuotaExceeded => StorageError::NoSpace,
+            Kind::FileTooLarge => StorageError::TooLarge,
+            kind => StorageError::Io(kind),
+        }
+    }
+}
+
+/// A storage result.
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// What an entry is, as a client sees it (links are shown as their target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory.
+    Directory,
+    /// A regular file.
+    File,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The name (non-UTF-8 bytes replaced, as such a name is unreachable anyway).
+    pub name: String,
+    /// Directory or file.
+    pub kind: EntryKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Last modification, when the filesystem knows it.
+    pub modified: Option<SystemTime>,
+}
+
+/// The shared root. Cheap to clone: clones share the capability.
+#[derive(Clone)]
+pub struct Storage {
+    root: Arc<Dir>,
+}
+
+impl Storage {
+    /// Opens `root` for sharing, creating the private upload directory and
+    /// removing uploads left behind by a crash.
+    pub fn open(root: &Path) -> io::Result<Storage> {
+        let root = Dir::open_ambient_dir(root, ambient_authority())?;
+        root.create_dir_all(UPLOAD_DIR)?;
+        let uploads = root.open_dir(UPLOAD_DIR)?;
+        for entry in uploads.entries()? {
+            let name = entry?.file_name();
+            if let Err(error) = uploads.remove_file(&name) {
+                tracing::warn!(?name, %error, "could not remove a leftover upload");
+            }
+        }
+        Ok(Storage { root: Arc::new(root) })
+    }
+
+    /// Runs a blocking filesystem operation on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&Dir) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let root = Arc::clone(&self.root);
+        tokio::task::spawn_blocking(move || operation(&root))
+            .await
+            .unwrap_or_else(|_| Err(StorageError::Io(io::ErrorKind::Other)))
+    }
+
+    /// Lists a directory: its directories and regular files, links shown as
+    /// what they point to when that stays inside the root and not at all
+    /// otherwise; private entries never.
+    pub async fn list(&self, directory: &VirtualPath) -> Result<Vec<Entry>> {
+        let directory = directory.clone();
+        self.blocking(move |root| {
+            let relative = directory.relative();
+            let mut entries = Vec::new();
+            for entry in root.read_dir(&relative)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                if directory.is_root() && name == OsStr::new(path::PRIVATE_DIR) {
+                    continue;
+                }
+                let metadata = match entry.file_type()?.is_symlink() {
+                    // Follows the link inside the capability: an escape or a
+                    // dangling link is an error, and the entry is not listed.
+                    true => match root.metadata(relative.join(&name)) {
+                        Ok(metadata) => metadata,
+                        Err(_) => continue,
+                    },
+                    false => entry.metadata()?,
+                };
+                let kind = if metadata.is_dir() {
+                    EntryKind::Directory
+                } else if metadata.is_file() {
+                    EntryKind::File
+                } else {
+                    continue;
+                };
+                entries.push(Entry {
+                    name: name.to_string_lossy().into_owned(),
+                    kind,
+                    size: if kind == EntryKind::File { metadata.len() } else { 0 },
+                    modified: metadata.modified().ok().map(|time| time.into_std()),
+                });
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    /// Describes what `path` names, following links that stay inside.
+    pub async fn stat(&self, path: &VirtualPath) -> Result<Entry> {
+        let path = path.clone();
+        self.blocking(move |root| {
+            let metadata = root.metadata(path.relative())?;
+            let kind = if metadata.is_dir() {
+                EntryKind::Directory
+            } else if metadata.is_file() {
+                EntryKind::File
+            } else {
+                return Err(StorageError::NotAFile);
+            };
+            Ok(Entry {
+                name: path.name().unwrap_or("/").to_owned(),
+                kind,
+                size: if kind == EntryKind::File { metadata.len() } else { 0 },
+                modified: metadata.modified().ok().map(|time| time.into_std()),
+            })
+        })
+        .await
+    }
+
+    /// Checks that `path` is a directory one can change into.
+    pub async fn check_directory(&self, path: &VirtualPath) -> Result<()> {
+        match self.stat(path).await?.kind {
+            EntryKind::Directory => Ok(()),
+            EntryKind::File => Err(StorageError::NotADirectory),
+        }
+    }
+
+    /// Opens a regular file for reading; returns it with its size.
+    pub async fn open_file(&self, path: &VirtualPath) -> Result<(tokio::fs::File, u64)> {
+        let path = path.clone();
+        self.blocking(move |root| {
+            let relative = path.relative();
+            // Checked before opening: opening a FIFO would block.
+            let metadata = root.metadata(&relative)?;
+            if metadata.is_dir() {
+                return Err(StorageError::IsADirectory);
+            }
+            if !metadata.is_file() {
+                return Err(StorageError::NotAFile);
+            }
+            let file = root.open(&relative)?;
+            let size = file.metadata()?.len();
+            Ok((tokio::fs::File::from_std(file.into_std()), size))
+        })
+        .await
+    }
+
+    /// Starts an upload to `path`: a private temporary file that becomes
+    /// visible only through [`Upload::commit`]. Refuses early what the
+    /// commit would refuse (a directory, a missing parent).
+    pub async fn create_upload(&self, path: &VirtualPath) -> Result<Upload> {
+        if path.is_root() {
+            return Err(StorageError::IsADirectory);
+        }
+        let target = path.clone();
+        let temporary = format!("{}.part", random_name());
+        let temporary_path = format!("{UPLOAD_DIR}/{temporary}");
+        let file = self
+            .blocking({
+                let temporary_path = temporary_path.clone();
+                move |root| {
+                    let parent = root.metadata(target.parent().relative())?;
+                    if !parent.is_dir() {
+                        return Err(StorageError::NotADirectory);
+                    }
+                    match root.metadata(target.relative()) {
+                        Ok(existing) if existing.is_dir() => return Err(StorageError::IsADirectory),
+                        _ => {}
+                    }
+                    let file = root.open_with(
+                        &temporary_path,
+                        OpenOptions::new().write(true).create_new(true),
+                    )?;
+                    Ok(file.into_std())
+                }
+            })
+            .await?;
+        Ok(Upload {
+            file: Some(tokio::fs::File::from_std(file)),
+            temporary_path,
+            target: path.clone(),
+            storage: self.clone(),
+        })
+    }
+
+    /// Creates one directory; its parent must exist.
+    pub async fn make_directory(&self, path: &VirtualPath) -> Result<()> {
+        if path.is_root() {
+            return Err(StorageError::AlreadyExists);
+        }
+        let path = path.clone();
+        self.blocking(move |root| Ok(root.create_dir(path.relative())?))
+            .await
+    }
+
+    /// Removes a file, a link (never its target) or an empty directory.
+    pub async fn remove(&self, path: &VirtualPath) -> Result<()> {
+        let Some(name) = path.name().map(str::to_owned) else {
+            return Err(StorageError::RemoveRoot);
+        };
+        let parent = path.parent();
+        self.blocking(move |root| {
+            let parent = root.open_dir(parent.relative())?;
+            if parent.symlink_metadata(&name)?.is_dir() {
+                parent.remove_dir(&name)?;
+            } else {
+                parent.remove_file(&name)?;
+            }
+            sync_directory(&parent);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Moves `from` into `to` when `to` is an existing directory, otherwise
+    /// renames it to `to`; never replaces an existing entry. With
+    /// `to_names_directory` (a trailing `/`), `to` must be a directory.
+    /// Returns where the entry now is.
+    pub async fn rename(
+        &self,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        to_names_directory: bool,
+    ) -> Result<VirtualPath> {
+        let Some(name) = from.name().map(str::to_owned) else {
+            return Err(StorageError::PermissionDenied);
+        };
+        let (from, to) = (from.clone(), to.clone());
+        self.blocking(move |root| {
+            let source = root.symlink_metadata(from.relative())?;
+            let destination = match root.metadata(to.relative()) {
+                Ok(existing) if existing.is_dir() => to.child(&name),
+                Ok(_) if to_names_directory => return Err(StorageError::NotADirectory),
+                Ok(_) => return Err(StorageError::AlreadyExists),
+                Err(_) if to_names_directory => return Err(StorageError::NotADirectory),
+                Err(_) => to,
+            };
+            if source.is_dir() && destination.starts_with(&from) {
+                return Err(StorageError::IntoItself);
+            }
+            let Some(destination_name) = destination.name() else {
+                return Err(StorageError::AlreadyExists);
+            };
+            let source_parent = root.open_dir(from.parent().relative())?;
+            let destination_parent = root.open_dir(destination.parent().relative())?;
+            rename_no_replace(&source_parent, &name, &destination_parent, destination_name)?;
+            sync_directory(&source_parent);
+            sync_directory(&destination_parent);
+            Ok(destination)
+        })
+        .await
+    }
+}
+
+/// An upload in progress: write to [`Upload::writer`], then
+/// [`Upload::commit`]. Dropped without a commit, it leaves nothing behind.
+pub struct Upload {
+    file: Option<tokio::fs::File>,
+    temporary_path: String,
+    target: VirtualPath,
+    storage: Storage,
+}
+
+impl Upload {
+    /// Where the upload's bytes go.
+    pub fn writer(&mut self) -> &mut tokio::fs::File {
+        self.file.as_mut().expect("an upload's file lives until commit")
+    }
+
+    /// Flushes the data to disk and renames it into place, replacing any
+    /// file (or link) of that name; then flushes the directory, so that an
+    /// acknowledged upload survives a crash.
+    pub async fn commit(mut self) -> Result<()> {
+        let mut file = self.file.take().expect("commit runs once");
+        tokio::io::AsyncWriteExt::flush(&mut file).await?;
+        file.sync_all().await?;
+        drop(file);
+        let temporary_path = std::mem::take(&mut self.temporary_path);
+        let target = self.target.clone();
+        let result = self
+            .storage
+            .blocking({
+                let temporary_path = temporary_path.clone();
+                move |root| {
+                    root.rename(&temporary_path, root, target.relative())?;
+                    if let Ok(parent) = root.open_dir(target.parent().relative()) {
+                        sync_directory(&parent);
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+        if result.is_err() {
+            self.temporary_path = temporary_path;
+        }
+        result
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.temporary_path.is_empty() {
+            // A single unlink: cheap enough to do inline.
+            let _ = self.storage.root.remove_file(&self.temporary_path);
+        }
+    }
+}
+
+/// A random file name for a private temporary file.
+fn random_name() -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect()
+}
+
+/// Flushes a directory's entries to disk; failures only cost durability.
+fn sync_directory(directory: &Dir) {
+    if let Err(error) = rustix::fs::fsync(directory) {
+        tracing::warn!(%error, "could not flush a directory");
+    }
+}
+
+/// `renameat2(RENAME_NOREPLACE)` between two single-component names, with a
+/// check-then-rename fallback for filesystems that lack it.
+fn rename_no_replace(from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> Result<()> {
+    match rustix::fs::renameat_with(from_dir, from, to_dir, to, rustix::fs::RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if to_dir.symlink_metadata(to).is_ok() {
+                return Err(StorageError::AlreadyExists);
+            }
+            Ok(from_dir.rename(from, to_dir, to)?)
+        }
+        Err(errno) => Err(io::Error::from(errno).into()),
+    }
+}
