@@ -258,11 +258,17 @@ mod tests {
         let mut connection = Connection::new(server, token());
         let writer = tokio::spawn(async move {
             let mut client = client;
-            client.write_all(b"cd a<Ab3X9kQw>mkdir b<Ab3").await.unwrap();
+            client
+                .write_all(b"cd a<Ab3X9kQw>mkdir b<Ab3")
+                .await
+                .unwrap();
             client.write_all(b"X9kQw>").await.unwrap();
         });
         assert_eq!(connection.read_message(100).await.unwrap().unwrap(), "cd a");
-        assert_eq!(connection.read_message(100).await.unwrap().unwrap(), "mkdir b");
+        assert_eq!(
+            connection.read_message(100).await.unwrap().unwrap(),
+            "mkdir b"
+        );
         writer.await.unwrap();
         assert!(connection.read_message(100).await.unwrap().is_none());
     }
@@ -284,7 +290,10 @@ mod tests {
         let mut message = vec![b'x'; 1000];
         message.extend_from_slice(token().as_bytes());
         client.write_all(&message).await.unwrap();
-        assert_eq!(connection.read_message(1000).await.unwrap().unwrap().len(), 1000);
+        assert_eq!(
+            connection.read_message(1000).await.unwrap().unwrap().len(),
+            1000
+        );
     }
 
     #[tokio::test]
@@ -340,10 +349,16 @@ mod tests {
     #[tokio::test]
     async fn client_side_reads_the_token_then_messages() {
         let (mut server, client) = duplex(64);
-        server.write_all(b"<Ab3X9kQw>welcome<Ab3X9kQw>").await.unwrap();
+        server
+            .write_all(b"<Ab3X9kQw>welcome<Ab3X9kQw>")
+            .await
+            .unwrap();
         let mut connection = Connection::accept_token(client).await.unwrap();
         assert_eq!(connection.token(), &token());
-        assert_eq!(connection.read_message(100).await.unwrap().unwrap(), "welcome");
+        assert_eq!(
+            connection.read_message(100).await.unwrap().unwrap(),
+            "welcome"
+        );
     }
 
     #[tokio::test]

@@ -86,7 +86,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let root = std::fs::canonicalize(&args.root)
         .with_context(|| format!("cannot share {}", args.root.display()))?;
-    let storage = Storage::open(&root).with_context(|| format!("cannot share {}", root.display()))?;
+    let storage =
+        Storage::open(&root).with_context(|| format!("cannot share {}", root.display()))?;
     let listener = TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;

@@ -82,7 +82,8 @@ impl TokenDetector {
         self.found = self.finder.find(&self.tail).is_some() || self.finder.find(chunk).is_some();
         if chunk.len() >= TOKEN_LEN - 1 {
             self.tail.clear();
-            self.tail.extend_from_slice(&chunk[chunk.len() - (TOKEN_LEN - 1)..]);
+            self.tail
+                .extend_from_slice(&chunk[chunk.len() - (TOKEN_LEN - 1)..]);
         } else {
             let excess = self.tail.len().saturating_sub(TOKEN_LEN - 1);
             self.tail.drain(..excess);

@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn error_status_is_one_line() {
-        assert_eq!(error("no such file or directory: a"), "error: no such file or directory: a");
+        assert_eq!(
+            error("no such file or directory: a"),
+            "error: no such file or directory: a"
+        );
         assert_eq!(error("x\ny"), "error: x y");
     }
 }

@@ -111,12 +111,24 @@ impl Request {
             _ => Err(ParseError::Usage(usage)),
         };
         match verb.as_str() {
-            "cd" => Ok(Request::ChangeDirectory { path: one("cd PATH")? }),
-            "mkdir" => Ok(Request::MakeDirectory { path: one("mkdir PATH")? }),
-            "rm" => Ok(Request::Remove { path: one("rm PATH")? }),
-            "ul" => Ok(Request::Upload { path: one("ul PATH")? }),
-            "dl" => Ok(Request::Download { path: one("dl PATH")? }),
-            "info" => Ok(Request::Size { path: one("info PATH")? }),
+            "cd" => Ok(Request::ChangeDirectory {
+                path: one("cd PATH")?,
+            }),
+            "mkdir" => Ok(Request::MakeDirectory {
+                path: one("mkdir PATH")?,
+            }),
+            "rm" => Ok(Request::Remove {
+                path: one("rm PATH")?,
+            }),
+            "ul" => Ok(Request::Upload {
+                path: one("ul PATH")?,
+            }),
+            "dl" => Ok(Request::Download {
+                path: one("dl PATH")?,
+            }),
+            "info" => Ok(Request::Size {
+                path: one("info PATH")?,
+            }),
             "mv" => match args {
                 [from, to] => Ok(Request::Rename {
                     from: from.clone(),
@@ -246,12 +258,32 @@ mod tests {
     #[test]
     fn parses_every_verb() {
         let cases = [
-            ("cd photos", Request::ChangeDirectory { path: path("photos") }),
+            (
+                "cd photos",
+                Request::ChangeDirectory {
+                    path: path("photos"),
+                },
+            ),
             ("mkdir a", Request::MakeDirectory { path: path("a") }),
             ("rm a", Request::Remove { path: path("a") }),
-            ("ul a.jpg", Request::Upload { path: path("a.jpg") }),
-            ("dl a.jpg", Request::Download { path: path("a.jpg") }),
-            ("info a.jpg", Request::Size { path: path("a.jpg") }),
+            (
+                "ul a.jpg",
+                Request::Upload {
+                    path: path("a.jpg"),
+                },
+            ),
+            (
+                "dl a.jpg",
+                Request::Download {
+                    path: path("a.jpg"),
+                },
+            ),
+            (
+                "info a.jpg",
+                Request::Size {
+                    path: path("a.jpg"),
+                },
+            ),
             (
                 "mv a b",
                 Request::Rename {
@@ -297,7 +329,10 @@ mod tests {
             ("mv a b c", ParseError::Usage("mv SRC DEST")),
             ("exit now", ParseError::Usage("exit")),
             (r#"cd "unclosed"#, ParseError::UnclosedQuote),
-            ("nul\u{1}verb", ParseError::UnknownVerb(r"nul\u{1}verb".into())),
+            (
+                "nul\u{1}verb",
+                ParseError::UnknownVerb(r"nul\u{1}verb".into()),
+            ),
         ];
         for (line, expected) in cases {
             assert_eq!(Request::parse(line.as_bytes()), Err(expected), "{line:?}");
@@ -308,10 +343,19 @@ mod tests {
     #[test]
     fn payload_shape_follows_the_verb_even_when_invalid() {
         assert_eq!(PayloadShape::of_command(b"ul"), PayloadShape::FromClient);
-        assert_eq!(PayloadShape::of_command(b"  ul \"x"), PayloadShape::FromClient);
-        assert_eq!(PayloadShape::of_command(b"ul a b \xff"), PayloadShape::FromClient);
+        assert_eq!(
+            PayloadShape::of_command(b"  ul \"x"),
+            PayloadShape::FromClient
+        );
+        assert_eq!(
+            PayloadShape::of_command(b"ul a b \xff"),
+            PayloadShape::FromClient
+        );
         assert_eq!(PayloadShape::of_command(b"dl"), PayloadShape::FromServer);
-        assert_eq!(PayloadShape::of_command(b"info a b"), PayloadShape::FromServer);
+        assert_eq!(
+            PayloadShape::of_command(b"info a b"),
+            PayloadShape::FromServer
+        );
         assert_eq!(PayloadShape::of_command(b"UL a"), PayloadShape::None);
         assert_eq!(PayloadShape::of_command(b"ulx a"), PayloadShape::None);
         assert_eq!(PayloadShape::of_command(b""), PayloadShape::None);
@@ -319,7 +363,15 @@ mod tests {
 
     #[test]
     fn encode_round_trips() {
-        for name in ["plain", "with space", r#"q"uote"#, r"back\slash", "", "tab\there", "ünï 📷"] {
+        for name in [
+            "plain",
+            "with space",
+            r#"q"uote"#,
+            r"back\slash",
+            "",
+            "tab\there",
+            "ünï 📷",
+        ] {
             let request = Request::Rename {
                 from: name.to_owned(),
                 to: format!("{name}2"),

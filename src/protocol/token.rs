@@ -30,7 +30,9 @@ impl Token {
         let bytes: [u8; TOKEN_LEN] = bytes.try_into().ok()?;
         let well_formed = bytes[0] == b'<'
             && bytes[TOKEN_LEN - 1] == b'>'
-            && bytes[1..TOKEN_LEN - 1].iter().all(u8::is_ascii_alphanumeric);
+            && bytes[1..TOKEN_LEN - 1]
+                .iter()
+                .all(u8::is_ascii_alphanumeric);
         well_formed.then_some(Token(bytes))
     }
 

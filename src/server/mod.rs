@@ -92,7 +92,11 @@ pub async fn run(
                     tracker.spawn(
                         async move {
                             tracing::warn!("connection refused: server busy");
-                            let _ = tokio::time::timeout(BUSY_ANSWER_TIMEOUT, answer_busy(stream, pacing)).await;
+                            let _ = tokio::time::timeout(
+                                BUSY_ANSWER_TIMEOUT,
+                                answer_busy(stream, pacing),
+                            )
+                            .await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -104,9 +108,18 @@ pub async fn run(
     }
 
     tracker.close();
-    tracing::info!(sessions = tracker.len(), "no longer accepting; waiting for sessions");
-    if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
-        tracing::warn!(remaining = tracker.len(), "grace period over; closing remaining sessions");
+    tracing::info!(
+        sessions = tracker.len(),
+        "no longer accepting; waiting for sessions"
+    );
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "grace period over; closing remaining sessions"
+        );
     }
 }
 
@@ -121,7 +134,11 @@ async fn answer_busy(stream: TcpStream, pacing: bool) {
     if let Some(pacer) = pacer.as_mut() {
         pacer.wait_until_read(connection.stream()).await;
     }
-    if connection.write_message(reply::BUSY.as_bytes()).await.is_ok() {
+    if connection
+        .write_message(reply::BUSY.as_bytes())
+        .await
+        .is_ok()
+    {
         connection.close_gracefully(session::CLOSE_LINGER).await;
     }
 }

@@ -218,7 +218,11 @@ impl Session {
     }
 
     async fn remove(&mut self, argument: &str) -> Result<(), String> {
-        let last = argument.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        let last = argument
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
         if matches!(last, "." | "..") && !argument.is_empty() {
             return Err(describe_plainly(StorageError::RemoveDot, argument));
         }
@@ -235,7 +239,11 @@ impl Session {
         if source.is_root() {
             return Err(describe_plainly(StorageError::PermissionDenied, from));
         }
-        match self.storage.rename(&source, &destination, names_directory(to)).await {
+        match self
+            .storage
+            .rename(&source, &destination, names_directory(to))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) => Err(self.describe(error, &format!("{from} -> {to}")).await),
         }
@@ -243,17 +251,23 @@ impl Session {
 
     /// Receives an upload's payload into a private file and puts it in place
     /// only when whole. The payload is read even when the upload is refused.
-    async fn upload(&mut self, argument: &str) -> Result<(Result<(), String>, u64), ConnectionError> {
+    async fn upload(
+        &mut self,
+        argument: &str,
+    ) -> Result<(Result<(), String>, u64), ConnectionError> {
         let limit = self.config.max_upload_size;
         let prepared = match self.resolve(argument) {
-            Ok(target) if names_directory(argument) => Err(self.describe(
-                match self.storage.stat(&target).await {
-                    Ok(entry) if entry.kind == EntryKind::Directory => StorageError::IsADirectory,
-                    _ => StorageError::NotADirectory,
-                },
-                argument,
-            )
-            .await),
+            Ok(target) if names_directory(argument) => Err(self
+                .describe(
+                    match self.storage.stat(&target).await {
+                        Ok(entry) if entry.kind == EntryKind::Directory => {
+                            StorageError::IsADirectory
+                        }
+                        _ => StorageError::NotADirectory,
+                    },
+                    argument,
+                )
+                .await),
             Ok(target) => match self.storage.create_upload(&target).await {
                 Ok(upload) => Ok(upload),
                 Err(error) => Err(self.describe(error, argument).await),
@@ -263,13 +277,18 @@ impl Session {
         let mut upload = match prepared {
             Ok(upload) => upload,
             Err(reason) => {
-                let receipt = self.connection.read_payload(&mut tokio::io::sink(), Some(0)).await?;
+                let receipt = self
+                    .connection
+                    .read_payload(&mut tokio::io::sink(), Some(0))
+                    .await?;
                 return Ok((Err(reason), receipt.received));
             }
         };
         let receipt = self.connection.read_payload(upload.writer(), limit).await?;
         let outcome = match receipt.failure {
-            Some(PayloadFailure::TooLarge) => Err(describe_plainly(StorageError::TooLarge, argument)),
+            Some(PayloadFailure::TooLarge) => {
+                Err(describe_plainly(StorageError::TooLarge, argument))
+            }
             Some(PayloadFailure::Sink(error)) => Err(self.describe(error.into(), argument).await),
             None => match upload.commit().await {
                 Ok(()) => Ok(()),
@@ -280,7 +299,10 @@ impl Session {
     }
 
     /// Sends a file as one payload message, or an empty one and the reason.
-    async fn download(&mut self, argument: &str) -> Result<(Result<(), String>, u64), ConnectionError> {
+    async fn download(
+        &mut self,
+        argument: &str,
+    ) -> Result<(Result<(), String>, u64), ConnectionError> {
         let opened = match self.resolve(argument) {
             Ok(target) => match self.storage.open_file(&target).await {
                 Ok(opened) => Ok(opened),
@@ -311,11 +333,18 @@ impl Session {
         }
         file.seek(io::SeekFrom::Start(0)).await?;
         self.pace().await;
-        let sent = self.connection.write_from(&mut (&mut file).take(size)).await?;
+        let sent = self
+            .connection
+            .write_from(&mut (&mut file).take(size))
+            .await?;
         if sent < size {
             // The file shrank while being sent: the message cannot be
             // completed truthfully, so the connection ends here.
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank during download").into());
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank during download",
+            )
+            .into());
         }
         self.unread_output = true;
         self.pace().await;
@@ -414,7 +443,9 @@ async fn contains_token(file: &mut tokio::fs::File, size: u64, token: &Token) ->
     let mut buffer = vec![0u8; 256 * 1024];
     let mut remaining = size;
     while remaining > 0 {
-        let want = buffer.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let want = buffer
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
         let read = file.read(&mut buffer[..want]).await?;
         if read == 0 {
             break;

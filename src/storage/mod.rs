@@ -160,7 +160,9 @@ impl Storage {
                 tracing::warn!(?name, %error, "could not remove a leftover upload");
             }
         }
-        Ok(Storage { root: Arc::new(root) })
+        Ok(Storage {
+            root: Arc::new(root),
+        })
     }
 
     /// Runs a blocking filesystem operation on the blocking pool.
@@ -207,7 +209,11 @@ impl Storage {
                 entries.push(Entry {
                     name: name.to_string_lossy().into_owned(),
                     kind,
-                    size: if kind == EntryKind::File { metadata.len() } else { 0 },
+                    size: if kind == EntryKind::File {
+                        metadata.len()
+                    } else {
+                        0
+                    },
                     modified: metadata.modified().ok().map(|time| time.into_std()),
                 });
             }
@@ -231,7 +237,11 @@ impl Storage {
             Ok(Entry {
                 name: path.name().unwrap_or("/").to_owned(),
                 kind,
-                size: if kind == EntryKind::File { metadata.len() } else { 0 },
+                size: if kind == EntryKind::File {
+                    metadata.len()
+                } else {
+                    0
+                },
                 modified: metadata.modified().ok().map(|time| time.into_std()),
             })
         })
@@ -285,7 +295,9 @@ impl Storage {
                         return Err(StorageError::NotADirectory);
                     }
                     match root.metadata(target.relative()) {
-                        Ok(existing) if existing.is_dir() => return Err(StorageError::IsADirectory),
+                        Ok(existing) if existing.is_dir() => {
+                            return Err(StorageError::IsADirectory);
+                        }
                         _ => {}
                     }
                     let file = root.open_with(
@@ -385,7 +397,9 @@ pub struct Upload {
 impl Upload {
     /// Where the upload's bytes go.
     pub fn writer(&mut self) -> &mut tokio::fs::File {
-        self.file.as_mut().expect("an upload's file lives until commit")
+        self.file
+            .as_mut()
+            .expect("an upload's file lives until commit")
     }
 
     /// Flushes the data to disk and renames it into place, replacing any
@@ -446,7 +460,13 @@ fn sync_directory(directory: &Dir) {
 /// `renameat2(RENAME_NOREPLACE)` between two single-component names, with a
 /// check-then-rename fallback for filesystems that lack it.
 fn rename_no_replace(from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> Result<()> {
-    match rustix::fs::renameat_with(from_dir, from, to_dir, to, rustix::fs::RenameFlags::NOREPLACE) {
+    match rustix::fs::renameat_with(
+        from_dir,
+        from,
+        to_dir,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
         Ok(()) => Ok(()),
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
             if to_dir.symlink_metadata(to).is_ok() {

@@ -139,9 +139,15 @@ mod tests {
     #[test]
     fn resolves_relative_and_absolute() {
         let cwd = at("/photos/2024");
-        assert_eq!(cwd.resolve("a.jpg").unwrap().to_string(), "/photos/2024/a.jpg");
+        assert_eq!(
+            cwd.resolve("a.jpg").unwrap().to_string(),
+            "/photos/2024/a.jpg"
+        );
         assert_eq!(cwd.resolve("/a.jpg").unwrap().to_string(), "/a.jpg");
-        assert_eq!(cwd.resolve("./x/./y/").unwrap().to_string(), "/photos/2024/x/y");
+        assert_eq!(
+            cwd.resolve("./x/./y/").unwrap().to_string(),
+            "/photos/2024/x/y"
+        );
         assert_eq!(cwd.resolve("..").unwrap().to_string(), "/photos");
         assert_eq!(cwd.resolve("//a//b").unwrap().to_string(), "/a/b");
     }
@@ -149,34 +155,74 @@ mod tests {
     #[test]
     fn dot_dot_never_leaves_the_root() {
         let cwd = at("/a");
-        for escape in ["..", "../..", "../../..", "/..", "/../../etc", "a/../../../b/.."] {
+        for escape in [
+            "..",
+            "../..",
+            "../../..",
+            "/..",
+            "/../../etc",
+            "a/../../../b/..",
+        ] {
             let resolved = cwd.resolve(escape).unwrap();
             assert!(resolved.starts_with(&VirtualPath::root()));
-            assert!(!resolved.relative().to_string_lossy().contains(".."), "{escape}");
+            assert!(
+                !resolved.relative().to_string_lossy().contains(".."),
+                "{escape}"
+            );
         }
-        assert_eq!(cwd.resolve("../../etc/passwd").unwrap().to_string(), "/etc/passwd");
-        assert_eq!(VirtualPath::root().resolve("../x").unwrap().to_string(), "/x");
+        assert_eq!(
+            cwd.resolve("../../etc/passwd").unwrap().to_string(),
+            "/etc/passwd"
+        );
+        assert_eq!(
+            VirtualPath::root().resolve("../x").unwrap().to_string(),
+            "/x"
+        );
     }
 
     #[test]
     fn refuses_odd_names() {
         let root = VirtualPath::root();
         assert!(matches!(root.resolve(""), Err(StorageError::EmptyName)));
-        for bad in ["a\0b", "line\nbreak", "tab\there", "del\u{7f}", "esc\u{1b}[31m", "x/\r/y"] {
-            assert!(matches!(root.resolve(bad), Err(StorageError::InvalidName)), "{bad:?}");
+        for bad in [
+            "a\0b",
+            "line\nbreak",
+            "tab\there",
+            "del\u{7f}",
+            "esc\u{1b}[31m",
+            "x/\r/y",
+        ] {
+            assert!(
+                matches!(root.resolve(bad), Err(StorageError::InvalidName)),
+                "{bad:?}"
+            );
         }
         let long = "n".repeat(MAX_NAME_LEN + 1);
-        assert!(matches!(root.resolve(&long), Err(StorageError::NameTooLong)));
+        assert!(matches!(
+            root.resolve(&long),
+            Err(StorageError::NameTooLong)
+        ));
         let deep = "a/".repeat(MAX_PATH_LEN);
-        assert!(matches!(root.resolve(&deep), Err(StorageError::NameTooLong)));
+        assert!(matches!(
+            root.resolve(&deep),
+            Err(StorageError::NameTooLong)
+        ));
         assert!(root.resolve(&"n".repeat(MAX_NAME_LEN)).is_ok());
     }
 
     #[test]
     fn private_directory_is_unreachable() {
         let root = VirtualPath::root();
-        for private in [".miniftp", "/.miniftp/tmp/x", "a/../.miniftp", "../.miniftp"] {
-            assert!(matches!(root.resolve(private), Err(StorageError::Reserved)), "{private}");
+        for private in [
+            ".miniftp",
+            "/.miniftp/tmp/x",
+            "a/../.miniftp",
+            "../.miniftp",
+        ] {
+            assert!(
+                matches!(root.resolve(private), Err(StorageError::Reserved)),
+                "{private}"
+            );
         }
         // Only the root-level name is reserved.
         assert!(root.resolve("a/.miniftp").is_ok());

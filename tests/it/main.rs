@@ -1,0 +1,6 @@
+//! Integration tests, one binary, a module per area. Every test starts its
+//! own server in process on port 0 in a temporary directory.
+
+mod support;
+
+mod server_commands;

@@ -1,0 +1,220 @@
+//! The test harness: an in-process server and clients that speak to it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use miniftp::connection::Connection;
+use miniftp::{ServerConfig, Storage};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// A server serving a temporary directory on 127.0.0.1, port 0. Dropping it
+/// shuts the server down.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub root: TempDir,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server with the default configuration.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(ServerConfig::default()).await
+    }
+
+    /// Starts a server with `config`.
+    pub async fn start_with(config: ServerConfig) -> TestServer {
+        let root = TempDir::new().expect("temporary root");
+        TestServer::serve(root, config).await
+    }
+
+    /// Starts a server on an existing root (e.g. after a restart).
+    pub async fn serve(root: TempDir, config: ServerConfig) -> TestServer {
+        let storage = Storage::open(root.path()).expect("open storage");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(miniftp::server::run(
+            listener,
+            storage,
+            config,
+            shutdown.clone(),
+        ));
+        TestServer {
+            address,
+            root,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// The real path of a virtual path (relative to the root).
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.path().join(relative.trim_start_matches('/'))
+    }
+
+    /// Writes a file under the root directly.
+    pub fn write(&self, relative: &str, contents: &[u8]) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+
+    /// Reads a file under the root directly.
+    pub fn read(&self, relative: &str) -> Vec<u8> {
+        std::fs::read(self.path(relative)).unwrap()
+    }
+
+    /// Whether a path exists under the root (not following a final link).
+    pub fn exists(&self, relative: &str) -> bool {
+        self.path(relative).symlink_metadata().is_ok()
+    }
+
+    /// Names visible in the root, excluding the server's private directory.
+    pub fn visible_entries(&self, relative: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.path(relative))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name != ".miniftp")
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Files in the server's private upload area (should be empty at rest).
+    pub fn pending_uploads(&self) -> usize {
+        std::fs::read_dir(self.root.path().join(".miniftp/uploads"))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn stop(mut self) -> TempDir {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+        let root = TempDir::new().unwrap();
+        std::mem::replace(&mut self.root, root)
+    }
+
+    /// The shutdown token, to cancel by hand.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A classic-protocol client on our own `Connection`, reading by tokens
+/// (not by packets). Used to drive the server command by command.
+pub struct RawClient {
+    pub connection: Connection<TcpStream>,
+    pub welcome: String,
+}
+
+impl RawClient {
+    /// Connects and reads the token and the welcome.
+    pub async fn connect(address: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(address).await.expect("connect");
+        let mut connection = Connection::accept_token(stream).await.expect("token");
+        let welcome = connection
+            .read_message(1 << 20)
+            .await
+            .unwrap()
+            .expect("welcome");
+        RawClient {
+            connection,
+            welcome: String::from_utf8(welcome.to_vec()).unwrap(),
+        }
+    }
+
+    /// Sends a command message.
+    pub async fn send(&mut self, command: &str) {
+        self.connection
+            .write_message(command.as_bytes())
+            .await
+            .expect("send");
+    }
+
+    /// Reads one message as text.
+    pub async fn receive(&mut self) -> String {
+        let message = self.receive_bytes().await;
+        String::from_utf8(message.to_vec()).unwrap()
+    }
+
+    /// Reads one message.
+    pub async fn receive_bytes(&mut self) -> Bytes {
+        self.connection
+            .read_message(usize::MAX)
+            .await
+            .expect("read")
+            .expect("a message, not EOF")
+    }
+
+    /// Sends a command without payload and returns its status.
+    pub async fn command(&mut self, command: &str) -> String {
+        self.send(command).await;
+        self.receive().await
+    }
+
+    /// Uploads `data` to `path`; returns the status.
+    pub async fn upload(&mut self, path: &str, data: &[u8]) -> String {
+        let command = miniftp::protocol::Request::Upload { path: path.into() }.encode();
+        self.send(&command).await;
+        self.connection.write_message(data).await.expect("payload");
+        self.receive().await
+    }
+
+    /// Downloads `path`; returns the payload and the status.
+    pub async fn download(&mut self, path: &str) -> (Bytes, String) {
+        let command = miniftp::protocol::Request::Download { path: path.into() }.encode();
+        self.send(&command).await;
+        let payload = self.receive_bytes().await;
+        (payload, self.receive().await)
+    }
+
+    /// `info PATH`; returns the payload and the status.
+    pub async fn info(&mut self, path: &str) -> (String, String) {
+        let command = miniftp::protocol::Request::Size { path: path.into() }.encode();
+        self.send(&command).await;
+        let payload = self.receive().await;
+        (payload, self.receive().await)
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for payloads of any size.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// SHA-256 of some bytes, hex.
+pub fn sha256(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    sha256(&std::fs::read(path).unwrap())
+}
