@@ -183,14 +183,15 @@ impl Session {
             Request::Download { ref path } => self.download(path).await?,
             Request::Size { ref path } => self.size(path).await?,
         };
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed();
+        let command = escape(&request.encode());
         let status = match outcome {
             Ok(()) => {
-                tracing::info!(verb, args = %escape(&request.encode()[verb.len()..]), bytes, elapsed_ms, outcome = "ok");
+                tracing::info!(verb, %command, bytes, ?elapsed, outcome = "ok");
                 self.directory.to_string()
             }
             Err(reason) => {
-                tracing::info!(verb, args = %escape(&request.encode()[verb.len()..]), bytes, elapsed_ms, outcome = %reason);
+                tracing::info!(verb, %command, bytes, ?elapsed, outcome = %reason);
                 reply::error(reason)
             }
         };

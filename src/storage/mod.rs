@@ -452,7 +452,17 @@ fn random_name() -> String {
 
 /// Flushes a directory's entries to disk; failures only cost durability.
 fn sync_directory(directory: &Dir) {
-    if let Err(error) = rustix::fs::fsync(directory) {
+    use rustix::fs::{Mode, OFlags};
+    // cap-std holds directories as `O_PATH` descriptors, which cannot be
+    // flushed: reopen the directory itself for reading.
+    let flushed = rustix::fs::openat(
+        directory,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .and_then(rustix::fs::fsync);
+    if let Err(error) = flushed {
         tracing::warn!(%error, "could not flush a directory");
     }
 }
