@@ -122,7 +122,8 @@ fn validate_name(name: &str) -> Result<(), StorageError> {
     if name.len() > MAX_NAME_LEN {
         return Err(StorageError::NameTooLong);
     }
-    if name.chars().any(char::is_control) {
+    // Exactly the spec's set: below 0x20, and 0x7F (DEL).
+    if name.bytes().any(|byte| byte < 0x20 || byte == 0x7f) {
         return Err(StorageError::InvalidName);
     }
     Ok(())
