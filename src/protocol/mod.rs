@@ -3,7 +3,9 @@
 //! A message is any bytes followed by the connection's [`Token`]; see
 //! `PROTOCOL-classic.md`. [`frame`] finds message ends, [`request`] parses
 //! and encodes commands, [`reply`] builds the texts the server sends.
+//! [`extended`] is the binary protocol our own client and server switch to.
 
+pub mod extended;
 pub mod frame;
 pub mod reply;
 pub mod request;
