@@ -10,11 +10,13 @@
 //! - [`storage`]: the shared tree behind one jail (virtual paths, a
 //!   directory capability, atomic uploads). Knows no wire and no session.
 //! - [`server`]: accepts connections and runs a session per client.
+//! - [`client`]: connects to a server; one typed method per operation.
 //! - [`config`]: the server's limits, with documented defaults.
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up logging and
 //! calls in.
 
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod protocol;

@@ -1,0 +1,200 @@
+//! The classic token protocol, client side: one command message, an
+//! optional payload each way, one status.
+//!
+//! Works against our server and against the original, which reports real
+//! absolute paths as status and may answer a failing command with silence
+//! (ended by the read timeout) or a closed connection.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::error::ClientError;
+use super::{Progress, ProgressWriter};
+use crate::connection::{Connection, ConnectionError, PayloadFailure};
+use crate::protocol::frame::TokenDetector;
+use crate::protocol::reply::Welcome;
+use crate::protocol::{Request, Token};
+
+/// The longest welcome accepted (a listing of a large root).
+const WELCOME_LIMIT: usize = 16 << 20;
+
+/// The longest status or `info` payload accepted.
+const STATUS_LIMIT: usize = 64 << 10;
+
+/// How much of an upload is read and sent at a time.
+const UPLOAD_CHUNK: usize = 256 << 10;
+
+/// A classic connection in step: every command has had all its replies.
+pub(super) struct Classic {
+    connection: Connection<TcpStream>,
+    timeout: Duration,
+}
+
+impl Classic {
+    /// Reads the token and the welcome from a freshly connected server.
+    pub async fn open(
+        stream: TcpStream,
+        timeout: Duration,
+    ) -> Result<(Classic, Welcome), ClientError> {
+        let connection = tokio::time::timeout(timeout, Connection::accept_token(stream))
+            .await
+            .map_err(|_| ClientError::TimedOut(timeout))?
+            .map_err(|error| ClientError::from_connection(error, timeout))?;
+        let mut classic = Classic {
+            connection,
+            timeout,
+        };
+        classic.connection.set_read_timeout(Some(timeout));
+        let text = classic.message(WELCOME_LIMIT).await?;
+        if let Some(reason) = text.strip_prefix("error: ") {
+            return Err(ClientError::Server {
+                reason: reason.to_owned(),
+            });
+        }
+        let welcome = Welcome::parse(&text).ok_or_else(|| {
+            ClientError::Protocol(format!("not a welcome: {}", first_line(&text)))
+        })?;
+        Ok((classic, welcome))
+    }
+
+    /// This connection's token, which no classic upload may contain.
+    pub fn token(&self) -> &Token {
+        self.connection.token()
+    }
+
+    /// Sends a command without payload; the directory from its status.
+    pub async fn command(&mut self, request: &Request) -> Result<String, ClientError> {
+        self.send(request).await?;
+        self.status().await
+    }
+
+    /// `info`: the size of a remote file, and the directory.
+    pub async fn size(&mut self, path: &str) -> Result<(u64, String), ClientError> {
+        self.send(&Request::Size { path: path.into() }).await?;
+        let payload = self.message(STATUS_LIMIT).await?;
+        let directory = self.status().await?;
+        let size = payload
+            .trim()
+            .parse()
+            .map_err(|_| ClientError::Protocol(format!("not a size: {}", first_line(&payload))))?;
+        Ok((size, directory))
+    }
+
+    /// `ul`: streams `reader` as the payload, checking every chunk for the
+    /// token before it is sent. A token found (or a read failure) after
+    /// part of the data went out cannot be undone within the message: the
+    /// connection is then dropped without a token, so that the server
+    /// discards the partial upload.
+    pub async fn upload<R: AsyncRead + Unpin>(
+        &mut self,
+        path: &str,
+        reader: &mut R,
+        mut progress: Progress,
+        report: &mut dyn FnMut(Progress),
+    ) -> Result<(u64, String), ClientError> {
+        self.send(&Request::Upload { path: path.into() }).await?;
+        let mut detector = TokenDetector::new(self.connection.token());
+        let mut buffer = vec![0u8; UPLOAD_CHUNK];
+        loop {
+            let read = reader
+                .read(&mut buffer)
+                .await
+                .map_err(ClientError::Source)?;
+            if read == 0 {
+                break;
+            }
+            let chunk = &buffer[..read];
+            if detector.feed(chunk) {
+                return Err(ClientError::TokenInFile {
+                    name: path.to_owned(),
+                    connection_dropped: true,
+                });
+            }
+            self.connection.write_raw(chunk).await.map_err(lost)?;
+            progress.done += read as u64;
+            report(progress);
+        }
+        self.connection.write_token().await.map_err(lost)?;
+        let directory = self.status().await?;
+        Ok((progress.done, directory))
+    }
+
+    /// `dl`: streams the payload into `writer`. A failing writer does not
+    /// break the connection: the rest of the payload is read and dropped.
+    pub async fn download<W: AsyncWrite + Unpin>(
+        &mut self,
+        path: &str,
+        writer: &mut W,
+        progress: Progress,
+        report: &mut dyn FnMut(Progress),
+    ) -> Result<(u64, String), ClientError> {
+        self.send(&Request::Download { path: path.into() }).await?;
+        let mut sink = ProgressWriter::new(writer, progress, report);
+        let receipt = self
+            .connection
+            .read_payload(&mut sink, None)
+            .await
+            .map_err(|error| self.lost(error))?;
+        let directory = self.status().await?;
+        match receipt.failure {
+            Some(PayloadFailure::Sink(error)) => Err(ClientError::Sink(error)),
+            Some(PayloadFailure::TooLarge) | None => Ok((receipt.received, directory)),
+        }
+    }
+
+    /// `exit`: the server closes without a status.
+    pub async fn exit(mut self) {
+        let _ = self
+            .connection
+            .write_message(Request::Exit.encode().as_bytes())
+            .await;
+    }
+
+    async fn send(&mut self, request: &Request) -> Result<(), ClientError> {
+        self.connection
+            .write_message(request.encode().as_bytes())
+            .await
+            .map_err(lost)
+    }
+
+    /// Reads a status: the current directory, or the server's refusal.
+    async fn status(&mut self) -> Result<String, ClientError> {
+        let text = self.message(STATUS_LIMIT).await?;
+        match text.strip_prefix("error:") {
+            Some(reason) => Err(ClientError::Server {
+                reason: reason.trim_start().to_owned(),
+            }),
+            None => Ok(text),
+        }
+    }
+
+    /// Reads one whole message as text (lossily: statuses are for people).
+    async fn message(&mut self, limit: usize) -> Result<String, ClientError> {
+        match self.connection.read_message(limit).await {
+            Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Ok(None) => Err(ClientError::Closed),
+            Err(error) => Err(self.lost(error)),
+        }
+    }
+
+    fn lost(&self, error: ConnectionError) -> ClientError {
+        ClientError::from_connection(error, self.timeout)
+    }
+}
+
+/// A failed write to the server.
+fn lost(error: std::io::Error) -> ClientError {
+    ClientError::ConnectionLost(ConnectionError::Io(error))
+}
+
+/// The first line of a text, for error messages.
+fn first_line(text: &str) -> Cow<'_, str> {
+    let line = text.lines().next().unwrap_or_default();
+    match line.len() > 80 {
+        true => Cow::Owned(format!("{}...", &line[..line.floor_char_boundary(80)])),
+        false => Cow::Borrowed(line),
+    }
+}

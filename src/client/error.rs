@@ -1,0 +1,113 @@
+//! What can go wrong in a client operation, as types the caller can match.
+//!
+//! Three families: the server refused ([`ClientError::Server`], the
+//! connection goes on), something on the local side failed before or after
+//! the wire ([`ClientError::Local`], [`ClientError::TokenInFile`], ...), and the
+//! connection itself failed ([`ClientError::is_connection_lost`]): after
+//! those the client must [`reconnect`](super::Client::reconnect).
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::connection::ConnectionError;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered `error: REASON`; the connection goes on.
+    #[error("{reason}")]
+    Server {
+        /// The server's words, after `error: `.
+        reason: String,
+    },
+    /// No connection could be opened.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// The address as given.
+        address: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The server went silent for longer than the configured timeout. The
+    /// connection is out of step and has been dropped.
+    #[error("the server sent nothing for {} s; the connection was dropped", .0.as_secs_f64())]
+    TimedOut(Duration),
+    /// The connection failed or was closed by the server.
+    #[error("connection lost: {0}")]
+    ConnectionLost(#[source] ConnectionError),
+    /// The server closed the connection where a message was expected.
+    #[error("the server closed the connection")]
+    Closed,
+    /// An earlier operation was interrupted mid-way (its future dropped),
+    /// so the connection is out of step, or the client was closed.
+    #[error("not connected (an earlier operation was interrupted); reconnect first")]
+    NotConnected,
+    /// The server's answer does not fit the protocol.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    /// The data to upload contains the connection's token, which would end
+    /// the classic message early and store a truncated file.
+    #[error(
+        "{} contains this connection's token, so it cannot be sent with the classic protocol",
+        .name
+    )]
+    TokenInFile {
+        /// The local file or remote name concerned.
+        name: String,
+        /// Whether the connection had to be dropped because the token was
+        /// only found after part of the data was sent.
+        connection_dropped: bool,
+    },
+    /// A local file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Local {
+        /// The local path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A local path that must name a regular file does not.
+    #[error("{}: not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    /// Reading the data to upload failed after the upload began; a classic
+    /// message cannot be abandoned half-way, so the connection was dropped.
+    #[error("reading the data to upload failed ({0}); the connection was dropped")]
+    Source(#[source] io::Error),
+    /// Writing the downloaded data failed; the rest was read and discarded,
+    /// and the connection goes on.
+    #[error("writing the download failed: {0}")]
+    Sink(#[source] io::Error),
+}
+
+impl ClientError {
+    /// Whether the connection is gone (or out of step), so that the client
+    /// must reconnect before the next operation.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            ClientError::TimedOut(_)
+            | ClientError::ConnectionLost(_)
+            | ClientError::Closed
+            | ClientError::NotConnected
+            | ClientError::Protocol(_)
+            | ClientError::Source(_)
+            | ClientError::Connect { .. } => true,
+            ClientError::TokenInFile {
+                connection_dropped, ..
+            } => *connection_dropped,
+            _ => false,
+        }
+    }
+
+    /// Maps a connection failure, recognising a silent server.
+    pub(super) fn from_connection(error: ConnectionError, timeout: Duration) -> ClientError {
+        match error {
+            ConnectionError::Io(io) if io.kind() == io::ErrorKind::TimedOut => {
+                ClientError::TimedOut(timeout)
+            }
+            error => ClientError::ConnectionLost(error),
+        }
+    }
+}
