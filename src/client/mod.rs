@@ -104,6 +104,12 @@ impl Client {
         &self.address
     }
 
+    /// The token that no uploaded data may contain on this connection (the
+    /// classic protocol's end-of-message marker); `None` when not connected.
+    pub fn forbidden_token(&self) -> Option<crate::protocol::Token> {
+        self.transport.as_ref()?.forbidden_token().copied()
+    }
+
     /// Whether the connection is usable.
     pub fn is_connected(&self) -> bool {
         self.transport.is_some()
@@ -192,13 +198,10 @@ impl Client {
         mut progress: impl FnMut(Progress),
     ) -> Result<u64, ClientError> {
         let (mut file, size) = local::open_for_upload(local).await?;
-        let token = self
-            .transport
-            .as_ref()
-            .ok_or(ClientError::NotConnected)?
-            .forbidden_token()
-            .copied();
-        if let Some(token) = token
+        if !self.is_connected() {
+            return Err(ClientError::NotConnected);
+        }
+        if let Some(token) = self.forbidden_token()
             && local::contains_token(&mut file, &token, local).await?
         {
             return Err(ClientError::TokenInFile {
