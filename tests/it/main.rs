@@ -3,4 +3,6 @@
 
 mod support;
 
+mod client_operations;
+
 mod server_commands;
