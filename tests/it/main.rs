@@ -4,5 +4,6 @@
 mod support;
 
 mod client_operations;
+mod client_original;
 
 mod server_commands;
