@@ -11,11 +11,15 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::protocol::extended::{FrameError, HEADER_LEN, Header};
 use crate::protocol::frame::TokenScanner;
 use crate::protocol::{TOKEN_LEN, Token};
 
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How much is read at a time while file data streams in.
+const DATA_CHUNK: usize = 1024 * 1024;
 
 /// Why a connection could not produce or send a message.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,9 @@ pub enum ConnectionError {
         /// The limit that was exceeded.
         limit: usize,
     },
+    /// An extended-protocol frame is malformed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     /// The peer's first bytes are not a token.
     #[error("the server did not send a valid token")]
     BadToken,
@@ -229,6 +236,69 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         };
         let _ = tokio::time::timeout(linger, drain).await;
+    }
+
+    /// Reads the next extended-protocol frame header. Returns `None` when
+    /// the peer closed cleanly between frames; an unknown kind or an
+    /// oversized message body is refused here, before any allocation.
+    pub async fn read_header(&mut self) -> Result<Option<Header>, ConnectionError> {
+        while self.buffer.len() < HEADER_LEN {
+            if self.fill().await? == 0 {
+                return match self.buffer.is_empty() {
+                    true => Ok(None),
+                    false => Err(ConnectionError::ClosedMidMessage),
+                };
+            }
+        }
+        let bytes: [u8; HEADER_LEN] = self.buffer[..HEADER_LEN].try_into().expect("header length");
+        let header = Header::decode(&bytes)?;
+        self.buffer.advance(HEADER_LEN);
+        Ok(Some(header))
+    }
+
+    /// Reads a message body whose length a header announced (and bounded).
+    pub async fn read_body(&mut self, length: u64) -> Result<Bytes, ConnectionError> {
+        let length = usize::try_from(length).map_err(|_| ConnectionError::TooLong { limit: usize::MAX })?;
+        while self.buffer.len() < length {
+            if self.fill().await? == 0 {
+                return Err(ConnectionError::ClosedMidMessage);
+            }
+        }
+        Ok(self.buffer.split_to(length).freeze())
+    }
+
+    /// Streams `length` bytes of a data frame into `sink`, showing each chunk
+    /// to `inspect` first (to hash it). If the sink fails, the rest is read
+    /// and dropped so the stream stays in step; the sink's error is returned
+    /// inside.
+    pub async fn read_data<W: AsyncWrite + Unpin>(
+        &mut self,
+        length: u64,
+        sink: &mut W,
+        mut inspect: impl FnMut(&[u8]),
+    ) -> Result<io::Result<()>, ConnectionError> {
+        let mut remaining = length;
+        let mut outcome = Ok(());
+        while remaining > 0 {
+            if self.buffer.is_empty() && self.fill_up_to(remaining).await? == 0 {
+                return Err(ConnectionError::ClosedMidMessage);
+            }
+            let take = self.buffer.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let chunk = self.buffer.split_to(take);
+            remaining -= take as u64;
+            inspect(&chunk);
+            if outcome.is_ok() {
+                outcome = sink.write_all(&chunk).await;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Reads with a larger buffer when much data is expected.
+    async fn fill_up_to(&mut self, expected: u64) -> io::Result<usize> {
+        let want = usize::try_from(expected).unwrap_or(usize::MAX).clamp(READ_CHUNK, DATA_CHUNK);
+        self.buffer.reserve(want);
+        self.fill().await
     }
 
     async fn fill(&mut self) -> io::Result<usize> {

@@ -7,6 +7,7 @@
 //!   and replies. Shared by server and client; knows no disk and no socket.
 //! - [`connection`]: the only code that touches a connection's bytes; turns
 //!   a stream into messages and back, streaming large bodies.
+//! - [`digest`]: BLAKE3 digests computed as transfers stream past.
 //! - [`storage`]: the shared tree behind one jail (virtual paths, a
 //!   directory capability, atomic uploads). Knows no wire and no session.
 //! - [`server`]: accepts connections and runs a session per client.
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod digest;
 pub mod protocol;
 pub mod server;
 pub mod storage;

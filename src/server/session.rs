@@ -12,9 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+mod extended;
+
 use super::pacing::Pacer;
 use crate::config::ServerConfig;
 use crate::connection::{Connection, ConnectionError, PayloadFailure};
+use crate::protocol::extended::{upgrade_accepted, upgrade_request};
 use crate::protocol::frame::TokenDetector;
 use crate::protocol::request::escape;
 use crate::protocol::{CLASSIC_READ_SIZE, PayloadShape, Request, TOKEN_LEN, Token, reply};
@@ -35,6 +38,8 @@ pub(super) struct Summary {
 enum Flow {
     Continue,
     Exit,
+    /// The client switched to the extended protocol.
+    Upgrade,
 }
 
 /// A session's state: its connection, current directory and pacing.
@@ -101,6 +106,10 @@ impl Session {
                     summary.reason = "client said exit";
                     break;
                 }
+                Ok(Flow::Upgrade) => {
+                    summary.reason = self.run_extended(&shutdown).await;
+                    break;
+                }
                 Err(error) => {
                     tracing::debug!(%error, "connection failed");
                     summary.reason = "connection failed";
@@ -155,6 +164,11 @@ impl Session {
     /// even when the command is invalid.
     async fn handle(&mut self, raw: Bytes) -> Result<Flow, ConnectionError> {
         let started = Instant::now();
+        if raw == upgrade_request().as_bytes() {
+            tracing::info!("client switched to the extended protocol");
+            self.send(upgrade_accepted().as_bytes()).await?;
+            return Ok(Flow::Upgrade);
+        }
         let request = match Request::parse(&raw) {
             Ok(request) => request,
             Err(error) => {

@@ -28,6 +28,12 @@ pub use path::VirtualPath;
 /// Where temporary uploads live, relative to the root.
 const UPLOAD_DIR: &str = ".miniftp/uploads";
 
+/// Where interrupted extended-protocol uploads wait to be resumed.
+const PARTIAL_DIR: &str = ".miniftp/partial";
+
+/// How long an interrupted upload is kept for resuming.
+pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// What went wrong with a storage operation. The `Display` text is what a
 /// client sees (before the path it named).
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +166,8 @@ impl Storage {
                 tracing::warn!(?name, %error, "could not remove a leftover upload");
             }
         }
+        root.create_dir_all(PARTIAL_DIR)?;
+        prune_partials(&root.open_dir(PARTIAL_DIR)?, PARTIAL_MAX_AGE);
         Ok(Storage {
             root: Arc::new(root),
         })
@@ -182,6 +190,7 @@ impl Storage {
     pub async fn list(&self, directory: &VirtualPath) -> Result<Vec<Entry>> {
         let directory = directory.clone();
         self.blocking(move |root| {
+            guard_private(root, &directory, true)?;
             let relative = directory.relative();
             let mut entries = Vec::new();
             for entry in root.read_dir(&relative)? {
@@ -192,11 +201,17 @@ impl Storage {
                 }
                 let metadata = match entry.file_type()?.is_symlink() {
                     // Follows the link inside the capability: an escape or a
-                    // dangling link is an error, and the entry is not listed.
-                    true => match root.metadata(relative.join(&name)) {
-                        Ok(metadata) => metadata,
-                        Err(_) => continue,
-                    },
+                    // dangling link is an error, and the entry is not listed;
+                    // nor is a link into the private directory.
+                    true => {
+                        let linked = name
+                            .to_str()
+                            .map(|name| guard_private(root, &directory.child(name), true));
+                        match (linked, root.metadata(relative.join(&name))) {
+                            (Some(Ok(())), Ok(metadata)) => metadata,
+                            _ => continue,
+                        }
+                    }
                     false => entry.metadata()?,
                 };
                 let kind = if metadata.is_dir() {
@@ -226,6 +241,7 @@ impl Storage {
     pub async fn stat(&self, path: &VirtualPath) -> Result<Entry> {
         let path = path.clone();
         self.blocking(move |root| {
+            guard_private(root, &path, true)?;
             let metadata = root.metadata(path.relative())?;
             let kind = if metadata.is_dir() {
                 EntryKind::Directory
@@ -260,6 +276,7 @@ impl Storage {
     pub async fn open_file(&self, path: &VirtualPath) -> Result<(tokio::fs::File, u64)> {
         let path = path.clone();
         self.blocking(move |root| {
+            guard_private(root, &path, true)?;
             let relative = path.relative();
             // Checked before opening: opening a FIFO would block.
             let metadata = root.metadata(&relative)?;
@@ -290,6 +307,7 @@ impl Storage {
             .blocking({
                 let temporary_path = temporary_path.clone();
                 move |root| {
+                    guard_private(root, &target, false)?;
                     let parent = root.metadata(target.parent().relative())?;
                     if !parent.is_dir() {
                         return Err(StorageError::NotADirectory);
@@ -313,7 +331,93 @@ impl Storage {
             temporary_path,
             target: path.clone(),
             storage: self.clone(),
+            keep_on_drop: false,
         })
+    }
+
+    /// Starts or resumes an upload of a `size`-byte file to `path`: returns
+    /// the upload, positioned after the bytes already held from an earlier
+    /// interrupted attempt, and how many those are. Such a partial file is
+    /// private, kept for [`PARTIAL_MAX_AGE`], and locked while in use (a
+    /// second client resuming the same upload starts afresh instead).
+    pub async fn resume_upload(&self, path: &VirtualPath, size: u64) -> Result<(Upload, u64)> {
+        if path.is_root() {
+            return Err(StorageError::IsADirectory);
+        }
+        let key = blake3::hash(format!("{path}\0{size}").as_bytes()).to_hex();
+        let partial_path = format!("{PARTIAL_DIR}/{}", &key[..32]);
+        let target = path.clone();
+        let opened = self
+            .blocking({
+                let partial_path = partial_path.clone();
+                move |root| {
+                    check_upload_target(root, &target)?;
+                    let file = root.open_with(
+                        &partial_path,
+                        OpenOptions::new().read(true).write(true).create(true),
+                    )?;
+                    let file = file.into_std();
+                    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+                        return Ok(None);
+                    }
+                    let mut held = file.metadata()?.len();
+                    if held > size {
+                        file.set_len(0)?;
+                        held = 0;
+                    }
+                    Ok(Some((file, held)))
+                }
+            })
+            .await?;
+        let Some((file, held)) = opened else {
+            return Ok((self.create_upload(path).await?, 0));
+        };
+        let mut file = tokio::fs::File::from_std(file);
+        tokio::io::AsyncSeekExt::seek(&mut file, io::SeekFrom::Start(held)).await?;
+        let upload = Upload {
+            file: Some(file),
+            temporary_path: partial_path,
+            target: path.clone(),
+            storage: self.clone(),
+            keep_on_drop: true,
+        };
+        Ok((upload, held))
+    }
+
+    /// Creates a directory and any missing parents; an existing directory
+    /// is fine.
+    pub async fn make_directories(&self, path: &VirtualPath) -> Result<()> {
+        let path = path.clone();
+        self.blocking(move |root| {
+            guard_private(root, &path, true)?;
+            root.create_dir_all(path.relative())?;
+            match root.metadata(path.relative())?.is_dir() {
+                true => Ok(()),
+                false => Err(StorageError::NotADirectory),
+            }
+        })
+        .await
+    }
+
+    /// Removes a file, a link, or a directory with everything below it.
+    /// Links are removed, never followed.
+    pub async fn remove_tree(&self, path: &VirtualPath) -> Result<()> {
+        let Some(name) = path.name().map(str::to_owned) else {
+            return Err(StorageError::RemoveRoot);
+        };
+        let path = path.clone();
+        self.blocking(move |root| {
+            guard_private(root, &path, false)?;
+            let parent = root.open_dir(path.parent().relative())?;
+            if parent.symlink_metadata(&name)?.is_dir() {
+                parent.remove_dir_all(&name)?;
+            } else {
+                parent.remove_file(&name)?;
+            }
+            sync_directory(&parent);
+            Ok(())
+        })
+        .await
     }
 
     /// Creates one directory; its parent must exist.
@@ -322,8 +426,11 @@ impl Storage {
             return Err(StorageError::AlreadyExists);
         }
         let path = path.clone();
-        self.blocking(move |root| Ok(root.create_dir(path.relative())?))
-            .await
+        self.blocking(move |root| {
+            guard_private(root, &path, false)?;
+            Ok(root.create_dir(path.relative())?)
+        })
+        .await
     }
 
     /// Removes a file, a link (never its target) or an empty directory.
@@ -331,9 +438,10 @@ impl Storage {
         let Some(name) = path.name().map(str::to_owned) else {
             return Err(StorageError::RemoveRoot);
         };
-        let parent = path.parent();
+        let path = path.clone();
         self.blocking(move |root| {
-            let parent = root.open_dir(parent.relative())?;
+            guard_private(root, &path, false)?;
+            let parent = root.open_dir(path.parent().relative())?;
             if parent.symlink_metadata(&name)?.is_dir() {
                 parent.remove_dir(&name)?;
             } else {
@@ -360,6 +468,8 @@ impl Storage {
         };
         let (from, to) = (from.clone(), to.clone());
         self.blocking(move |root| {
+            guard_private(root, &from, false)?;
+            guard_private(root, &to, true)?;
             let source = root.symlink_metadata(from.relative())?;
             let destination = match root.metadata(to.relative()) {
                 Ok(existing) if existing.is_dir() => to.child(&name),
@@ -392,6 +502,8 @@ pub struct Upload {
     temporary_path: String,
     target: VirtualPath,
     storage: Storage,
+    /// A resumable upload's partial file outlives a failed attempt.
+    keep_on_drop: bool,
 }
 
 impl Upload {
@@ -432,13 +544,103 @@ impl Upload {
     }
 }
 
+impl Upload {
+    /// Abandons the upload and its bytes, even a resumable one (e.g. when
+    /// its digest did not match).
+    pub fn discard(mut self) {
+        self.keep_on_drop = false;
+    }
+}
+
 impl Drop for Upload {
     fn drop(&mut self) {
-        if !self.temporary_path.is_empty() {
+        if !self.temporary_path.is_empty() && !self.keep_on_drop {
             // A single unlink: cheap enough to do inline.
             let _ = self.storage.root.remove_file(&self.temporary_path);
         }
     }
+}
+
+/// What an upload to `target` needs: an existing parent directory, and no
+/// directory in the way.
+fn check_upload_target(root: &Dir, target: &VirtualPath) -> Result<()> {
+    guard_private(root, target, false)?;
+    if !root.metadata(target.parent().relative())?.is_dir() {
+        return Err(StorageError::NotADirectory);
+    }
+    match root.metadata(target.relative()) {
+        Ok(existing) if existing.is_dir() => Err(StorageError::IsADirectory),
+        _ => Ok(()),
+    }
+}
+
+/// Removes interrupted uploads older than `max_age`.
+fn prune_partials(partials: &Dir, max_age: std::time::Duration) {
+    let Ok(entries) = partials.entries() else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|metadata| metadata.modified())
+            .map(|modified| modified.into_std().elapsed().unwrap_or_default() > max_age)
+            .unwrap_or(true);
+        if old {
+            let _ = partials.remove_file(entry.file_name());
+        }
+    }
+}
+
+/// The most links followed while checking one path, as the kernel's `ELOOP` limit.
+const MAX_LINK_HOPS: usize = 40;
+
+/// Refuses a path that reaches the private directory through links (e.g. a
+/// link `priv -> .miniftp` made by the owner of the tree): follows each
+/// link the way the kernel would, as seen from inside the root, and checks
+/// that no step lands on the private directory. With `follow_last` false,
+/// a link in the last component is not followed (`rm` and `mv` act on the
+/// link itself, and an upload replaces it). Anything that cannot be
+/// followed (missing, escaping, odd) is left to the operation itself,
+/// which the capability already confines.
+fn guard_private(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<()> {
+    let mut pending: Vec<String> = path.components().rev().map(str::to_owned).collect();
+    let mut reached = VirtualPath::root();
+    let mut hops = 0;
+    while let Some(name) = pending.pop() {
+        if reached.is_root() && name == path::PRIVATE_DIR {
+            return Err(StorageError::Reserved);
+        }
+        let candidate = reached.child(&name);
+        if pending.is_empty() && !follow_last {
+            return Ok(());
+        }
+        let Ok(metadata) = root.symlink_metadata(candidate.relative()) else {
+            return Ok(());
+        };
+        if !metadata.is_symlink() {
+            reached = candidate;
+            continue;
+        }
+        hops += 1;
+        let Ok(target) = root.read_link_contents(candidate.relative()) else {
+            return Ok(());
+        };
+        let Some(target) = target.to_str().filter(|target| !target.starts_with('/')) else {
+            return Ok(());
+        };
+        if hops > MAX_LINK_HOPS {
+            return Ok(());
+        }
+        match reached.resolve(target) {
+            Ok(resolved) => {
+                pending.extend(resolved.components().rev().map(str::to_owned));
+                reached = VirtualPath::root();
+            }
+            Err(StorageError::Reserved) => return Err(StorageError::Reserved),
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// A random file name for a private temporary file.

@@ -1,0 +1,89 @@
+//! BLAKE3 digests computed while bytes stream past, so that verifying a
+//! transfer costs no extra pass over the data.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+
+pub use blake3::Hasher;
+
+/// A digest's bytes.
+pub type Digest = [u8; 32];
+
+/// A reader that hashes everything read through it.
+pub struct HashingReader<'h, R> {
+    inner: R,
+    hasher: &'h mut Hasher,
+}
+
+impl<'h, R> HashingReader<'h, R> {
+    /// Hashes what is read from `inner` into `hasher`.
+    pub fn new(inner: R, hasher: &'h mut Hasher) -> Self {
+        HashingReader { inner, hasher }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<'_, R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buffer.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(context, buffer);
+        if let Poll::Ready(Ok(())) = polled {
+            this.hasher.update(&buffer.filled()[before..]);
+        }
+        polled
+    }
+}
+
+/// Hashes the first `length` bytes of `reader` (e.g. the part of a file a
+/// resumed transfer already holds).
+pub async fn hash_prefix<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    length: u64,
+    hasher: &mut Hasher,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut limited = reader.take(length);
+    let mut sink = tokio::io::sink();
+    let copied = tokio::io::copy(&mut HashingReader::new(&mut limited, hasher), &mut sink).await?;
+    if copied < length {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// A digest in hexadecimal, for messages and logs.
+pub fn to_hex(digest: &Digest) -> String {
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashing_reader_sees_every_byte() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+        let mut hasher = Hasher::new();
+        let mut copy = Vec::new();
+        tokio::io::copy(&mut HashingReader::new(&data[..], &mut hasher), &mut copy)
+            .await
+            .unwrap();
+        assert_eq!(copy, data);
+        assert_eq!(hasher.finalize(), blake3::hash(&data));
+    }
+
+    #[tokio::test]
+    async fn hash_prefix_hashes_exactly_the_prefix_and_needs_it_whole() {
+        let data = b"0123456789";
+        let mut hasher = Hasher::new();
+        hash_prefix(&mut &data[..], 4, &mut hasher).await.unwrap();
+        assert_eq!(hasher.finalize(), blake3::hash(b"0123"));
+        assert!(hash_prefix(&mut &data[..], 11, &mut Hasher::new()).await.is_err());
+    }
+}

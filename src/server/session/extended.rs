@@ -1,0 +1,497 @@
+//! The session after the client switched to the extended protocol: binary
+//! frames, no pacing, requests handled in order as they arrive (so a client
+//! may pipeline many), replies batched until the input runs dry.
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::{Session, describe_plainly};
+use crate::connection::ConnectionError;
+use crate::digest::{self, Digest, HashingReader, Hasher};
+use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, MAX_MESSAGE_LEN, Message};
+use crate::storage::path::names_directory;
+use crate::storage::{Entry, EntryKind, StorageError, VirtualPath};
+
+/// A failed request: its stable code and the reason for people.
+type Failure = (ErrorCode, String);
+
+impl Session {
+    /// Serves extended frames until the client leaves; returns why it ended.
+    pub(super) async fn run_extended(&mut self, shutdown: &CancellationToken) -> &'static str {
+        self.pacer = None;
+        let mut out = BytesMut::new();
+        loop {
+            if !self.connection.has_buffered_input() && !out.is_empty() {
+                if self.connection.write_raw(&out).await.is_err() {
+                    return "connection failed";
+                }
+                out.clear();
+            }
+            let header = tokio::select! {
+                biased;
+                header = self.connection.read_header() => header,
+                _ = shutdown.cancelled() => {
+                    let _ = self.connection.write_raw(&out).await;
+                    return "server shutting down";
+                }
+            };
+            let header = match header {
+                Ok(Some(header)) => header,
+                Ok(None) => return "client closed the connection",
+                Err(ConnectionError::Frame(error)) => {
+                    // The stream cannot be resynchronised after a bad header.
+                    let failure = Message::Failed {
+                        code: ErrorCode::BadRequest,
+                        message: error.to_string(),
+                    };
+                    failure.encode(0, &mut out);
+                    let _ = self.connection.write_raw(&out).await;
+                    self.connection.close_gracefully(super::CLOSE_LINGER).await;
+                    return "protocol error";
+                }
+                Err(ConnectionError::Io(error)) if error.kind() == io::ErrorKind::TimedOut => {
+                    return "idle timeout";
+                }
+                Err(_) => return "connection failed",
+            };
+            if let Err(error) = self.serve_frame(header, &mut out).await {
+                tracing::debug!(%error, "extended session failed");
+                return "connection failed";
+            }
+        }
+    }
+
+    /// Handles one frame from the client, appending replies to `out`.
+    async fn serve_frame(&mut self, header: Header, out: &mut BytesMut) -> Result<(), ConnectionError> {
+        let id = header.id;
+        if header.kind == Kind::Data {
+            // Data outside an upload (e.g. after a refused one): drop it.
+            self.connection
+                .read_data(header.length, &mut tokio::io::sink(), |_| {})
+                .await?
+                .ok();
+            return Ok(());
+        }
+        let body = self.connection.read_body(header.length).await?;
+        let message = match Message::decode(header.kind, &body) {
+            Ok(message) => message,
+            Err(error) => {
+                failed(out, id, (ErrorCode::BadRequest, error.to_string()));
+                return Ok(());
+            }
+        };
+        let started = std::time::Instant::now();
+        let kind = message.kind();
+        let result = match message {
+            Message::ChangeDirectory { path } => self.extended_change_directory(&path).await,
+            Message::MakeDirectory { path, parents } => {
+                self.extended_make_directory(&path, parents).await
+            }
+            Message::Remove { path, recursive } => self.extended_remove(&path, recursive).await,
+            Message::Rename { from, to } => self.extended_rename(&from, &to).await,
+            Message::Stat { path } => self.extended_stat(&path).await.map(|entry| {
+                Message::Entry(entry).encode(id, out);
+            }),
+            Message::List { path } => self.extended_list(&path, id, out).await,
+            Message::Upload { path, size, resume } => {
+                return self.extended_upload(id, &path, size, resume, out).await;
+            }
+            Message::Download { path, offset } => {
+                return self.extended_download(id, &path, offset, out).await;
+            }
+            // Only meaningful inside an upload.
+            Message::End { .. } => Err((ErrorCode::BadRequest, "no upload in progress".to_owned())),
+            other => Err((ErrorCode::BadRequest, format!("{:?} is not a request", other.kind()))),
+        };
+        let elapsed = started.elapsed();
+        match result {
+            Ok(()) => {
+                if kind != Kind::Stat {
+                    Message::Done {
+                        directory: self.directory.to_string(),
+                    }
+                    .encode(id, out);
+                }
+                tracing::info!(request = ?kind, ?elapsed, outcome = "ok");
+            }
+            Err(failure) => {
+                tracing::info!(request = ?kind, ?elapsed, outcome = %failure.1);
+                failed(out, id, failure);
+            }
+        }
+        Ok(())
+    }
+
+    async fn extended_change_directory(&mut self, argument: &str) -> Result<(), Failure> {
+        let target = self.extended_resolve(argument)?;
+        self.storage
+            .check_directory(&target)
+            .await
+            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))?;
+        self.directory = target;
+        Ok(())
+    }
+
+    async fn extended_make_directory(&mut self, argument: &str, parents: bool) -> Result<(), Failure> {
+        let target = self.extended_resolve(argument)?;
+        let made = match parents {
+            true => self.storage.make_directories(&target).await,
+            false => self.storage.make_directory(&target).await,
+        };
+        made.map_err(|error| (code_of(&error), describe_plainly(error, argument)))
+    }
+
+    async fn extended_remove(&mut self, argument: &str, recursive: bool) -> Result<(), Failure> {
+        let last = argument.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        if matches!(last, "." | "..") {
+            return Err((ErrorCode::BadRequest, describe_plainly(StorageError::RemoveDot, argument)));
+        }
+        let target = self.extended_resolve(argument)?;
+        if target.is_root() {
+            return Err((ErrorCode::PermissionDenied, describe_plainly(StorageError::RemoveRoot, argument)));
+        }
+        let removed = match recursive {
+            true => self.storage.remove_tree(&target).await,
+            false => self.storage.remove(&target).await,
+        };
+        removed.map_err(|error| (code_of(&error), describe_plainly(error, argument)))
+    }
+
+    async fn extended_rename(&mut self, from: &str, to: &str) -> Result<(), Failure> {
+        let source = self.extended_resolve(from)?;
+        let destination = self.extended_resolve(to)?;
+        if source.is_root() {
+            return Err((ErrorCode::PermissionDenied, describe_plainly(StorageError::PermissionDenied, from)));
+        }
+        self.storage
+            .rename(&source, &destination, names_directory(to))
+            .await
+            .map(drop)
+            .map_err(|error| (code_of(&error), describe_plainly(error, &format!("{from} -> {to}"))))
+    }
+
+    async fn extended_stat(&mut self, argument: &str) -> Result<EntryInfo, Failure> {
+        let target = self.extended_resolve(argument)?;
+        let entry = self
+            .storage
+            .stat(&target)
+            .await
+            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))?;
+        Ok(entry_info(entry))
+    }
+
+    /// Sends a directory's entries in as many listing frames as they need.
+    async fn extended_list(&mut self, argument: &str, id: u32, out: &mut BytesMut) -> Result<(), Failure> {
+        let target = self.extended_resolve(argument)?;
+        let mut entries = self
+            .storage
+            .list(&target)
+            .await
+            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))?;
+        entries.sort_by(|a, b| {
+            (a.kind != EntryKind::Directory, a.name.as_bytes()).cmp(&(b.kind != EntryKind::Directory, b.name.as_bytes()))
+        });
+        let mut batch = Vec::new();
+        let mut batch_len = 0u64;
+        for entry in entries {
+            let entry = entry_info(entry);
+            let len = 26 + entry.name.len() as u64;
+            if batch_len + len > MAX_MESSAGE_LEN - 64 {
+                Message::Listing(std::mem::take(&mut batch)).encode(id, out);
+                batch_len = 0;
+            }
+            batch_len += len;
+            batch.push(entry);
+        }
+        if !batch.is_empty() {
+            Message::Listing(batch).encode(id, out);
+        }
+        Ok(())
+    }
+
+    /// Receives an upload: optional resume offset, data frames, then the
+    /// end frame with the whole file's digest, checked before the file is
+    /// put in place.
+    async fn extended_upload(
+        &mut self,
+        id: u32,
+        argument: &str,
+        size: u64,
+        resume: bool,
+        out: &mut BytesMut,
+    ) -> Result<(), ConnectionError> {
+        let started = std::time::Instant::now();
+        let prepared = match self.extended_resolve(argument) {
+            Ok(_) if self.config.max_upload_size.is_some_and(|limit| size > limit) => {
+                Err((ErrorCode::TooLarge, describe_plainly(StorageError::TooLarge, argument)))
+            }
+            Ok(target) => self
+                .storage
+                .resume_upload(&target, size)
+                .await
+                .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
+            Err(failure) => Err(failure),
+        };
+        let (mut upload, held) = match prepared {
+            Ok(prepared) => prepared,
+            Err(failure) => {
+                // The client may already be sending: skip to the end frame.
+                if resume {
+                    failed(out, id, failure);
+                    return Ok(());
+                }
+                self.skip_transfer(id).await?;
+                tracing::info!(request = "Upload", outcome = %failure.1);
+                failed(out, id, failure);
+                return Ok(());
+            }
+        };
+        let mut hasher = Hasher::new();
+        let mut offset = if resume { held } else { 0 };
+        let prefix = async {
+            let writer = upload.writer();
+            if offset > 0 {
+                writer.seek(io::SeekFrom::Start(0)).await?;
+                digest::hash_prefix(writer, offset, &mut hasher).await?;
+            } else {
+                writer.set_len(0).await?;
+                writer.seek(io::SeekFrom::Start(0)).await?;
+            }
+            io::Result::Ok(())
+        };
+        if let Err(error) = prefix.await {
+            tracing::warn!(%error, "cannot resume an upload; starting afresh");
+            offset = 0;
+            hasher = Hasher::new();
+            let writer = upload.writer();
+            writer.set_len(0).await?;
+            writer.seek(io::SeekFrom::Start(0)).await?;
+        }
+        if resume {
+            Message::UploadFrom { offset }.encode(id, out);
+            self.connection.write_raw(out).await?;
+            out.clear();
+        }
+        let mut received = offset;
+        let mut sink_error = None;
+        let digest = loop {
+            let Some(header) = self.connection.read_header().await? else {
+                return Err(ConnectionError::ClosedMidMessage);
+            };
+            match header.kind {
+                Kind::Data if header.id == id => {
+                    received += header.length;
+                    let written = self
+                        .connection
+                        .read_data(header.length, upload.writer(), |chunk| {
+                            hasher.update(chunk);
+                        })
+                        .await?;
+                    if let Err(error) = written {
+                        sink_error.get_or_insert(error);
+                    }
+                }
+                Kind::End if header.id == id => {
+                    let body = self.connection.read_body(header.length).await?;
+                    match Message::decode(Kind::End, &body)? {
+                        Message::End { digest } => break digest,
+                        _ => unreachable!("an end frame decodes to End"),
+                    }
+                }
+                _ => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected frame inside an upload").into());
+                }
+            }
+        };
+        let outcome = self
+            .finish_upload(upload, argument, size, received, sink_error, hasher.finalize().into(), digest)
+            .await;
+        let elapsed = started.elapsed();
+        match outcome {
+            Ok(()) => {
+                tracing::info!(request = "Upload", path = %argument, bytes = received - offset, resumed_from = offset, ?elapsed, outcome = "ok");
+                Message::Done {
+                    directory: self.directory.to_string(),
+                }
+                .encode(id, out);
+            }
+            Err(failure) => {
+                tracing::info!(request = "Upload", path = %argument, ?elapsed, outcome = %failure.1);
+                failed(out, id, failure);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a received upload and puts it in place.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_upload(
+        &mut self,
+        mut upload: crate::storage::Upload,
+        argument: &str,
+        size: u64,
+        received: u64,
+        sink_error: Option<io::Error>,
+        actual: Digest,
+        expected: Digest,
+    ) -> Result<(), Failure> {
+        if let Some(error) = sink_error {
+            let error = StorageError::from(error);
+            return Err((code_of(&error), describe_plainly(error, argument)));
+        }
+        if received != size {
+            upload.discard();
+            return Err((
+                ErrorCode::BadRequest,
+                format!("received {received} bytes of a {size}-byte upload: {argument}"),
+            ));
+        }
+        if actual != expected {
+            upload.discard();
+            return Err((
+                ErrorCode::DigestMismatch,
+                format!("digest mismatch, nothing stored: {argument}"),
+            ));
+        }
+        if let Err(error) = upload.writer().flush().await {
+            let error = StorageError::from(error);
+            return Err((code_of(&error), describe_plainly(error, argument)));
+        }
+        upload
+            .commit()
+            .await
+            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))
+    }
+
+    /// Reads and drops a refused upload's frames, up to its end frame.
+    async fn skip_transfer(&mut self, id: u32) -> Result<(), ConnectionError> {
+        loop {
+            let Some(header) = self.connection.read_header().await? else {
+                return Err(ConnectionError::ClosedMidMessage);
+            };
+            match header.kind {
+                Kind::Data if header.id == id => {
+                    self.connection
+                        .read_data(header.length, &mut tokio::io::sink(), |_| {})
+                        .await?
+                        .ok();
+                }
+                Kind::End if header.id == id => {
+                    self.connection.read_body(header.length).await?;
+                    return Ok(());
+                }
+                _ => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected frame inside an upload").into());
+                }
+            }
+        }
+    }
+
+    /// Sends a file from `offset`: its size, one data frame, and the end
+    /// frame with the digest of the whole file.
+    async fn extended_download(
+        &mut self,
+        id: u32,
+        argument: &str,
+        offset: u64,
+        out: &mut BytesMut,
+    ) -> Result<(), ConnectionError> {
+        let started = std::time::Instant::now();
+        let opened = match self.extended_resolve(argument) {
+            Ok(target) => self
+                .storage
+                .open_file(&target)
+                .await
+                .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
+            Err(failure) => Err(failure),
+        };
+        let (mut file, size) = match opened {
+            Ok((_, size)) if offset > size => {
+                failed(out, id, (ErrorCode::BadRequest, format!("offset {offset} is past the end ({size} bytes): {argument}")));
+                return Ok(());
+            }
+            Ok(opened) => opened,
+            Err(failure) => {
+                tracing::info!(request = "Download", path = %argument, outcome = %failure.1);
+                failed(out, id, failure);
+                return Ok(());
+            }
+        };
+        let mut hasher = Hasher::new();
+        digest::hash_prefix(&mut file, offset, &mut hasher).await?;
+        Message::Sending { size, offset }.encode(id, out);
+        out.extend_from_slice(
+            &Header {
+                kind: Kind::Data,
+                id,
+                length: size - offset,
+            }
+            .encode(),
+        );
+        self.connection.write_raw(out).await?;
+        out.clear();
+        let mut limited = tokio::io::AsyncReadExt::take(&mut file, size - offset);
+        let sent = self
+            .connection
+            .write_from(&mut HashingReader::new(&mut limited, &mut hasher))
+            .await?;
+        if sent < size - offset {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank during download").into());
+        }
+        Message::End {
+            digest: hasher.finalize().into(),
+        }
+        .encode(id, out);
+        tracing::info!(request = "Download", path = %argument, bytes = sent, from = offset, elapsed = ?started.elapsed(), outcome = "ok");
+        Ok(())
+    }
+
+    fn extended_resolve(&self, argument: &str) -> Result<VirtualPath, Failure> {
+        self.directory
+            .resolve(argument)
+            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))
+    }
+}
+
+/// Appends a failure reply.
+fn failed(out: &mut BytesMut, id: u32, (code, message): Failure) {
+    Message::Failed { code, message }.encode(id, out);
+}
+
+/// The stable code for a storage error.
+fn code_of(error: &StorageError) -> ErrorCode {
+    match error {
+        StorageError::NotFound => ErrorCode::NotFound,
+        StorageError::AlreadyExists => ErrorCode::AlreadyExists,
+        StorageError::NotADirectory => ErrorCode::NotADirectory,
+        StorageError::IsADirectory | StorageError::NotAFile => ErrorCode::IsADirectory,
+        StorageError::NotEmpty => ErrorCode::NotEmpty,
+        StorageError::OutsideRoot
+        | StorageError::InvalidName
+        | StorageError::EmptyName
+        | StorageError::NameTooLong
+        | StorageError::Reserved
+        | StorageError::LinkLoop => ErrorCode::InvalidPath,
+        StorageError::PermissionDenied | StorageError::RemoveRoot => ErrorCode::PermissionDenied,
+        StorageError::RemoveDot | StorageError::IntoItself => ErrorCode::BadRequest,
+        StorageError::TooLarge => ErrorCode::TooLarge,
+        StorageError::NoSpace => ErrorCode::NoSpace,
+        StorageError::Io(_) => ErrorCode::Internal,
+    }
+}
+
+/// A storage entry as the protocol describes it.
+fn entry_info(entry: Entry) -> EntryInfo {
+    EntryInfo {
+        is_directory: entry.kind == EntryKind::Directory,
+        size: entry.size,
+        modified: entry
+            .modified
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX)),
+        name: entry.name,
+    }
+}
