@@ -6,4 +6,6 @@ mod support;
 mod client_operations;
 mod client_original;
 
+mod extended_protocol;
+
 mod server_commands;

@@ -1,0 +1,405 @@
+//! The extended protocol at the frame level, against the in-process server:
+//! negotiation, every request, verified and resumed transfers, pipelining.
+
+use bytes::BytesMut;
+use miniftp::connection::Connection;
+use miniftp::protocol::extended::{
+    DIGEST_LEN, ErrorCode, HEADER_LEN, Header, Kind, Message, upgrade_accepted, upgrade_request,
+};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::support::{RawClient, TestServer, pseudo_random_bytes};
+
+/// A client that speaks raw frames, for exercising the server precisely.
+struct FrameClient {
+    connection: Connection<TcpStream>,
+    next_id: u32,
+}
+
+impl FrameClient {
+    async fn connect(server: &TestServer) -> FrameClient {
+        let mut classic = RawClient::connect(server.address).await;
+        assert_eq!(classic.command(&upgrade_request()).await, upgrade_accepted());
+        FrameClient {
+            connection: classic.connection,
+            next_id: 1,
+        }
+    }
+
+    fn id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    async fn send(&mut self, id: u32, message: Message) {
+        let mut out = BytesMut::new();
+        message.encode(id, &mut out);
+        self.connection.write_raw(&out).await.unwrap();
+    }
+
+    async fn send_data(&mut self, id: u32, data: &[u8]) {
+        let header = Header {
+            kind: Kind::Data,
+            id,
+            length: data.len() as u64,
+        };
+        self.connection.write_raw(&header.encode()).await.unwrap();
+        self.connection.write_raw(data).await.unwrap();
+    }
+
+    /// Reads one non-data frame.
+    async fn receive(&mut self) -> (u32, Message) {
+        let header = self.connection.read_header().await.unwrap().expect("a frame");
+        assert_ne!(header.kind, Kind::Data, "unexpected data frame");
+        let body = self.connection.read_body(header.length).await.unwrap();
+        (header.id, Message::decode(header.kind, &body).unwrap())
+    }
+
+    async fn request(&mut self, message: Message) -> Message {
+        let id = self.id();
+        self.send(id, message).await;
+        let (reply_id, reply) = self.receive().await;
+        assert_eq!(reply_id, id);
+        reply
+    }
+
+    async fn upload(&mut self, path: &str, data: &[u8]) -> Message {
+        let id = self.id();
+        self.send(
+            id,
+            Message::Upload {
+                path: path.into(),
+                size: data.len() as u64,
+                resume: false,
+            },
+        )
+        .await;
+        self.send_data(id, data).await;
+        self.send(
+            id,
+            Message::End {
+                digest: *blake3::hash(data).as_bytes(),
+            },
+        )
+        .await;
+        self.receive().await.1
+    }
+
+    /// Downloads from `offset`; returns the bytes and the digest sent.
+    async fn download(&mut self, path: &str, offset: u64) -> Result<(Vec<u8>, [u8; DIGEST_LEN]), Message> {
+        let id = self.id();
+        self.send(
+            id,
+            Message::Download {
+                path: path.into(),
+                offset,
+            },
+        )
+        .await;
+        match self.receive().await.1 {
+            Message::Sending { size, offset: from } => assert_eq!(from, offset, "size {size}"),
+            other => return Err(other),
+        }
+        let header = self.connection.read_header().await.unwrap().unwrap();
+        assert_eq!((header.kind, header.id), (Kind::Data, id));
+        let mut data = Vec::new();
+        self.connection
+            .read_data(header.length, &mut data, |_| {})
+            .await
+            .unwrap()
+            .unwrap();
+        match self.receive().await {
+            (reply_id, Message::End { digest }) if reply_id == id => Ok((data, digest)),
+            other => panic!("expected the end frame, got {other:?}"),
+        }
+    }
+}
+
+fn done(directory: &str) -> Message {
+    Message::Done {
+        directory: directory.into(),
+    }
+}
+
+fn failure_code(message: &Message) -> ErrorCode {
+    match message {
+        Message::Failed { code, .. } => *code,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_upgrade_version_is_an_ordinary_error_and_classic_goes_on() {
+    let server = TestServer::start().await;
+    let mut client = RawClient::connect(server.address).await;
+    let status = client.command("x-miniftp-extended 99").await;
+    assert!(status.starts_with("error: unknown command"), "{status}");
+    assert_eq!(client.command("mkdir still-classic").await, "/");
+}
+
+#[tokio::test]
+async fn directories_listing_and_stat() {
+    let server = TestServer::start().await;
+    server.write("b.txt", b"hello");
+    let mut client = FrameClient::connect(&server).await;
+    let made = client
+        .request(Message::MakeDirectory {
+            path: "x/y/z".into(),
+            parents: true,
+        })
+        .await;
+    assert_eq!(made, done("/"));
+    // An existing directory is fine with parents, an error without.
+    let again = Message::MakeDirectory {
+        path: "x/y/z".into(),
+        parents: true,
+    };
+    assert_eq!(client.request(again).await, done("/"));
+    let strict = Message::MakeDirectory {
+        path: "x".into(),
+        parents: false,
+    };
+    assert_eq!(failure_code(&client.request(strict).await), ErrorCode::AlreadyExists);
+    let moved = client.request(Message::ChangeDirectory { path: "x/y".into() }).await;
+    assert_eq!(moved, done("/x/y"));
+
+    let listing = client.request(Message::List { path: "/".into() }).await;
+    let Message::Listing(entries) = listing else {
+        panic!("expected a listing, got {listing:?}");
+    };
+    let names: Vec<_> = entries
+        .iter()
+        .map(|entry| (entry.name.as_str(), entry.is_directory, entry.size))
+        .collect();
+    assert_eq!(names, [("x", true, 0), ("b.txt", false, 5)]);
+    assert!(entries[1].modified.is_some());
+    assert_eq!(client.receive().await.1, done("/x/y"), "a listing ends with done");
+
+    let stat = client.request(Message::Stat { path: "/b.txt".into() }).await;
+    let Message::Entry(entry) = stat else {
+        panic!("expected an entry, got {stat:?}");
+    };
+    assert_eq!((entry.name.as_str(), entry.size, entry.is_directory), ("b.txt", 5, false));
+    let missing = client.request(Message::Stat { path: "nope".into() }).await;
+    assert_eq!(failure_code(&missing), ErrorCode::NotFound);
+}
+
+#[tokio::test]
+async fn recursive_remove_takes_the_tree_and_keeps_the_root() {
+    let server = TestServer::start().await;
+    server.write("tree/a/b/c.txt", b"c");
+    server.write("tree/d.txt", b"d");
+    let mut client = FrameClient::connect(&server).await;
+    let plain = Message::Remove {
+        path: "tree".into(),
+        recursive: false,
+    };
+    assert_eq!(failure_code(&client.request(plain).await), ErrorCode::NotEmpty);
+    let recursive = Message::Remove {
+        path: "tree".into(),
+        recursive: true,
+    };
+    assert_eq!(client.request(recursive).await, done("/"));
+    assert!(!server.exists("tree"));
+    let root = Message::Remove {
+        path: "/".into(),
+        recursive: true,
+    };
+    assert_eq!(failure_code(&client.request(root).await), ErrorCode::PermissionDenied);
+    let escape = Message::Remove {
+        path: ".miniftp".into(),
+        recursive: true,
+    };
+    assert_eq!(failure_code(&client.request(escape).await), ErrorCode::InvalidPath);
+    assert!(server.path(".miniftp").exists());
+}
+
+#[tokio::test]
+async fn a_file_containing_the_token_travels_intact() {
+    let server = TestServer::start().await;
+    let mut classic = RawClient::connect(server.address).await;
+    let token = *classic.connection.token().as_bytes();
+    assert_eq!(classic.command(&upgrade_request()).await, upgrade_accepted());
+    let mut client = FrameClient {
+        connection: classic.connection,
+        next_id: 1,
+    };
+    let mut data = pseudo_random_bytes(100_000, 3);
+    data[50_000..50_010].copy_from_slice(&token);
+    assert_eq!(client.upload("tokened.bin", &data).await, done("/"));
+    assert_eq!(server.read("tokened.bin"), data);
+    let (downloaded, digest) = client.download("tokened.bin", 0).await.unwrap();
+    assert_eq!(downloaded, data);
+    assert_eq!(&digest, blake3::hash(&data).as_bytes());
+}
+
+#[tokio::test]
+async fn transfers_of_many_sizes_round_trip() {
+    let server = TestServer::start().await;
+    let mut client = FrameClient::connect(&server).await;
+    for (index, size) in [0usize, 1, 13, 65_536, 1_048_579, 5_000_000].into_iter().enumerate() {
+        let data = pseudo_random_bytes(size, index as u64);
+        let name = format!("file{index}");
+        assert_eq!(client.upload(&name, &data).await, done("/"));
+        assert_eq!(server.read(&name), data, "stored {size}");
+        let (downloaded, _) = client.download(&name, 0).await.unwrap();
+        assert_eq!(downloaded.len(), size);
+        assert!(downloaded == data, "downloaded {size}");
+    }
+}
+
+#[tokio::test]
+async fn a_digest_mismatch_stores_nothing() {
+    let server = TestServer::start().await;
+    server.write("keep.txt", b"old content");
+    let mut client = FrameClient::connect(&server).await;
+    let data = pseudo_random_bytes(10_000, 9);
+    let id = client.id();
+    client
+        .send(
+            id,
+            Message::Upload {
+                path: "keep.txt".into(),
+                size: data.len() as u64,
+                resume: false,
+            },
+        )
+        .await;
+    let mut corrupted = data.clone();
+    corrupted[1234] ^= 0x40;
+    client.send_data(id, &corrupted).await;
+    let digest = *blake3::hash(&data).as_bytes();
+    client.send(id, Message::End { digest }).await;
+    let (_, reply) = client.receive().await;
+    assert_eq!(failure_code(&reply), ErrorCode::DigestMismatch);
+    assert_eq!(server.read("keep.txt"), b"old content");
+    assert_eq!(server.pending_uploads(), 0);
+    // The connection is still in step.
+    assert_eq!(client.upload("keep.txt", &data).await, done("/"));
+    assert_eq!(server.read("keep.txt"), data);
+}
+
+#[tokio::test]
+async fn a_refused_upload_skips_its_data_and_the_stream_stays_in_step() {
+    let server = TestServer::start().await;
+    server.write("dir/inside.txt", b"x");
+    let mut client = FrameClient::connect(&server).await;
+    let reply = client.upload("dir", b"cannot replace a directory").await;
+    assert_eq!(failure_code(&reply), ErrorCode::IsADirectory);
+    assert_eq!(client.upload("ok.txt", b"fine").await, done("/"));
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_where_it_stopped() {
+    let server = TestServer::start().await;
+    let data = pseudo_random_bytes(3_000_000, 21);
+    let digest = *blake3::hash(&data).as_bytes();
+    for cut in [0usize, 1, 777_777, 2_999_999] {
+        let name = format!("big{cut}.bin");
+        {
+            let mut client = FrameClient::connect(&server).await;
+            let id = client.id();
+            let upload = Message::Upload {
+                path: name.clone(),
+                size: data.len() as u64,
+                resume: true,
+            };
+            client.send(id, upload).await;
+            assert_eq!(client.receive().await.1, Message::UploadFrom { offset: 0 });
+            // A data frame announcing everything, cut off after `cut` bytes
+            // (mid-frame), then the connection drops.
+            let header = Header {
+                kind: Kind::Data,
+                id,
+                length: data.len() as u64,
+            };
+            client.connection.write_raw(&header.encode()).await.unwrap();
+            client.connection.write_raw(&data[..cut]).await.unwrap();
+            // Half-close: to the server this looks like a killed client.
+            client.connection.close_gracefully(Duration::ZERO).await;
+            // Wait until the server has seen the end of this connection.
+            assert!(client.connection.read_header().await.map(|h| h.is_none()).unwrap_or(true));
+        }
+        assert!(!server.exists(&name), "nothing visible after the cut at {cut}");
+        let mut client = FrameClient::connect(&server).await;
+        let id = client.id();
+        let upload = Message::Upload {
+            path: name.clone(),
+            size: data.len() as u64,
+            resume: true,
+        };
+        client.send(id, upload).await;
+        let (_, reply) = client.receive().await;
+        let Message::UploadFrom { offset } = reply else {
+            panic!("expected an offset, got {reply:?}");
+        };
+        assert_eq!(offset as usize, cut, "resumes from what arrived");
+        client.send_data(id, &data[offset as usize..]).await;
+        client.send(id, Message::End { digest }).await;
+        assert_eq!(client.receive().await.1, done("/"));
+        assert!(server.read(&name) == data, "identical after resume at {cut}");
+    }
+}
+
+#[tokio::test]
+async fn a_download_resumes_from_an_offset_with_the_whole_files_digest() {
+    let server = TestServer::start().await;
+    let data = pseudo_random_bytes(500_000, 5);
+    server.write("d.bin", &data);
+    let mut client = FrameClient::connect(&server).await;
+    let (tail, digest) = client.download("d.bin", 123_456).await.unwrap();
+    assert_eq!(tail, &data[123_456..]);
+    assert_eq!(&digest, blake3::hash(&data).as_bytes());
+    let past = client.download("d.bin", 500_001).await.unwrap_err();
+    assert_eq!(failure_code(&past), ErrorCode::BadRequest);
+    let directory = client.download("/", 0).await.unwrap_err();
+    assert_eq!(failure_code(&directory), ErrorCode::IsADirectory);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let server = TestServer::start().await;
+    server.write("f.txt", b"12345");
+    let mut client = FrameClient::connect(&server).await;
+    let mut batch = BytesMut::new();
+    for id in 0..1000u32 {
+        let path = if id % 10 == 0 { "missing" } else { "f.txt" };
+        Message::Stat { path: path.into() }.encode(id, &mut batch);
+    }
+    client.connection.write_raw(&batch).await.unwrap();
+    for id in 0..1000u32 {
+        let (reply_id, reply) = client.receive().await;
+        assert_eq!(reply_id, id);
+        match reply {
+            Message::Entry(entry) => assert_eq!((id % 10 != 0, entry.size), (true, 5)),
+            Message::Failed { code, .. } => assert_eq!((id % 10, code), (0, ErrorCode::NotFound)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_frame_gets_an_error_before_the_close() {
+    let server = TestServer::start().await;
+    let mut client = FrameClient::connect(&server).await;
+    client.connection.write_raw(&[0xee; HEADER_LEN]).await.unwrap();
+    let (_, reply) = client.receive().await;
+    assert_eq!(failure_code(&reply), ErrorCode::BadRequest);
+    assert!(client.connection.read_header().await.unwrap().is_none(), "then the server closes");
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_refused_without_allocating() {
+    let server = TestServer::start().await;
+    let mut client = FrameClient::connect(&server).await;
+    let header = Header {
+        kind: Kind::List,
+        id: 1,
+        length: u64::MAX,
+    };
+    client.connection.write_raw(&header.encode()).await.unwrap();
+    let (_, reply) = client.receive().await;
+    assert_eq!(failure_code(&reply), ErrorCode::BadRequest);
+}
