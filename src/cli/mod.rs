@@ -1,7 +1,10 @@
 //! The command line: clap definitions, translated into library calls. The
 //! only code that knows a terminal.
 
+mod completions;
+mod connect;
 mod serve;
+mod shell;
 
 use std::process::ExitCode;
 
@@ -11,8 +14,18 @@ use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 ///
 /// miniftp speaks the classic Mini-FTP token protocol, so clients written for
 /// the original work unchanged against its server.
+///
+/// Examples:
+///   miniftp serve ~/public                 share a directory on 127.0.0.1:65438
+///   miniftp connect                        open a shell on that server
+///   miniftp connect -c 'cd x; dl a.jpg'    run commands without a prompt
 #[derive(Debug, Parser)]
-#[command(name = "miniftp", version, propagate_version = true)]
+#[command(
+    name = "miniftp",
+    version,
+    propagate_version = true,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,6 +52,9 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Connect(connect::ConnectArgs),
+    Completions(completions::CompletionsArgs),
+    Man(completions::ManArgs),
 }
 
 /// Runs the command line; the process's exit code.
@@ -47,6 +63,9 @@ pub fn main() -> ExitCode {
     init_logging(&cli);
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Connect(args) => connect::run(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,99 @@
+//! The prompt: line editing and history (rustyline), completion, and
+//! recovery when the connection is lost or a command is cancelled.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rustyline::error::ReadlineError;
+use rustyline::history::FileHistory;
+use rustyline::{Config, Editor};
+
+use super::complete::ShellHelper;
+use super::line::parse_script;
+use super::{Failure, Flow, Shell};
+
+/// Where the history is kept: the user's data directory.
+fn history_path() -> Option<PathBuf> {
+    Some(dirs::data_dir()?.join("miniftp").join("history"))
+}
+
+/// Runs the prompt until exit, Ctrl-D, or a connection that cannot be
+/// restored (exit code 2).
+pub fn run(mut shell: Shell) -> anyhow::Result<ExitCode> {
+    println!("{}", shell.welcome());
+    println!("Type help for the commands.");
+    let config = Config::builder().auto_add_history(false).build();
+    let mut editor: Editor<ShellHelper, FileHistory> = Editor::with_config(config)?;
+    editor.set_helper(Some(ShellHelper::new()));
+    let history = history_path();
+    if let Some(path) = &history {
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = editor.load_history(path);
+    }
+    loop {
+        let prompt = format!("miniftp:{}> ", shell.directory());
+        let line = match editor.readline(&prompt) {
+            Ok(line) => line,
+            // Ctrl-C at the prompt clears the line.
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(error) => return Err(error.into()),
+        };
+        if !line.trim().is_empty() {
+            let _ = editor.add_history_entry(line.as_str());
+            if let Some(path) = &history {
+                let _ = editor.append_history(path);
+            }
+        }
+        for command in parse_script(&line) {
+            let result = command
+                .map_err(|error| Failure::Command(error.reason.to_owned()))
+                .and_then(|words| shell.run_words(&words.words));
+            match result {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Exit) => {
+                    shell.close();
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(failure) => {
+                    eprintln!("error: {failure}");
+                    if !recover(&mut shell, &failure) {
+                        return Ok(ExitCode::from(2));
+                    }
+                    // The rest of the line assumed this command worked.
+                    break;
+                }
+            }
+        }
+    }
+    shell.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// After a failure, reconnects if the connection is gone; whether the
+/// shell can go on.
+fn recover(shell: &mut Shell, failure: &Failure) -> bool {
+    if shell.is_connected() && !matches!(failure, Failure::Cancelled) {
+        return true;
+    }
+    eprintln!("reconnecting...");
+    match shell.reconnect() {
+        Ok(()) => {
+            eprintln!("reconnected; remote directory {}", shell.directory());
+            true
+        }
+        Err(Failure::Command(reason)) => {
+            eprintln!(
+                "reconnected, but could not return to the remote directory: {reason}; now in {}",
+                shell.directory()
+            );
+            true
+        }
+        Err(failure) => {
+            eprintln!("miniftp: cannot reconnect: {failure}");
+            false
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The shell's line syntax, pure: words as in a POSIX shell, commands
+//! separated by `;` or new lines, `#` comments.
+//!
+//! - white space separates words; `'...'` keeps everything literally;
+//! - `"..."` keeps everything but `\"` and `\\`, which stand for `"` and `\`;
+//! - outside quotes, a backslash makes the next character ordinary
+//!   (`my\ file`), which is also how tab completion escapes names;
+//! - `;` and a new line end a command; `#` at the start of a word starts a
+//!   comment that runs to the end of the line.
+
+use std::fmt;
+
+/// One command of a script: its words and the text it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Words {
+    /// The words, quotes and escapes removed.
+    pub words: Vec<String>,
+    /// The command's source text, trimmed, for messages.
+    pub text: String,
+}
+
+/// A line that cannot be split into words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// What is wrong.
+    pub reason: &'static str,
+    /// The offending line, trimmed.
+    pub text: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.text, self.reason)
+    }
+}
+
+/// Splits a script into its commands, in order. A line with a syntax error
+/// becomes one `Err` in its place, so that the rest can still run.
+pub fn parse_script(script: &str) -> Vec<Result<Words, LineError>> {
+    let mut commands = Vec::new();
+    for line in script.lines() {
+        match lex(line) {
+            Ok(lexed) => commands.extend(lexed.commands),
+            Err(reason) => commands.push(Err(LineError {
+                reason,
+                text: line.trim().to_owned(),
+            })),
+        }
+    }
+    commands
+}
+
+/// What the lexer makes of (part of) a line.
+#[derive(Debug, Default)]
+struct Lexed {
+    commands: Vec<Result<Words, LineError>>,
+    /// Words of the command still open at the end (for completion).
+    open: Vec<String>,
+    /// Whether the text ends inside a word (rather than after a separator).
+    in_word: bool,
+    /// Whether the text ends inside an unclosed quote.
+    in_quote: bool,
+}
+
+/// Where the cursor stands for tab completion: the words of the command
+/// being typed before it, and the index of the word under the cursor.
+pub fn words_before_cursor(before: &str) -> (Vec<String>, usize) {
+    let lexed = lex_lenient(before);
+    let index = match lexed.in_word {
+        true => lexed.open.len().saturating_sub(1),
+        false => lexed.open.len(),
+    };
+    (lexed.open, index)
+}
+
+fn lex(line: &str) -> Result<Lexed, &'static str> {
+    let lexed = lex_lenient(line);
+    match lexed.in_quote {
+        true => Err("unclosed quote"),
+        false => Ok(lexed),
+    }
+}
+
+fn lex_lenient(line: &str) -> Lexed {
+    let mut lexed = Lexed::default();
+    let mut word: Option<String> = None;
+    // Where the current command's text starts, and where the line's
+    // meaningful text ends (at a comment).
+    let mut start = 0;
+    let mut end = line.len();
+    let mut chars = line.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            ' ' | '\t' | '\r' => lexed.open.extend(word.take()),
+            ';' => {
+                lexed.open.extend(word.take());
+                lexed.close_command(&line[start..at]);
+                start = at + 1;
+            }
+            '#' if word.is_none() => {
+                end = at;
+                break;
+            }
+            '\\' => {
+                let word = word.get_or_insert_default();
+                word.push(chars.next().map_or('\\', |(_, next)| next));
+            }
+            '\'' => {
+                let word = word.get_or_insert_default();
+                lexed.in_quote = true;
+                for (_, c) in chars.by_ref() {
+                    if c == '\'' {
+                        lexed.in_quote = false;
+                        break;
+                    }
+                    word.push(c);
+                }
+            }
+            '"' => {
+                let word = word.get_or_insert_default();
+                lexed.in_quote = true;
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '"' => {
+                            lexed.in_quote = false;
+                            break;
+                        }
+                        '\\' if matches!(chars.peek(), Some((_, '"' | '\\'))) => {
+                            word.extend(chars.next().map(|(_, c)| c));
+                        }
+                        c => word.push(c),
+                    }
+                }
+            }
+            c => word.get_or_insert_default().push(c),
+        }
+    }
+    lexed.in_word = word.is_some();
+    lexed.open.extend(word);
+    // The last command stays open (for completion) and is also complete.
+    if !lexed.open.is_empty() {
+        lexed.commands.push(Ok(Words {
+            words: lexed.open.clone(),
+            text: line[start..end].trim().to_owned(),
+        }));
+    }
+    lexed
+}
+
+impl Lexed {
+    fn close_command(&mut self, text: &str) {
+        let words = std::mem::take(&mut self.open);
+        if !words.is_empty() {
+            self.commands.push(Ok(Words {
+                words,
+                text: text.trim().to_owned(),
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(script: &str) -> Vec<Vec<String>> {
+        parse_script(script)
+            .into_iter()
+            .map(|command| command.expect("parses").words)
+            .collect()
+    }
+
+    #[test]
+    fn splits_words_like_a_shell() {
+        let cases: &[(&str, &[&[&str]])] = &[
+            ("cd photos", &[&["cd", "photos"]]),
+            ("  cd \t photos  ", &[&["cd", "photos"]]),
+            ("ul 'my file.jpg'", &[&["ul", "my file.jpg"]]),
+            (r#"ul "my file.jpg" x"#, &[&["ul", "my file.jpg", "x"]]),
+            (r"ul my\ file.jpg", &[&["ul", "my file.jpg"]]),
+            (r#"ul "say \"hi\"""#, &[&["ul", r#"say "hi""#]]),
+            (
+                r#"ul "back\\slash" "a\b""#,
+                &[&["ul", r"back\slash", r"a\b"]],
+            ),
+            (r"ul 'it\s' literal", &[&["ul", r"it\s", "literal"]]),
+            (r#"mv a"b c"d 'e'"f""#, &[&["mv", "ab cd", "ef"]]),
+            (r#"rm """#, &[&["rm", ""]]),
+            ("ul 📷.jpg", &[&["ul", "📷.jpg"]]),
+            (r"cd trailing\", &[&["cd", r"trailing\"]]),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(words(line), *expected, "{line}");
+        }
+    }
+
+    #[test]
+    fn separates_commands_and_skips_comments_and_blanks() {
+        let script =
+            "mkdir x; cd x ;; ul a.jpg\n\n  # a comment\ninfo a.jpg # size\nrm 'a;b' \"c#d\" e#f";
+        assert_eq!(
+            words(script),
+            [
+                vec!["mkdir", "x"],
+                vec!["cd", "x"],
+                vec!["ul", "a.jpg"],
+                vec!["info", "a.jpg"],
+                vec!["rm", "a;b", "c#d", "e#f"],
+            ]
+        );
+    }
+
+    #[test]
+    fn keeps_each_commands_text_for_messages() {
+        let texts: Vec<String> = parse_script("mkdir x;  cd 'my dir'  ; dl a # c")
+            .into_iter()
+            .map(|command| command.unwrap().text)
+            .collect();
+        assert_eq!(texts, ["mkdir x", "cd 'my dir'", "dl a"]);
+    }
+
+    #[test]
+    fn an_unclosed_quote_fails_its_line_only() {
+        let commands = parse_script("cd a\nul \"open\nrm b");
+        assert_eq!(commands.len(), 3);
+        assert_eq!(commands[0].as_ref().unwrap().words, ["cd", "a"]);
+        assert_eq!(
+            commands[1],
+            Err(LineError {
+                reason: "unclosed quote",
+                text: "ul \"open".into()
+            })
+        );
+        assert_eq!(commands[2].as_ref().unwrap().words, ["rm", "b"]);
+        assert!(parse_script("cd 'x").first().unwrap().is_err());
+    }
+
+    #[test]
+    fn an_empty_script_has_no_commands() {
+        assert!(parse_script("").is_empty());
+        assert!(parse_script(" ; ;\n# only a comment\n").is_empty());
+    }
+
+    #[test]
+    fn finds_the_word_under_the_cursor() {
+        let cases: &[(&str, &[&str], usize)] = &[
+            ("", &[], 0),
+            ("u", &["u"], 0),
+            ("ul ", &["ul"], 1),
+            ("ul my\\ fi", &["ul", "my fi"], 1),
+            ("ul \"my fi", &["ul", "my fi"], 1),
+            ("cd x; dl a ", &["dl", "a"], 2),
+            ("cd x;", &[], 0),
+        ];
+        for (before, words, index) in cases {
+            let (found, at) = words_before_cursor(before);
+            assert_eq!(
+                (found, at),
+                (words.iter().map(|w| w.to_string()).collect(), *index),
+                "{before:?}"
+            );
+        }
+    }
+}
