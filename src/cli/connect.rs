@@ -29,12 +29,12 @@ use super::shell::{self, Shell};
 /// 130 interrupted.
 ///
 /// Examples:
-///   miniftp connect                              shell on 127.0.0.1:65438
-///   miniftp connect files.lan:7000               shell on another server
-///   miniftp connect -c 'mkdir x; cd x; ul a.jpg'  run commands, then leave
-///   miniftp connect -b backup.txt --keep-going   run a file of commands
+///   miniftp connect                                shell on 127.0.0.1:65438
+///   miniftp connect files.lan:7000                 shell on another server
+///   miniftp connect -c 'mkdir x; cd x; ul a.jpg'   run commands, then leave
+///   miniftp connect -b backup.txt --keep-going     run a file of commands
 ///   printf 'cd x\ndl a.jpg\n' | miniftp connect -b -
-///   miniftp connect old-server --timeout 5       give up after 5 s of silence
+///   miniftp connect old-server --timeout 5         give up after 5 s of silence
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ConnectArgs {

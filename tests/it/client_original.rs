@@ -21,14 +21,14 @@ const PAUSE: Duration = Duration::from_millis(20);
 
 /// A server that behaves like the original, on port 0 in a temporary
 /// directory. Dropping it stops it.
-struct OriginalServer {
-    address: SocketAddr,
-    root: TempDir,
+pub struct OriginalServer {
+    pub address: SocketAddr,
+    pub root: TempDir,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl OriginalServer {
-    async fn start() -> OriginalServer {
+    pub async fn start() -> OriginalServer {
         let root = TempDir::new().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

@@ -5,6 +5,7 @@ mod support;
 
 mod client_operations;
 mod client_original;
+mod client_script;
 
 mod extended_protocol;
 

@@ -1,0 +1,240 @@
+//! `miniftp connect -c` and `-b` through the real binary: outputs and exit
+//! codes for success, a failing command, `--keep-going`, a refused or
+//! silent server; and the generated help, completions and man page.
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use assert_cmd::assert::Assert;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+use crate::client_original::OriginalServer;
+use crate::support::{TestServer, pseudo_random_bytes, sha256, sha256_file};
+
+/// The binary, in `dir`, with a bound on how long it may run.
+fn miniftp(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_miniftp"));
+    command
+        .current_dir(dir)
+        .env("XDG_DATA_HOME", dir)
+        .timeout(Duration::from_secs(60));
+    command
+}
+
+/// Runs the binary off the runtime, so that the in-process server serves it.
+async fn run(mut command: Command) -> Assert {
+    tokio::task::spawn_blocking(move || command.assert())
+        .await
+        .unwrap()
+}
+
+fn stdout(assert: &Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
+}
+
+fn stderr(assert: &Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_runs_every_command_and_prints_plain_lines() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let data = pseudo_random_bytes(200_000, 9);
+    std::fs::write(local.path().join("a.jpg"), &data).unwrap();
+
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "-c",
+        "mkdir x; cd x; ul a.jpg; info a.jpg; dl a.jpg 'b c.jpg'; mv a.jpg 'new name.jpg'",
+    ]);
+    let assert = run(command).await.success();
+    let out = stdout(&assert);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with("uploaded a.jpg -> a.jpg: 195.3 KiB (200000 bytes) in "),
+        "{out}"
+    );
+    assert_eq!(lines[1], "a.jpg: 200000 bytes");
+    assert!(
+        lines[2].starts_with("downloaded a.jpg -> b c.jpg: 195.3 KiB (200000 bytes) in "),
+        "{out}"
+    );
+    assert_eq!(stderr(&assert), "");
+    assert_eq!(sha256(&server.read("x/new name.jpg")), sha256(&data));
+    assert_eq!(sha256_file(&local.path().join("b c.jpg")), sha256(&data));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_command_stops_the_script_with_exit_code_1() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "-c",
+        "mkdir x; cd nowhere; mkdir y",
+    ]);
+    let assert = run(command).await.code(1);
+    assert_eq!(
+        stderr(&assert),
+        "miniftp: cd nowhere: no such file or directory: nowhere\n"
+    );
+    assert_eq!(server.visible_entries("/"), ["x"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_going_runs_the_rest_and_still_exits_1() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "--keep-going",
+        "-c",
+        "mkdir x; cd nowhere; ul missing.jpg; frobnicate; mkdir y",
+    ]);
+    let assert = run(command).await.code(1);
+    let err = stderr(&assert);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert_eq!(
+        lines[0],
+        "miniftp: cd nowhere: no such file or directory: nowhere"
+    );
+    assert!(
+        lines[1].starts_with("miniftp: ul missing.jpg: missing.jpg: No such file"),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("miniftp: frobnicate: unknown command: frobnicate"),
+        "{err}"
+    );
+    assert_eq!(server.visible_entries("/"), ["x", "y"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_file_and_standard_input() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let script = local.path().join("commands.txt");
+    std::fs::write(
+        &script,
+        "# make a tree\nmkdir 'a dir'\ncd \"a dir\"\n\nmkdir sub # trailing comment\n",
+    )
+    .unwrap();
+    let mut command = miniftp(local.path());
+    command.args(["connect", &server.address.to_string(), "-b"]);
+    command.arg(&script);
+    run(command).await.success().stdout("").stderr("");
+    assert_eq!(server.visible_entries("a dir"), ["sub"]);
+
+    let mut command = miniftp(local.path());
+    command
+        .args(["connect", &server.address.to_string(), "-b", "-"])
+        .write_stdin("cd 'a dir'\nrm sub\ninfo sub\n");
+    let assert = run(command).await.code(1);
+    assert!(
+        stderr(&assert).starts_with("miniftp: info sub: no such file or directory: sub"),
+        "{}",
+        stderr(&assert)
+    );
+    assert_eq!(server.visible_entries("a dir"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_syntax_error_names_the_line() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command.args(["connect", &server.address.to_string(), "-c", "cd 'x"]);
+    run(command)
+        .await
+        .code(1)
+        .stderr("miniftp: cd 'x: unclosed quote\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_connection_exits_2() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command.args(["connect", &address, "-c", "mkdir x"]);
+    let assert = run(command).await.code(2).stdout("");
+    let err = stderr(&assert);
+    assert!(
+        err.starts_with(&format!("miniftp: cannot connect to {address}: ")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_original_server_times_out_with_exit_2() {
+    let server = OriginalServer::start().await;
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "--timeout",
+        "0.3",
+        "-c",
+        "mkdir made; cd missing; mkdir never",
+    ]);
+    let assert = run(command).await.code(2);
+    assert_eq!(
+        stderr(&assert),
+        "miniftp: cd missing: the server sent nothing for 0.3 s; the connection was dropped\n"
+    );
+    assert!(server.root.path().join("made").is_dir());
+    assert!(!server.root.path().join("never").exists());
+}
+
+#[test]
+fn every_subcommand_has_help_with_examples() {
+    let dir = TempDir::new().unwrap();
+    for subcommand in ["serve", "connect", "completions", "man"] {
+        let assert = miniftp(dir.path())
+            .args([subcommand, "--help"])
+            .assert()
+            .success();
+        assert!(stdout(&assert).contains("Examples:"), "{subcommand}");
+    }
+    let assert = miniftp(dir.path()).arg("--help").assert().success();
+    assert!(stdout(&assert).contains("connect"));
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let dir = TempDir::new().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let assert = miniftp(dir.path())
+            .args(["completions", shell])
+            .assert()
+            .success();
+        let script = stdout(&assert);
+        assert!(
+            script.contains("connect") && script.contains("keep-going"),
+            "{shell}"
+        );
+    }
+    let assert = miniftp(dir.path()).arg("man").assert().success();
+    let page = stdout(&assert);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH miniftp"),
+        "{page}"
+    );
+    assert!(page.contains("connect"));
+    miniftp(dir.path())
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+}
