@@ -6,6 +6,7 @@ mod support;
 mod client_operations;
 mod client_original;
 mod client_script;
+mod client_shell;
 
 mod extended_protocol;
 

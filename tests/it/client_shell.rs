@@ -1,0 +1,320 @@
+//! The interactive shell through a pseudo-terminal: the prompt, tab
+//! completion, history (also across sessions), a transfer and its summary,
+//! Ctrl-C at the prompt and during a transfer, Ctrl-D.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use expectrl::process::unix::WaitStatus;
+use expectrl::session::OsSession;
+use expectrl::{ControlCode, Eof, Expect, Session};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::support::{TestServer, pseudo_random_bytes};
+
+const UP: &str = "\x1b[A";
+
+/// The shell on `address`, in `local`, keeping its history under `data`.
+fn spawn_shell(address: SocketAddr, local: &Path, data: &Path) -> OsSession {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_miniftp"));
+    command
+        .args(["connect", &address.to_string()])
+        .current_dir(local)
+        .env("XDG_DATA_HOME", data)
+        .env("TERM", "xterm");
+    let mut shell = Session::spawn(command).expect("spawn the shell");
+    shell.set_expect_timeout(Some(Duration::from_secs(30)));
+    shell
+}
+
+fn expect(shell: &mut OsSession, text: &str) {
+    if let Err(error) = shell.expect(text) {
+        panic!("expected {text:?}: {error}");
+    }
+}
+
+/// Ctrl-D at the prompt ends the shell with exit code 0. Call it just
+/// after the prompt was seen: keys typed while a command runs reach a
+/// terminal in cooked mode, where Ctrl-D and Ctrl-C are not characters.
+fn leave(mut shell: OsSession) {
+    shell.send(ControlCode::EndOfTransmission).unwrap();
+    expect_eof(&mut shell);
+    let status = shell.get_process().wait().unwrap();
+    assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
+}
+
+fn expect_eof(shell: &mut OsSession) {
+    if let Err(error) = shell.expect(Eof) {
+        panic!("expected the end: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_with_completion_history_and_a_transfer() {
+    let server = TestServer::start().await;
+    server.write("remote.txt", b"hello");
+    let local = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    std::fs::write(
+        local.path().join("my photo.jpg"),
+        pseudo_random_bytes(100_000, 11),
+    )
+    .unwrap();
+    let address = server.address;
+    let (local_path, data_path) = (local.path().to_owned(), data.path().to_owned());
+
+    tokio::task::spawn_blocking(move || {
+        let mut shell = spawn_shell(address, &local_path, &data_path);
+        expect(&mut shell, "Current directory: /");
+        expect(&mut shell, "remote.txt");
+        expect(&mut shell, "miniftp:/> ");
+        shell.send("mkdir d\r").unwrap();
+        expect(&mut shell, "miniftp:/> ");
+        shell.send("cd d\r").unwrap();
+        expect(&mut shell, "miniftp:/d> ");
+
+        // Tab completes a local path, escaping its space.
+        shell.send("ul my").unwrap();
+        shell.send("\t").unwrap();
+        expect(&mut shell, r"my\ photo.jpg");
+        shell.send("\r").unwrap();
+        expect(
+            &mut shell,
+            "uploaded my photo.jpg -> my photo.jpg: 97.7 KiB (100000 bytes) in ",
+        );
+        expect(&mut shell, "miniftp:/d> ");
+
+        // A server refusal is shown and the shell goes on.
+        shell.send("cd nowhere\r").unwrap();
+        expect(&mut shell, "error: no such file or directory: nowhere");
+        expect(&mut shell, "miniftp:/d> ");
+
+        // The up arrow recalls the upload; running it again replaces the file.
+        shell.send(UP).unwrap();
+        shell.send(UP).unwrap();
+        expect(&mut shell, r"ul my\ photo.jpg");
+        shell.send("\r").unwrap();
+        expect(&mut shell, "uploaded my photo.jpg -> my photo.jpg: ");
+
+        // Ctrl-C at the prompt clears the line.
+        shell.send("garbage").unwrap();
+        expect(&mut shell, "garbage");
+        shell.send(ControlCode::EndOfText).unwrap();
+        expect(&mut shell, "miniftp:/d> ");
+        shell.send("info 'my photo.jpg'\r").unwrap();
+        expect(&mut shell, "my photo.jpg: 100000 bytes");
+        expect(&mut shell, "miniftp:/d> ");
+        leave(shell);
+
+        // The history outlives the session.
+        let mut shell = spawn_shell(address, &local_path, &data_path);
+        expect(&mut shell, "miniftp:/> ");
+        shell.send(UP).unwrap();
+        expect(&mut shell, "info 'my photo.jpg'");
+        shell.send("\x15cd d\r").unwrap();
+        expect(&mut shell, "miniftp:/d> ");
+        leave(shell);
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(server.visible_entries("d"), ["my photo.jpg"]);
+    let history = std::fs::read_to_string(data.path().join("miniftp/history")).unwrap();
+    assert!(history.contains("cd nowhere"), "{history}");
+    assert!(!history.contains("garbage"), "{history}");
+}
+
+/// A TCP proxy to `upstream` that, on its first connection only, stops
+/// forwarding one direction after `limit` bytes, until released.
+struct StallingProxy {
+    address: SocketAddr,
+    stalled: Arc<Notify>,
+    release: Arc<Notify>,
+}
+
+#[derive(Clone, Copy)]
+enum Stall {
+    ToClient,
+    ToServer,
+}
+
+impl StallingProxy {
+    async fn start(upstream: SocketAddr, stall: Stall, limit: u64) -> StallingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stalled = Arc::new(Notify::new());
+        let release = Arc::new(Notify::new());
+        let (stalled_task, release_task) = (stalled.clone(), release.clone());
+        tokio::spawn(async move {
+            let first = AtomicBool::new(true);
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(upstream).await.unwrap();
+                let limit = first.swap(false, Ordering::SeqCst).then_some(limit);
+                let (stalled, release) = (stalled_task.clone(), release_task.clone());
+                tokio::spawn(async move {
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let (to_client_limit, to_server_limit) = match stall {
+                        Stall::ToClient => (limit, None),
+                        Stall::ToServer => (None, limit),
+                    };
+                    let to_client = forward(server_read, client_write, to_client_limit, &stalled);
+                    let to_server = forward(client_read, server_write, to_server_limit, &stalled);
+                    tokio::select! {
+                        _ = async { tokio::join!(to_client, to_server) } => {}
+                        _ = release.notified() => {}
+                    }
+                });
+            }
+        });
+        StallingProxy {
+            address,
+            stalled,
+            release,
+        }
+    }
+}
+
+/// Copies until EOF, or stops for good after `limit` bytes.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    limit: Option<u64>,
+    stalled: &Notify,
+) {
+    let mut copied = 0u64;
+    let mut buffer = vec![0u8; 16 << 10];
+    loop {
+        if limit.is_some_and(|limit| copied >= limit) {
+            stalled.notify_one();
+            std::future::pending::<()>().await;
+        }
+        let want = match limit {
+            Some(limit) => buffer.len().min((limit - copied) as usize),
+            None => buffer.len(),
+        };
+        match from.read(&mut buffer[..want]).await {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown().await;
+                return;
+            }
+            Ok(read) => {
+                if to.write_all(&buffer[..read]).await.is_err() {
+                    return;
+                }
+                copied += read as u64;
+            }
+        }
+    }
+}
+
+/// Names in a local directory, sorted.
+fn local_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_cancels_a_download_and_the_shell_goes_on_in_the_same_directory() {
+    let server = TestServer::start().await;
+    server.write("sub/big.bin", &pseudo_random_bytes(8 << 20, 12));
+    let proxy = StallingProxy::start(server.address, Stall::ToClient, 1 << 20).await;
+    let local = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let (address, local_path, data_path) = (
+        proxy.address,
+        local.path().to_owned(),
+        data.path().to_owned(),
+    );
+
+    let mut shell = tokio::task::spawn_blocking(move || {
+        let mut shell = spawn_shell(address, &local_path, &data_path);
+        shell.send("cd sub\r").unwrap();
+        expect(&mut shell, "miniftp:/sub> ");
+        shell.send("dl big.bin\r").unwrap();
+        shell
+    })
+    .await
+    .unwrap();
+    proxy.stalled.notified().await;
+    assert!(local_entries(local.path())[0].ends_with(".part"));
+
+    let local_path = local.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        shell.send(ControlCode::EndOfText).unwrap();
+        expect(&mut shell, "cancelled");
+        expect(&mut shell, "reconnected; remote directory /sub");
+        expect(&mut shell, "miniftp:/sub> ");
+        assert_eq!(local_entries(&local_path), Vec::<String>::new());
+        shell.send("info big.bin\r").unwrap();
+        expect(&mut shell, "big.bin: 8388608 bytes");
+        expect(&mut shell, "miniftp:/sub> ");
+        leave(shell);
+    })
+    .await
+    .unwrap();
+    proxy.release.notify_one();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_cancels_an_upload_and_nothing_appears_on_the_server() {
+    let server = TestServer::start().await;
+    server.write("sub/old.bin", b"old");
+    let proxy = StallingProxy::start(server.address, Stall::ToServer, 1 << 20).await;
+    let local = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    std::fs::write(
+        local.path().join("big.bin"),
+        pseudo_random_bytes(64 << 20, 13),
+    )
+    .unwrap();
+    let (address, local_path, data_path) = (
+        proxy.address,
+        local.path().to_owned(),
+        data.path().to_owned(),
+    );
+
+    let mut shell = tokio::task::spawn_blocking(move || {
+        let mut shell = spawn_shell(address, &local_path, &data_path);
+        shell.send("cd sub\r").unwrap();
+        expect(&mut shell, "miniftp:/sub> ");
+        shell.send("ul big.bin old.bin\r").unwrap();
+        shell
+    })
+    .await
+    .unwrap();
+    proxy.stalled.notified().await;
+
+    shell = tokio::task::spawn_blocking(move || {
+        shell.send(ControlCode::EndOfText).unwrap();
+        expect(&mut shell, "cancelled");
+        expect(&mut shell, "reconnected; remote directory /sub");
+        expect(&mut shell, "miniftp:/sub> ");
+        shell
+    })
+    .await
+    .unwrap();
+    // The server sees the cancelled upload end mid-payload.
+    proxy.release.notify_one();
+    tokio::task::spawn_blocking(move || {
+        shell.send("info old.bin\r").unwrap();
+        expect(&mut shell, "old.bin: 3 bytes");
+        expect(&mut shell, "miniftp:/sub> ");
+        leave(shell);
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.read("sub/old.bin"), b"old");
+    assert_eq!(server.visible_entries("sub"), ["old.bin"]);
+}
