@@ -3,7 +3,7 @@
 //! else on the client side speaks the wire. It knows no terminal: progress
 //! is reported through a callback.
 //!
-//! The client speaks the classic token protocol ([`classic`]); every
+//! The client speaks the classic token protocol (module `classic`); every
 //! operation goes through the private `Transport`, which is where a second
 //! protocol (the extended one) will slot in behind the same methods.
 
