@@ -59,7 +59,7 @@ pub fn run(mut shell: Shell) -> anyhow::Result<ExitCode> {
                 }
                 Err(failure) => {
                     eprintln!("error: {failure}");
-                    if !recover(&mut shell, &failure) {
+                    if !recover(&mut shell) {
                         return Ok(ExitCode::from(2));
                     }
                     // The rest of the line assumed this command worked.
@@ -72,10 +72,10 @@ pub fn run(mut shell: Shell) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// After a failure, reconnects if the connection is gone; whether the
-/// shell can go on.
-fn recover(shell: &mut Shell, failure: &Failure) -> bool {
-    if shell.is_connected() && !matches!(failure, Failure::Cancelled) {
+/// After a failure, reconnects if the connection is gone (lost, or
+/// dropped by a cancelled command); whether the shell can go on.
+fn recover(shell: &mut Shell) -> bool {
+    if shell.is_connected() {
         return true;
     }
     eprintln!("reconnecting...");
