@@ -167,7 +167,7 @@ def main():
         with open(sample, "wb") as f:
             f.write(os.urandom(100_000))
 
-        ours, port = start_ours(root)
+        ours, port = start_ours(root, "--max-connections", str(idle + 100))
         try:
             t_ours = readme_session_seconds(port, sample, rounds)
             idle_rss = rss_kib(ours.pid, "VmRSS")
