@@ -258,7 +258,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Reads a message body whose length a header announced (and bounded).
     pub async fn read_body(&mut self, length: u64) -> Result<Bytes, ConnectionError> {
-        let length = usize::try_from(length).map_err(|_| ConnectionError::TooLong { limit: usize::MAX })?;
+        let length =
+            usize::try_from(length).map_err(|_| ConnectionError::TooLong { limit: usize::MAX })?;
         while self.buffer.len() < length {
             if self.fill().await? == 0 {
                 return Err(ConnectionError::ClosedMidMessage);
@@ -283,7 +284,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if self.buffer.is_empty() && self.fill_up_to(remaining).await? == 0 {
                 return Err(ConnectionError::ClosedMidMessage);
             }
-            let take = self.buffer.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let take = self
+                .buffer
+                .len()
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
             let chunk = self.buffer.split_to(take);
             remaining -= take as u64;
             inspect(&chunk);
@@ -296,7 +300,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Reads with a larger buffer when much data is expected.
     async fn fill_up_to(&mut self, expected: u64) -> io::Result<usize> {
-        let want = usize::try_from(expected).unwrap_or(usize::MAX).clamp(READ_CHUNK, DATA_CHUNK);
+        let want = usize::try_from(expected)
+            .unwrap_or(usize::MAX)
+            .clamp(READ_CHUNK, DATA_CHUNK);
         self.buffer.reserve(want);
         self.fill().await
     }

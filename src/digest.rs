@@ -84,6 +84,10 @@ mod tests {
         let mut hasher = Hasher::new();
         hash_prefix(&mut &data[..], 4, &mut hasher).await.unwrap();
         assert_eq!(hasher.finalize(), blake3::hash(b"0123"));
-        assert!(hash_prefix(&mut &data[..], 11, &mut Hasher::new()).await.is_err());
+        assert!(
+            hash_prefix(&mut &data[..], 11, &mut Hasher::new())
+                .await
+                .is_err()
+        );
     }
 }

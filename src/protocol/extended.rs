@@ -341,9 +341,9 @@ impl Message {
         let start = out.len();
         out.put_slice(&[0u8; HEADER_LEN]);
         match self {
-            Message::ChangeDirectory { path }
-            | Message::Stat { path }
-            | Message::List { path } => put_text(out, path),
+            Message::ChangeDirectory { path } | Message::Stat { path } | Message::List { path } => {
+                put_text(out, path)
+            }
             Message::MakeDirectory { path, parents } => {
                 put_text(out, path);
                 out.put_u8(u8::from(*parents));
@@ -532,14 +532,18 @@ mod tests {
     }
 
     fn entry_strategy() -> impl Strategy<Value = EntryInfo> {
-        (any::<String>(), any::<bool>(), any::<u64>(), any::<Option<i64>>()).prop_map(
-            |(name, is_directory, size, modified)| EntryInfo {
+        (
+            any::<String>(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<Option<i64>>(),
+        )
+            .prop_map(|(name, is_directory, size, modified)| EntryInfo {
                 name,
                 is_directory,
                 size,
                 modified,
-            },
-        )
+            })
     }
 
     fn message_strategy() -> impl Strategy<Value = Message> {
@@ -554,7 +558,8 @@ mod tests {
             any::<String>().prop_map(|path| Message::List { path }),
             (any::<String>(), any::<u64>(), any::<bool>())
                 .prop_map(|(path, size, resume)| Message::Upload { path, size, resume }),
-            (any::<String>(), any::<u64>()).prop_map(|(path, offset)| Message::Download { path, offset }),
+            (any::<String>(), any::<u64>())
+                .prop_map(|(path, offset)| Message::Download { path, offset }),
             any::<[u8; 32]>().prop_map(|digest| Message::End { digest }),
             any::<String>().prop_map(|directory| Message::Done { directory }),
             any::<String>().prop_map(|message| Message::Failed {
@@ -564,7 +569,8 @@ mod tests {
             entry_strategy().prop_map(Message::Entry),
             proptest::collection::vec(entry_strategy(), 0..20).prop_map(Message::Listing),
             any::<u64>().prop_map(|offset| Message::UploadFrom { offset }),
-            (any::<u64>(), any::<u64>()).prop_map(|(size, offset)| Message::Sending { size, offset }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(size, offset)| Message::Sending { size, offset }),
         ]
     }
 
@@ -607,7 +613,10 @@ mod tests {
             id: 1,
             length: MAX_MESSAGE_LEN + 1,
         };
-        assert_eq!(Header::decode(&header.encode()), Err(FrameError::TooLong(MAX_MESSAGE_LEN + 1)));
+        assert_eq!(
+            Header::decode(&header.encode()),
+            Err(FrameError::TooLong(MAX_MESSAGE_LEN + 1))
+        );
         let data = Header {
             kind: Kind::Data,
             id: 1,
@@ -620,7 +629,10 @@ mod tests {
     fn a_listing_count_beyond_the_body_is_refused_before_allocating() {
         let mut body = BytesMut::new();
         body.put_u32(u32::MAX);
-        assert_eq!(Message::decode(Kind::Listing, &body), Err(FrameError::Truncated));
+        assert_eq!(
+            Message::decode(Kind::Listing, &body),
+            Err(FrameError::Truncated)
+        );
     }
 
     #[test]
@@ -628,18 +640,30 @@ mod tests {
         let mut out = BytesMut::new();
         Message::Stat { path: "a".into() }.encode(1, &mut out);
         out.put_u8(0);
-        assert_eq!(Message::decode(Kind::Stat, &out[HEADER_LEN..]), Err(FrameError::Trailing));
+        assert_eq!(
+            Message::decode(Kind::Stat, &out[HEADER_LEN..]),
+            Err(FrameError::Trailing)
+        );
         let mut body = BytesMut::new();
         put_text(&mut body, "a");
         body.put_u8(2);
-        assert_eq!(Message::decode(Kind::Remove, &body), Err(FrameError::InvalidValue));
-        assert_eq!(Header::decode(&[0xee; HEADER_LEN]), Err(FrameError::UnknownKind(0xee)));
+        assert_eq!(
+            Message::decode(Kind::Remove, &body),
+            Err(FrameError::InvalidValue)
+        );
+        assert_eq!(
+            Header::decode(&[0xee; HEADER_LEN]),
+            Err(FrameError::UnknownKind(0xee))
+        );
     }
 
     #[test]
     fn the_sample_session_bytes_in_the_docs_are_right() {
         let mut out = BytesMut::new();
-        Message::Stat { path: "a.jpg".into() }.encode(1, &mut out);
+        Message::Stat {
+            path: "a.jpg".into(),
+        }
+        .encode(1, &mut out);
         assert_eq!(
             &out[..],
             b"\x05\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x09\x00\x00\x00\x05a.jpg"

@@ -1,4 +1,4 @@
-//! The server: accepts connections and runs one [`session`] task for each.
+//! The server: accepts connections and runs one session task for each.
 //!
 //! Shutdown is an argument: when the token is cancelled the server stops
 //! accepting, idle sessions close, commands in flight get a grace period.

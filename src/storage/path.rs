@@ -91,6 +91,11 @@ impl VirtualPath {
         self.components.starts_with(&ancestor.components)
     }
 
+    /// The names from the root down, one per component.
+    pub fn components(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.components.iter().map(String::as_str)
+    }
+
     /// The path relative to the root directory capability (`.` for the root).
     pub fn relative(&self) -> PathBuf {
         if self.is_root() {

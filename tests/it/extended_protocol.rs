@@ -21,7 +21,10 @@ struct FrameClient {
 impl FrameClient {
     async fn connect(server: &TestServer) -> FrameClient {
         let mut classic = RawClient::connect(server.address).await;
-        assert_eq!(classic.command(&upgrade_request()).await, upgrade_accepted());
+        assert_eq!(
+            classic.command(&upgrade_request()).await,
+            upgrade_accepted()
+        );
         FrameClient {
             connection: classic.connection,
             next_id: 1,
@@ -51,7 +54,12 @@ impl FrameClient {
 
     /// Reads one non-data frame.
     async fn receive(&mut self) -> (u32, Message) {
-        let header = self.connection.read_header().await.unwrap().expect("a frame");
+        let header = self
+            .connection
+            .read_header()
+            .await
+            .unwrap()
+            .expect("a frame");
         assert_ne!(header.kind, Kind::Data, "unexpected data frame");
         let body = self.connection.read_body(header.length).await.unwrap();
         (header.id, Message::decode(header.kind, &body).unwrap())
@@ -88,7 +96,11 @@ impl FrameClient {
     }
 
     /// Downloads from `offset`; returns the bytes and the digest sent.
-    async fn download(&mut self, path: &str, offset: u64) -> Result<(Vec<u8>, [u8; DIGEST_LEN]), Message> {
+    async fn download(
+        &mut self,
+        path: &str,
+        offset: u64,
+    ) -> Result<(Vec<u8>, [u8; DIGEST_LEN]), Message> {
         let id = self.id();
         self.send(
             id,
@@ -161,8 +173,13 @@ async fn directories_listing_and_stat() {
         path: "x".into(),
         parents: false,
     };
-    assert_eq!(failure_code(&client.request(strict).await), ErrorCode::AlreadyExists);
-    let moved = client.request(Message::ChangeDirectory { path: "x/y".into() }).await;
+    assert_eq!(
+        failure_code(&client.request(strict).await),
+        ErrorCode::AlreadyExists
+    );
+    let moved = client
+        .request(Message::ChangeDirectory { path: "x/y".into() })
+        .await;
     assert_eq!(moved, done("/x/y"));
 
     let listing = client.request(Message::List { path: "/".into() }).await;
@@ -175,14 +192,29 @@ async fn directories_listing_and_stat() {
         .collect();
     assert_eq!(names, [("x", true, 0), ("b.txt", false, 5)]);
     assert!(entries[1].modified.is_some());
-    assert_eq!(client.receive().await.1, done("/x/y"), "a listing ends with done");
+    assert_eq!(
+        client.receive().await.1,
+        done("/x/y"),
+        "a listing ends with done"
+    );
 
-    let stat = client.request(Message::Stat { path: "/b.txt".into() }).await;
+    let stat = client
+        .request(Message::Stat {
+            path: "/b.txt".into(),
+        })
+        .await;
     let Message::Entry(entry) = stat else {
         panic!("expected an entry, got {stat:?}");
     };
-    assert_eq!((entry.name.as_str(), entry.size, entry.is_directory), ("b.txt", 5, false));
-    let missing = client.request(Message::Stat { path: "nope".into() }).await;
+    assert_eq!(
+        (entry.name.as_str(), entry.size, entry.is_directory),
+        ("b.txt", 5, false)
+    );
+    let missing = client
+        .request(Message::Stat {
+            path: "nope".into(),
+        })
+        .await;
     assert_eq!(failure_code(&missing), ErrorCode::NotFound);
 }
 
@@ -196,7 +228,10 @@ async fn recursive_remove_takes_the_tree_and_keeps_the_root() {
         path: "tree".into(),
         recursive: false,
     };
-    assert_eq!(failure_code(&client.request(plain).await), ErrorCode::NotEmpty);
+    assert_eq!(
+        failure_code(&client.request(plain).await),
+        ErrorCode::NotEmpty
+    );
     let recursive = Message::Remove {
         path: "tree".into(),
         recursive: true,
@@ -207,12 +242,18 @@ async fn recursive_remove_takes_the_tree_and_keeps_the_root() {
         path: "/".into(),
         recursive: true,
     };
-    assert_eq!(failure_code(&client.request(root).await), ErrorCode::PermissionDenied);
+    assert_eq!(
+        failure_code(&client.request(root).await),
+        ErrorCode::PermissionDenied
+    );
     let escape = Message::Remove {
         path: ".miniftp".into(),
         recursive: true,
     };
-    assert_eq!(failure_code(&client.request(escape).await), ErrorCode::InvalidPath);
+    assert_eq!(
+        failure_code(&client.request(escape).await),
+        ErrorCode::InvalidPath
+    );
     assert!(server.path(".miniftp").exists());
 }
 
@@ -221,7 +262,10 @@ async fn a_file_containing_the_token_travels_intact() {
     let server = TestServer::start().await;
     let mut classic = RawClient::connect(server.address).await;
     let token = *classic.connection.token().as_bytes();
-    assert_eq!(classic.command(&upgrade_request()).await, upgrade_accepted());
+    assert_eq!(
+        classic.command(&upgrade_request()).await,
+        upgrade_accepted()
+    );
     let mut client = FrameClient {
         connection: classic.connection,
         next_id: 1,
@@ -239,7 +283,10 @@ async fn a_file_containing_the_token_travels_intact() {
 async fn transfers_of_many_sizes_round_trip() {
     let server = TestServer::start().await;
     let mut client = FrameClient::connect(&server).await;
-    for (index, size) in [0usize, 1, 13, 65_536, 1_048_579, 5_000_000].into_iter().enumerate() {
+    for (index, size) in [0usize, 1, 13, 65_536, 1_048_579, 5_000_000]
+        .into_iter()
+        .enumerate()
+    {
         let data = pseudo_random_bytes(size, index as u64);
         let name = format!("file{index}");
         assert_eq!(client.upload(&name, &data).await, done("/"));
@@ -320,9 +367,19 @@ async fn an_interrupted_upload_resumes_where_it_stopped() {
             // Half-close: to the server this looks like a killed client.
             client.connection.close_gracefully(Duration::ZERO).await;
             // Wait until the server has seen the end of this connection.
-            assert!(client.connection.read_header().await.map(|h| h.is_none()).unwrap_or(true));
+            assert!(
+                client
+                    .connection
+                    .read_header()
+                    .await
+                    .map(|h| h.is_none())
+                    .unwrap_or(true)
+            );
         }
-        assert!(!server.exists(&name), "nothing visible after the cut at {cut}");
+        assert!(
+            !server.exists(&name),
+            "nothing visible after the cut at {cut}"
+        );
         let mut client = FrameClient::connect(&server).await;
         let id = client.id();
         let upload = Message::Upload {
@@ -339,7 +396,10 @@ async fn an_interrupted_upload_resumes_where_it_stopped() {
         client.send_data(id, &data[offset as usize..]).await;
         client.send(id, Message::End { digest }).await;
         assert_eq!(client.receive().await.1, done("/"));
-        assert!(server.read(&name) == data, "identical after resume at {cut}");
+        assert!(
+            server.read(&name) == data,
+            "identical after resume at {cut}"
+        );
     }
 }
 
@@ -384,10 +444,17 @@ async fn pipelined_requests_are_answered_in_order() {
 async fn a_malformed_frame_gets_an_error_before_the_close() {
     let server = TestServer::start().await;
     let mut client = FrameClient::connect(&server).await;
-    client.connection.write_raw(&[0xee; HEADER_LEN]).await.unwrap();
+    client
+        .connection
+        .write_raw(&[0xee; HEADER_LEN])
+        .await
+        .unwrap();
     let (_, reply) = client.receive().await;
     assert_eq!(failure_code(&reply), ErrorCode::BadRequest);
-    assert!(client.connection.read_header().await.unwrap().is_none(), "then the server closes");
+    assert!(
+        client.connection.read_header().await.unwrap().is_none(),
+        "then the server closes"
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Session, describe_plainly};
 use crate::connection::ConnectionError;
-use crate::digest::{self, Digest, HashingReader, Hasher};
+use crate::digest::{self, Digest, Hasher, HashingReader};
 use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, MAX_MESSAGE_LEN, Message};
 use crate::storage::path::names_directory;
 use crate::storage::{Entry, EntryKind, StorageError, VirtualPath};
@@ -65,7 +65,11 @@ impl Session {
     }
 
     /// Handles one frame from the client, appending replies to `out`.
-    async fn serve_frame(&mut self, header: Header, out: &mut BytesMut) -> Result<(), ConnectionError> {
+    async fn serve_frame(
+        &mut self,
+        header: Header,
+        out: &mut BytesMut,
+    ) -> Result<(), ConnectionError> {
         let id = header.id;
         if header.kind == Kind::Data {
             // Data outside an upload (e.g. after a refused one): drop it.
@@ -104,7 +108,10 @@ impl Session {
             }
             // Only meaningful inside an upload.
             Message::End { .. } => Err((ErrorCode::BadRequest, "no upload in progress".to_owned())),
-            other => Err((ErrorCode::BadRequest, format!("{:?} is not a request", other.kind()))),
+            other => Err((
+                ErrorCode::BadRequest,
+                format!("{:?} is not a request", other.kind()),
+            )),
         };
         let elapsed = started.elapsed();
         match result {
@@ -135,7 +142,11 @@ impl Session {
         Ok(())
     }
 
-    async fn extended_make_directory(&mut self, argument: &str, parents: bool) -> Result<(), Failure> {
+    async fn extended_make_directory(
+        &mut self,
+        argument: &str,
+        parents: bool,
+    ) -> Result<(), Failure> {
         let target = self.extended_resolve(argument)?;
         let made = match parents {
             true => self.storage.make_directories(&target).await,
@@ -145,13 +156,23 @@ impl Session {
     }
 
     async fn extended_remove(&mut self, argument: &str, recursive: bool) -> Result<(), Failure> {
-        let last = argument.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        let last = argument
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
         if matches!(last, "." | "..") {
-            return Err((ErrorCode::BadRequest, describe_plainly(StorageError::RemoveDot, argument)));
+            return Err((
+                ErrorCode::BadRequest,
+                describe_plainly(StorageError::RemoveDot, argument),
+            ));
         }
         let target = self.extended_resolve(argument)?;
         if target.is_root() {
-            return Err((ErrorCode::PermissionDenied, describe_plainly(StorageError::RemoveRoot, argument)));
+            return Err((
+                ErrorCode::PermissionDenied,
+                describe_plainly(StorageError::RemoveRoot, argument),
+            ));
         }
         let removed = match recursive {
             true => self.storage.remove_tree(&target).await,
@@ -164,13 +185,21 @@ impl Session {
         let source = self.extended_resolve(from)?;
         let destination = self.extended_resolve(to)?;
         if source.is_root() {
-            return Err((ErrorCode::PermissionDenied, describe_plainly(StorageError::PermissionDenied, from)));
+            return Err((
+                ErrorCode::PermissionDenied,
+                describe_plainly(StorageError::PermissionDenied, from),
+            ));
         }
         self.storage
             .rename(&source, &destination, names_directory(to))
             .await
             .map(drop)
-            .map_err(|error| (code_of(&error), describe_plainly(error, &format!("{from} -> {to}"))))
+            .map_err(|error| {
+                (
+                    code_of(&error),
+                    describe_plainly(error, &format!("{from} -> {to}")),
+                )
+            })
     }
 
     async fn extended_stat(&mut self, argument: &str) -> Result<EntryInfo, Failure> {
@@ -184,7 +213,12 @@ impl Session {
     }
 
     /// Sends a directory's entries in as many listing frames as they need.
-    async fn extended_list(&mut self, argument: &str, id: u32, out: &mut BytesMut) -> Result<(), Failure> {
+    async fn extended_list(
+        &mut self,
+        argument: &str,
+        id: u32,
+        out: &mut BytesMut,
+    ) -> Result<(), Failure> {
         let target = self.extended_resolve(argument)?;
         let mut entries = self
             .storage
@@ -192,7 +226,8 @@ impl Session {
             .await
             .map_err(|error| (code_of(&error), describe_plainly(error, argument)))?;
         entries.sort_by(|a, b| {
-            (a.kind != EntryKind::Directory, a.name.as_bytes()).cmp(&(b.kind != EntryKind::Directory, b.name.as_bytes()))
+            (a.kind != EntryKind::Directory, a.name.as_bytes())
+                .cmp(&(b.kind != EntryKind::Directory, b.name.as_bytes()))
         });
         let mut batch = Vec::new();
         let mut batch_len = 0u64;
@@ -225,8 +260,16 @@ impl Session {
     ) -> Result<(), ConnectionError> {
         let started = std::time::Instant::now();
         let prepared = match self.extended_resolve(argument) {
-            Ok(_) if self.config.max_upload_size.is_some_and(|limit| size > limit) => {
-                Err((ErrorCode::TooLarge, describe_plainly(StorageError::TooLarge, argument)))
+            Ok(_)
+                if self
+                    .config
+                    .max_upload_size
+                    .is_some_and(|limit| size > limit) =>
+            {
+                Err((
+                    ErrorCode::TooLarge,
+                    describe_plainly(StorageError::TooLarge, argument),
+                ))
             }
             Ok(target) => self
                 .storage
@@ -302,12 +345,24 @@ impl Session {
                     }
                 }
                 _ => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected frame inside an upload").into());
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "unexpected frame inside an upload",
+                    )
+                    .into());
                 }
             }
         };
         let outcome = self
-            .finish_upload(upload, argument, size, received, sink_error, hasher.finalize().into(), digest)
+            .finish_upload(
+                upload,
+                argument,
+                size,
+                received,
+                sink_error,
+                hasher.finalize().into(),
+                digest,
+            )
             .await;
         let elapsed = started.elapsed();
         match outcome {
@@ -384,7 +439,11 @@ impl Session {
                     return Ok(());
                 }
                 _ => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected frame inside an upload").into());
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "unexpected frame inside an upload",
+                    )
+                    .into());
                 }
             }
         }
@@ -410,7 +469,14 @@ impl Session {
         };
         let (mut file, size) = match opened {
             Ok((_, size)) if offset > size => {
-                failed(out, id, (ErrorCode::BadRequest, format!("offset {offset} is past the end ({size} bytes): {argument}")));
+                failed(
+                    out,
+                    id,
+                    (
+                        ErrorCode::BadRequest,
+                        format!("offset {offset} is past the end ({size} bytes): {argument}"),
+                    ),
+                );
                 return Ok(());
             }
             Ok(opened) => opened,
@@ -439,7 +505,11 @@ impl Session {
             .write_from(&mut HashingReader::new(&mut limited, &mut hasher))
             .await?;
         if sent < size - offset {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank during download").into());
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank during download",
+            )
+            .into());
         }
         Message::End {
             digest: hasher.finalize().into(),
