@@ -63,12 +63,20 @@ pub enum PayloadShape {
 }
 
 impl PayloadShape {
-    /// The shape for a raw command message, valid or not.
+    /// The shape for a raw command message, valid or not. The verb is read
+    /// as [`Request::parse`] reads it (so a quoted `"ul"` is `ul` here too),
+    /// falling back to the raw first word when the line cannot be split.
     pub fn of_command(raw: &[u8]) -> PayloadShape {
-        let verb = raw
-            .split(|b| *b == b' ' || *b == b'\t')
-            .find(|word| !word.is_empty())
-            .unwrap_or_default();
+        let words = std::str::from_utf8(raw)
+            .ok()
+            .and_then(|text| split_arguments(text).ok());
+        let verb = match words.as_ref().and_then(|words| words.first()) {
+            Some(verb) => verb.as_bytes(),
+            None => raw
+                .split(|b| *b == b' ' || *b == b'\t')
+                .find(|word| !word.is_empty())
+                .unwrap_or_default(),
+        };
         match verb {
             b"ul" => PayloadShape::FromClient,
             b"dl" | b"info" => PayloadShape::FromServer,
@@ -359,6 +367,19 @@ mod tests {
         assert_eq!(PayloadShape::of_command(b"UL a"), PayloadShape::None);
         assert_eq!(PayloadShape::of_command(b"ulx a"), PayloadShape::None);
         assert_eq!(PayloadShape::of_command(b""), PayloadShape::None);
+        // The verb as the parser sees it: quotes around it do not hide it.
+        assert_eq!(
+            PayloadShape::of_command(br#""ul" a b"#),
+            PayloadShape::FromClient
+        );
+        assert_eq!(
+            PayloadShape::of_command(br#""dl" a b"#),
+            PayloadShape::FromServer
+        );
+        assert_eq!(
+            Request::parse(br#""ul" a"#),
+            Ok(Request::Upload { path: "a".into() })
+        );
     }
 
     #[test]
