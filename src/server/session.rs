@@ -111,8 +111,8 @@ impl Session {
                     break;
                 }
                 Err(error) => {
-                    tracing::debug!(%error, "connection failed");
-                    summary.reason = "connection failed";
+                    // A payload that stalls times out like an idle command.
+                    summary.reason = self.refuse(error).await;
                     break;
                 }
             }
