@@ -11,3 +11,11 @@ mod client_shell;
 mod extended_protocol;
 
 mod server_commands;
+mod server_crash;
+mod server_jail;
+mod server_limits;
+mod server_listing;
+mod server_original_client;
+mod server_shutdown;
+mod server_syntax;
+mod server_transfers;

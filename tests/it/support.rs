@@ -87,6 +87,11 @@ impl TestServer {
         names
     }
 
+    /// Creates a symbolic link at `link` (relative to the root) pointing to `target`.
+    pub fn symlink(&self, target: impl AsRef<Path>, link: &str) {
+        std::os::unix::fs::symlink(target, self.path(link)).unwrap();
+    }
+
     /// Files in the server's private upload area (should be empty at rest).
     pub fn pending_uploads(&self) -> usize {
         std::fs::read_dir(self.root.path().join(".miniftp/uploads"))
@@ -184,12 +189,74 @@ impl RawClient {
         (payload, self.receive().await)
     }
 
+    /// Sends a command message of arbitrary bytes (not necessarily UTF-8).
+    pub async fn send_bytes(&mut self, command: &[u8]) {
+        self.connection.write_message(command).await.expect("send");
+    }
+
+    /// Writes raw bytes, with no token added: several messages, or part of one.
+    pub async fn write_raw(&mut self, bytes: &[u8]) {
+        self.connection.write_raw(bytes).await.expect("write");
+    }
+
+    /// This connection's token.
+    pub fn token(&self) -> miniftp::protocol::Token {
+        *self.connection.token()
+    }
+
+    /// `bytes` followed by this connection's token.
+    pub fn framed(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut message = bytes.to_vec();
+        message.extend_from_slice(self.token().as_bytes());
+        message
+    }
+
+    /// Reads the messages that remain until the server closes the
+    /// connection (clean EOF or reset); fails if it stays open for
+    /// [`HANG_GUARD`].
+    pub async fn read_until_closed(&mut self) -> Vec<String> {
+        self.read_until_closed_within(HANG_GUARD).await
+    }
+
+    /// [`RawClient::read_until_closed`] with another guard (paused-time
+    /// tests need one longer than the timeout they wait for).
+    pub async fn read_until_closed_within(&mut self, guard: std::time::Duration) -> Vec<String> {
+        let mut messages = Vec::new();
+        let read_all = async {
+            while let Ok(Some(message)) = self.connection.read_message(usize::MAX).await {
+                messages.push(String::from_utf8_lossy(&message).into_owned());
+            }
+        };
+        tokio::time::timeout(guard, read_all)
+            .await
+            .expect("the server should close the connection");
+        messages
+    }
+
     /// `info PATH`; returns the payload and the status.
     pub async fn info(&mut self, path: &str) -> (String, String) {
         let command = miniftp::protocol::Request::Size { path: path.into() }.encode();
         self.send(&command).await;
         let payload = self.receive().await;
         (payload, self.receive().await)
+    }
+}
+
+/// How long a test waits for something that must happen before calling it
+/// a hang. Not a measure of speed: only a guard so that a bug fails a test
+/// instead of blocking the suite.
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `condition` until it holds, failing after [`HANG_GUARD`]. For
+/// states that only the disk shows (a temporary upload appearing).
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + HANG_GUARD;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
 
