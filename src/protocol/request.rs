@@ -241,18 +241,53 @@ pub fn quote(arg: &str) -> String {
     quoted
 }
 
-/// Escapes control characters so that echoed text stays on one line.
+/// Escapes anything unprintable (as `\n`, `\u{2028}`...) so that echoed
+/// text stays on one visible line.
 pub fn escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match is_unprintable(c) {
+            true => escaped.extend(c.escape_default()),
+            false => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Control characters, every white space but the plain space (line and
+/// paragraph separators, odd spaces), invisible format characters and
+/// private-use characters: what Python's `str.isprintable` refuses, short
+/// of unassigned code points.
+fn is_unprintable(c: char) -> bool {
+    let format = matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    );
+    let private_use = matches!(
+        c,
+        '\u{e000}'..='\u{f8ff}' | '\u{f0000}'..='\u{ffffd}' | '\u{100000}'..='\u{10fffd}'
+    );
+    c.is_control() || (c.is_whitespace() && c != ' ') || format || private_use
 }
 
 #[cfg(test)]
@@ -404,6 +439,14 @@ mod tests {
     #[test]
     fn escape_keeps_one_line() {
         assert_eq!(escape("a\nb\tc\u{7f}"), r"a\nb\tc\u{7f}");
-        assert_eq!(escape("plain 📷"), "plain 📷");
+        assert_eq!(escape("plain 📷 ünï"), "plain 📷 ünï");
+        assert_eq!(
+            escape("line\u{2028}para\u{2029}nel\u{85}"),
+            r"line\u{2028}para\u{2029}nel\u{85}"
+        );
+        assert_eq!(
+            escape("rtl\u{202e}zw\u{200b}bom\u{feff}nb\u{a0}"),
+            r"rtl\u{202e}zw\u{200b}bom\u{feff}nb\u{a0}"
+        );
     }
 }

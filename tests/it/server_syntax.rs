@@ -214,3 +214,20 @@ async fn very_long_names_are_refused() {
     );
     assert_eq!(server.visible_entries("/"), [longest]);
 }
+
+#[tokio::test]
+async fn echoed_names_escape_everything_unprintable() {
+    let server = TestServer::start().await;
+    let mut client = RawClient::connect(server.address).await;
+    for (name, shown) in [
+        ("line\u{2028}sep", r"line\u{2028}sep"),
+        ("para\u{2029}sep", r"para\u{2029}sep"),
+        ("next\u{85}line", r"next\u{85}line"),
+        ("rtl\u{202e}txt", r"rtl\u{202e}txt"),
+        ("zero\u{200b}width", r"zero\u{200b}width"),
+    ] {
+        let status = client.command(&format!("cd {name}")).await;
+        assert_eq!(status, format!("error: no such file or directory: {shown}"));
+        assert!(!status.chars().any(|c| c.is_whitespace() && c != ' '));
+    }
+}
