@@ -11,6 +11,8 @@
 //! [`path::PRIVATE_DIR`], flushed, and renamed into place only when whole.
 
 pub mod path;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::OsStr;
 use std::io;
@@ -357,7 +359,12 @@ impl Storage {
                         OpenOptions::new().read(true).write(true).create(true),
                     )?;
                     let file = file.into_std();
-                    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+                    if rustix::fs::flock(
+                        &file,
+                        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                    )
+                    .is_err()
+                    {
                         return Ok(None);
                     }
                     let mut held = file.metadata()?.len();
@@ -680,11 +687,19 @@ fn rename_no_replace(from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> Resu
         rustix::fs::RenameFlags::NOREPLACE,
     ) {
         Ok(()) => Ok(()),
+        // EINVAL: either the flag is unsupported, or a directory would move
+        // below itself (through a link, which the lexical check cannot see);
+        // a plain rename tells the two apart.
         Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
             if to_dir.symlink_metadata(to).is_ok() {
                 return Err(StorageError::AlreadyExists);
             }
-            Ok(from_dir.rename(from, to_dir, to)?)
+            match from_dir.rename(from, to_dir, to) {
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    Err(StorageError::IntoItself)
+                }
+                renamed => Ok(renamed?),
+            }
         }
         Err(errno) => Err(io::Error::from(errno).into()),
     }

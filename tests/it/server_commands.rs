@@ -439,3 +439,21 @@ async fn the_status_names_the_directory_without_a_trailing_slash() {
     assert_eq!(client.command("cd ../").await, "/photos");
     assert_eq!(client.command("cd //").await, "/");
 }
+
+#[tokio::test]
+async fn mv_into_itself_through_a_link_is_refused() {
+    let server = TestServer::start().await;
+    server.write("real/sub/x", b"x");
+    server.symlink("real", "alias");
+    let mut client = RawClient::connect(server.address).await;
+    // Lexically elsewhere, physically below itself.
+    assert_eq!(
+        client.command("mv real alias/moved").await,
+        "error: cannot move a directory into itself: real -> alias/moved"
+    );
+    assert_eq!(
+        client.command("mv alias/sub real/sub/moved").await,
+        "error: cannot move a directory into itself: alias/sub -> real/sub/moved"
+    );
+    assert_eq!(server.read("real/sub/x"), b"x");
+}
