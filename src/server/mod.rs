@@ -42,6 +42,15 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let config = Arc::new(config);
+    // tokio listens with a backlog of 128: a burst of connections beyond it
+    // overflows the accept queue, and with SYN cookies a client whose
+    // handshake was dropped there believes it is connected and waits for a
+    // token forever. Listening again only resizes the queue (the kernel
+    // caps it at `somaxconn`).
+    let backlog = i32::try_from(config.max_connections).unwrap_or(i32::MAX).max(128);
+    if let Err(error) = rustix::net::listen(&listener, backlog) {
+        tracing::warn!(%error, backlog, "could not enlarge the listen backlog");
+    }
     let connections = Arc::new(Semaphore::new(config.max_connections));
     let busy_answers = Arc::new(Semaphore::new(MAX_BUSY_ANSWERS));
     let tracker = TaskTracker::new();

@@ -7,7 +7,7 @@ use miniftp::ServerConfig;
 use miniftp::connection::Connection;
 use tokio::net::TcpStream;
 
-use crate::support::{RawClient, TestServer, pseudo_random_bytes, sha256};
+use crate::support::{HANG_GUARD, RawClient, TestServer, pseudo_random_bytes, sha256};
 
 const TOO_LONG: &str = "error: command too long";
 
@@ -198,10 +198,17 @@ async fn five_hundred_clients_at_once_keep_their_data_apart() {
         });
     }
     let mut hashes = vec![String::new(); CLIENTS];
-    while let Some(result) = tasks.join_next().await {
-        let (i, hash) = result.expect("a client failed");
-        hashes[i] = hash;
-    }
+    let all_done = async {
+        while let Some(result) = tasks.join_next().await {
+            let (i, hash) = result.expect("a client failed");
+            hashes[i] = hash;
+        }
+    };
+    // A burst of connections once overflowed the listen backlog and left
+    // clients waiting forever for a token: make a hang a failure.
+    tokio::time::timeout(2 * HANG_GUARD, all_done)
+        .await
+        .expect("every client finishes");
     for (i, hash) in hashes.iter().enumerate() {
         let stored = server.read(&format!("dir_{i}/client_{i}.bin"));
         assert_eq!(&sha256(&stored), hash, "client {i} on disk");
