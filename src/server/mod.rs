@@ -47,7 +47,9 @@ pub async fn run(
     // handshake was dropped there believes it is connected and waits for a
     // token forever. Listening again only resizes the queue (the kernel
     // caps it at `somaxconn`).
-    let backlog = i32::try_from(config.max_connections).unwrap_or(i32::MAX).max(128);
+    let backlog = i32::try_from(config.max_connections)
+        .unwrap_or(i32::MAX)
+        .max(128);
     if let Err(error) = rustix::net::listen(&listener, backlog) {
         tracing::warn!(%error, backlog, "could not enlarge the listen backlog");
     }
