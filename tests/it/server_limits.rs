@@ -57,9 +57,8 @@ async fn the_limit_is_configurable() {
     assert_eq!(server.visible_entries("/"), ["sixteen_ch"]);
 }
 
-// Paused time (`start_paused`) needs tokio's `test-util` feature, which the
-// dev-dependencies do not enable; these tests use a short real timeout and
-// wait for the connection to close, never a sleep.
+// The default timeout is tested with paused time; the others use a short
+// real timeout and wait for the connection to close, never a sleep.
 
 /// A server whose idle timeout is `timeout`.
 async fn server_with_idle_timeout(timeout: Duration) -> TestServer {
@@ -71,6 +70,19 @@ async fn server_with_idle_timeout(timeout: Duration) -> TestServer {
 }
 
 const IDLE: &str = "error: idle timeout, closing the connection";
+
+#[tokio::test(start_paused = true)]
+async fn the_default_idle_timeout_is_five_minutes() {
+    let server = TestServer::start().await;
+    let mut client = RawClient::connect(server.address).await;
+    assert_eq!(client.command("mkdir alive").await, "/");
+    let silent_since = tokio::time::Instant::now();
+    let guard = Duration::from_secs(400);
+    assert_eq!(client.read_until_closed_within(guard).await, [IDLE]);
+    let waited = silent_since.elapsed();
+    assert!(waited >= Duration::from_secs(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(301), "{waited:?}");
+}
 
 #[tokio::test]
 async fn an_idle_connection_times_out() {
