@@ -83,7 +83,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Raises the soft limit on open files to the hard limit: each client costs
+/// a descriptor (two while it transfers a file), and a common soft limit of
+/// 1,024 would be below the default connection limit.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(%error, "could not raise the open file limit");
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let root = std::fs::canonicalize(&args.root)
         .with_context(|| format!("cannot share {}", args.root.display()))?;
     let storage =
