@@ -115,6 +115,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &self.stream
     }
 
+    /// Gives the stream back with the bytes read from it but not consumed
+    /// (e.g. to split it into halves after switching protocols).
+    pub fn into_parts(self) -> (S, BytesMut) {
+        (self.stream, self.buffer)
+    }
+
     /// Whether bytes of a further message have already arrived.
     pub fn has_buffered_input(&self) -> bool {
         !self.buffer.is_empty()
