@@ -1,28 +1,36 @@
 //! `miniftp connect`: the client, as a shell or running a script.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use miniftp::client::{Client, ClientConfig, DEFAULT_PORT};
+use miniftp::client::{Client, ClientConfig, DEFAULT_PORT, Protocol};
 
-use super::shell::{self, Shell};
+use super::shell::{self, Confirm, Shell};
 
 /// Connect to a server: an interactive shell, or a script.
 ///
 /// Without -c or -b, shows the server's welcome and a prompt naming the
 /// remote directory (miniftp:/photos> ). Type help for the commands: cd,
-/// mkdir, rm, mv, info, ul, dl, lcd, lpwd, lls, help, exit. Quote names
-/// with spaces as in a shell. Tab completes commands and local paths; the
-/// history is kept in your data directory. Ctrl-C cancels a running
-/// transfer (the shell reconnects and returns to the remote directory) or
-/// clears the line at the prompt; Ctrl-D or exit leaves.
+/// pwd, ls, stat, mkdir, rm, mv, info, ul, dl, lcd, lpwd, lls, help, exit.
+/// Quote names with spaces as in a shell; ul *.jpg and dl logs/*.txt take
+/// patterns. Tab completes commands, local paths and (extended protocol)
+/// remote names; the history is kept in your data directory. Ctrl-C
+/// cancels a running transfer (the shell reconnects and returns to the
+/// remote directory) or clears the line at the prompt; Ctrl-D or exit
+/// leaves.
+///
+/// Against a miniftp server the client switches to the extended protocol:
+/// any file travels, every transfer is verified, interrupted transfers
+/// resume, and ls, stat, mkdir -p, rm -r, ul -r and dl -r work. Against the
+/// original Mini-FTP (or with --classic) it speaks the classic protocol.
 ///
 /// Scripts (-c, -b) run without a prompt, print only what commands print
-/// (info sizes, transfer summaries), and stop at the first failure.
+/// (info sizes, listings, transfer summaries), and stop at the first
+/// failure. Without a terminal, rm -r of a directory needs -f.
 ///
 /// Exit codes: 0 every command succeeded; 1 a command failed; 2 the
 /// connection failed or was lost (a server that stops answering included);
@@ -34,6 +42,8 @@ use super::shell::{self, Shell};
 ///   miniftp connect -c 'mkdir x; cd x; ul a.jpg'   run commands, then leave
 ///   miniftp connect -b backup.txt --keep-going     run a file of commands
 ///   printf 'cd x\ndl a.jpg\n' | miniftp connect -b -
+///   miniftp connect -c 'ul -r photos; ls -l photos' upload a tree, then list it
+///   miniftp connect -c 'rm -rf old'                remove a tree (no question)
 ///   miniftp connect old-server --timeout 5         give up after 5 s of silence
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -63,6 +73,11 @@ pub struct ConnectArgs {
     /// Seconds to wait for the server to connect or answer before giving up.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_timeout)]
     timeout: Duration,
+
+    /// Speak only the classic protocol, even to a server that offers more
+    /// (for comparisons; no ls, stat, resume or verification then).
+    #[arg(long)]
+    classic: bool,
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -111,6 +126,20 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let address = with_port(&args.address);
     let config = ClientConfig {
         timeout: args.timeout,
+        protocol: match args.classic {
+            true => Protocol::Classic,
+            false => Protocol::Auto,
+        },
+    };
+    // A prompt, or a script typed on a terminal, can ask for confirmation;
+    // a script read from standard input or without a terminal cannot.
+    let stdin_free = args
+        .batch
+        .as_ref()
+        .is_none_or(|path| path.as_os_str() != "-");
+    let confirm = match stdin_free && std::io::stdin().is_terminal() {
+        true => Confirm::Ask,
+        false => Confirm::Refuse,
     };
     let client = match runtime.block_on(Client::connect(&address, config)) {
         Ok(client) => client,
@@ -119,7 +148,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let shell = Shell::new(runtime, client);
+    let shell = Shell::new(runtime, client, confirm);
     match script {
         Some(script) => Ok(shell::script::run(shell, &script, args.keep_going)),
         None => shell::interactive::run(shell),

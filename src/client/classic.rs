@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use super::error::ClientError;
 use super::{Progress, ProgressWriter};
 use crate::connection::{Connection, ConnectionError, PayloadFailure};
+use crate::protocol::extended::{upgrade_accepted, upgrade_request};
 use crate::protocol::frame::TokenDetector;
 use crate::protocol::reply::Welcome;
 use crate::protocol::{Request, Token};
@@ -26,6 +27,17 @@ const STATUS_LIMIT: usize = 64 << 10;
 
 /// How much of an upload is read and sent at a time.
 const UPLOAD_CHUNK: usize = 256 << 10;
+
+/// What a server said to the request to switch protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upgrade {
+    /// Switched: frames from now on.
+    Accepted,
+    /// An error status: still classic, and in step.
+    Refused,
+    /// Silence, a close or an unexpected answer: the connection is unusable.
+    NoAnswer,
+}
 
 /// A classic connection in step: every command has had all its replies.
 pub(super) struct Classic {
@@ -52,12 +64,36 @@ impl Classic {
         if let Some(reason) = text.strip_prefix("error: ") {
             return Err(ClientError::Server {
                 reason: reason.to_owned(),
+                code: None,
             });
         }
         let welcome = Welcome::parse(&text).ok_or_else(|| {
             ClientError::Protocol(format!("not a welcome: {}", first_line(&text)))
         })?;
         Ok((classic, welcome))
+    }
+
+    /// Asks to switch to the extended protocol (`x-miniftp-extended 1`).
+    /// Only an error status leaves the connection usable when the answer
+    /// is no; after silence, a close or anything unexpected it is not.
+    pub async fn ask_upgrade(&mut self) -> Upgrade {
+        let asked = self
+            .connection
+            .write_message(upgrade_request().as_bytes())
+            .await;
+        if asked.is_err() {
+            return Upgrade::NoAnswer;
+        }
+        match self.message(STATUS_LIMIT).await {
+            Ok(status) if status == upgrade_accepted() => Upgrade::Accepted,
+            Ok(status) if status.starts_with("error:") => Upgrade::Refused,
+            Ok(_) | Err(_) => Upgrade::NoAnswer,
+        }
+    }
+
+    /// The connection, to go on with another protocol.
+    pub fn into_connection(self) -> Connection<TcpStream> {
+        self.connection
     }
 
     /// This connection's token, which no classic upload may contain.
@@ -83,27 +119,33 @@ impl Classic {
         Ok((size, directory))
     }
 
-    /// `ul`: streams `reader` as the payload, checking every chunk for the
-    /// token before it is sent. A token found (or a read failure) after
-    /// part of the data went out cannot be undone within the message: the
-    /// connection is then dropped without a token, so that the server
-    /// discards the partial upload.
+    /// `ul`: streams the `size` bytes of `reader` as the payload, checking
+    /// every chunk for the token before it is sent. A token found (or a
+    /// read failure, or data ending early) after part of the data went out
+    /// cannot be undone within the message: the connection is then dropped
+    /// without a token, so that the server discards the partial upload.
     pub async fn upload<R: AsyncRead + Unpin>(
         &mut self,
         path: &str,
         reader: &mut R,
+        size: u64,
         mut progress: Progress,
-        report: &mut dyn FnMut(Progress),
+        report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(u64, String), ClientError> {
         self.send(&Request::Upload { path: path.into() }).await?;
         let mut detector = TokenDetector::new(self.connection.token());
         let mut buffer = vec![0u8; UPLOAD_CHUNK];
+        let mut reader = reader.take(size);
+        let source = |source| ClientError::Source {
+            source,
+            connection_dropped: true,
+        };
         loop {
-            let read = reader
-                .read(&mut buffer)
-                .await
-                .map_err(ClientError::Source)?;
+            let read = reader.read(&mut buffer).await.map_err(source)?;
             if read == 0 {
+                if progress.done < size {
+                    return Err(source(super::ended_early(progress.done, size)));
+                }
                 break;
             }
             let chunk = &buffer[..read];
@@ -129,7 +171,7 @@ impl Classic {
         path: &str,
         writer: &mut W,
         progress: Progress,
-        report: &mut dyn FnMut(Progress),
+        report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(u64, String), ClientError> {
         self.send(&Request::Download { path: path.into() }).await?;
         let mut sink = ProgressWriter::new(writer, progress, report);
@@ -166,6 +208,7 @@ impl Classic {
         match text.strip_prefix("error:") {
             Some(reason) => Err(ClientError::Server {
                 reason: reason.trim_start().to_owned(),
+                code: None,
             }),
             None => Ok(text),
         }

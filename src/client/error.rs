@@ -6,20 +6,43 @@
 //! connection itself failed ([`ClientError::is_connection_lost`]): after
 //! those the client must [`reconnect`](super::Client::reconnect).
 
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::connection::ConnectionError;
+use crate::protocol::extended::ErrorCode;
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server answered `error: REASON`; the connection goes on.
+    /// The server refused the request; the connection goes on.
     #[error("{reason}")]
     Server {
-        /// The server's words, after `error: `.
+        /// The server's words (after `error: ` in the classic protocol).
         reason: String,
+        /// The stable code of the refusal (extended protocol only).
+        code: Option<ErrorCode>,
+    },
+    /// The bytes received did not match the digest the sender computed:
+    /// the data was corrupted on the way. Nothing was stored under the
+    /// final name; the connection goes on.
+    #[error(
+        "{name}: the {direction} was corrupted on the way (digest mismatch); nothing was stored"
+    )]
+    DigestMismatch {
+        /// The remote path concerned.
+        name: String,
+        /// Which way the data went.
+        direction: Direction,
+    },
+    /// The operation exists only in the extended protocol, and this
+    /// connection speaks the classic one.
+    #[error("{operation} needs the extended protocol; this connection speaks the classic one")]
+    NeedsExtended {
+        /// The operation, as the shell names it (`ls`, `rm -r`, ...).
+        operation: &'static str,
     },
     /// No connection could be opened.
     #[error("cannot connect to {address}: {source}")]
@@ -72,10 +95,21 @@ pub enum ClientError {
     /// A local path that must name a regular file does not.
     #[error("{}: not a regular file", .0.display())]
     NotAFile(PathBuf),
-    /// Reading the data to upload failed after the upload began; a classic
-    /// message cannot be abandoned half-way, so the connection was dropped.
-    #[error("reading the data to upload failed ({0}); the connection was dropped")]
-    Source(#[source] io::Error),
+    /// Reading the data to upload failed after the upload began (or it
+    /// ended before the size announced). A classic message cannot be
+    /// abandoned half-way, so there the connection was dropped; the
+    /// extended protocol abandons the upload and goes on.
+    #[error("reading the data to upload failed ({source}); {}", match .connection_dropped {
+        true => "the connection was dropped",
+        false => "nothing was stored",
+    })]
+    Source {
+        /// Why.
+        #[source]
+        source: io::Error,
+        /// Whether the connection had to be dropped.
+        connection_dropped: bool,
+    },
     /// Writing the downloaded data failed; the rest was read and discarded,
     /// and the connection goes on.
     #[error("writing the download failed: {0}")]
@@ -92,12 +126,24 @@ impl ClientError {
             | ClientError::Closed
             | ClientError::NotConnected
             | ClientError::Protocol(_)
-            | ClientError::Source(_)
             | ClientError::Connect { .. } => true,
             ClientError::TokenInFile {
                 connection_dropped, ..
+            }
+            | ClientError::Source {
+                connection_dropped, ..
             } => *connection_dropped,
             _ => false,
+        }
+    }
+
+    /// The stable code of a refusal by a server speaking the extended
+    /// protocol (a digest mismatch reads as [`ErrorCode::DigestMismatch`]).
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => *code,
+            ClientError::DigestMismatch { .. } => Some(ErrorCode::DigestMismatch),
+            _ => None,
         }
     }
 
@@ -109,5 +155,23 @@ impl ClientError {
             }
             error => ClientError::ConnectionLost(error),
         }
+    }
+}
+
+/// Which way a transfer went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the server.
+    Upload,
+    /// From the server to the client.
+    Download,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+        })
     }
 }

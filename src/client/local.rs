@@ -10,6 +10,7 @@ use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::error::ClientError;
+use crate::digest::{self, Hasher};
 use crate::protocol::Token;
 use crate::protocol::frame::TokenDetector;
 
@@ -56,49 +57,99 @@ pub(super) async fn contains_token(
 }
 
 /// A download in progress: a hidden temporary file beside its target,
-/// removed when dropped (a failure, or a cancelled future) unless
-/// [`PartialFile::complete`] renamed it into place.
+/// renamed into place by [`PartialFile::complete`]. A plain one
+/// ([`PartialFile::create`]) is removed when dropped (a failure, or a
+/// cancelled future); a resumable one ([`PartialFile::resumable`]) has a
+/// fixed name and is kept, so that the next download of the same target
+/// continues it, unless [`PartialFile::discard`] removes it.
 pub(super) struct PartialFile {
     file: File,
     path: PathBuf,
     target: PathBuf,
-    completed: bool,
+    /// Whether to leave the file when dropped before completion.
+    keep: bool,
 }
 
 impl PartialFile {
-    /// Creates the temporary file for `target`.
+    /// Creates a fresh temporary file for `target`, removed if dropped.
     pub async fn create(target: &Path) -> Result<PartialFile, ClientError> {
-        let local = |source| ClientError::Local {
-            path: target.to_owned(),
-            source,
-        };
-        let name = target
-            .file_name()
-            .ok_or_else(|| local(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
-        if tokio::fs::metadata(target).await.is_ok_and(|m| m.is_dir()) {
-            return Err(local(io::ErrorKind::IsADirectory.into()));
-        }
         let suffix: String = rand::rng()
             .sample_iter(Alphanumeric)
             .take(8)
             .map(char::from)
             .collect();
-        let mut temporary = std::ffi::OsString::from(".");
-        temporary.push(name);
-        temporary.push(format!(".{suffix}.part"));
-        let path = target.with_file_name(temporary);
+        let path = temporary_path(target, &format!(".{suffix}.part"))?;
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
             .await
-            .map_err(local)?;
+            .map_err(|source| local(target, source))?;
         Ok(PartialFile {
             file,
             path,
             target: target.to_owned(),
-            completed: false,
+            keep: false,
         })
+    }
+
+    /// Opens (or creates) the resumable temporary file of `target`,
+    /// `.NAME.miniftp-part` beside it, keeping what an earlier attempt
+    /// left there.
+    pub async fn resumable(target: &Path) -> Result<PartialFile, ClientError> {
+        let path = temporary_path(target, RESUMABLE_SUFFIX)?;
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .await
+            .map_err(|source| local(target, source))?;
+        Ok(PartialFile {
+            file,
+            path,
+            target: target.to_owned(),
+            keep: true,
+        })
+    }
+
+    /// How many bytes an earlier attempt left, and their digest so far;
+    /// the file is then positioned after them. Unreadable leftovers are
+    /// dropped and the download starts afresh.
+    pub async fn held(&mut self) -> Result<(u64, Hasher), ClientError> {
+        let length = self
+            .file
+            .metadata()
+            .await
+            .map_err(|source| local(&self.target, source))?
+            .len();
+        let mut hasher = Hasher::new();
+        let hashed = async {
+            self.file.seek(io::SeekFrom::Start(0)).await?;
+            digest::hash_prefix(&mut self.file, length, &mut hasher).await?;
+            self.file.seek(io::SeekFrom::Start(length)).await
+        };
+        if hashed.await.is_ok() {
+            return Ok((length, hasher));
+        }
+        self.restart().await?;
+        Ok((0, Hasher::new()))
+    }
+
+    /// Empties the file, to download from the first byte again.
+    pub async fn restart(&mut self) -> Result<(), ClientError> {
+        let emptied = async {
+            self.file.set_len(0).await?;
+            self.file.seek(io::SeekFrom::Start(0)).await.map(drop)
+        };
+        emptied.await.map_err(|source| local(&self.target, source))
+    }
+
+    /// Waits until what was written is in the file (a write may still be
+    /// on its way when a download fails), so that the next attempt sees it.
+    pub async fn settle(&mut self) {
+        let _ = self.file.flush().await;
     }
 
     /// Where the bytes go.
@@ -106,26 +157,127 @@ impl PartialFile {
         &mut self.file
     }
 
-    /// Makes the file durable and renames it to its target.
-    pub async fn complete(mut self) -> Result<(), ClientError> {
-        let local = |source| ClientError::Local {
-            path: self.target.clone(),
-            source,
+    /// Renames the file to its target; with `durable`, makes its content
+    /// durable first (a recursive download flushes once at the end instead).
+    pub async fn complete(mut self, durable: bool) -> Result<(), ClientError> {
+        let finished = async {
+            self.file.flush().await?;
+            if durable {
+                self.file.sync_all().await?;
+            }
+            tokio::fs::rename(&self.path, &self.target).await
         };
-        self.file.flush().await.map_err(local)?;
-        self.file.sync_all().await.map_err(local)?;
-        tokio::fs::rename(&self.path, &self.target)
-            .await
-            .map_err(local)?;
-        self.completed = true;
-        Ok(())
+        let result = finished.await.map_err(|source| local(&self.target, source));
+        if result.is_ok() {
+            self.keep = true;
+        }
+        result
+    }
+
+    /// Removes the file, whatever kind it is (its content is worthless).
+    pub fn discard(mut self) {
+        self.keep = false;
     }
 }
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.completed {
+        if !self.keep {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// The suffix of the temporary file a resumable download keeps.
+pub const RESUMABLE_SUFFIX: &str = ".miniftp-part";
+
+/// `.NAME` + `suffix` beside `target`, which must not be a directory.
+fn temporary_path(target: &Path, suffix: &str) -> Result<PathBuf, ClientError> {
+    let name = target.file_name().ok_or_else(|| {
+        local(
+            target,
+            io::Error::new(io::ErrorKind::InvalidInput, "no file name"),
+        )
+    })?;
+    if std::fs::metadata(target).is_ok_and(|m| m.is_dir()) {
+        return Err(local(target, io::ErrorKind::IsADirectory.into()));
+    }
+    let mut temporary = std::ffi::OsString::from(".");
+    temporary.push(name);
+    temporary.push(suffix);
+    Ok(target.with_file_name(temporary))
+}
+
+fn local(path: &Path, source: io::Error) -> ClientError {
+    ClientError::Local {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A local directory tree to upload, walked before anything is sent.
+#[derive(Debug, Default)]
+pub(super) struct LocalTree {
+    /// Directories below the root, parents before children, as relative
+    /// paths with `/` between names.
+    pub directories: Vec<String>,
+    /// Regular files (or links to them): relative path, local path, size.
+    pub files: Vec<(String, PathBuf, u64)>,
+    /// What cannot be uploaded, and why (not UTF-8, unreadable, a link to
+    /// a directory, which is not followed so that a loop cannot be).
+    pub skipped: Vec<(String, ClientError)>,
+}
+
+/// Walks `root` (blocking: run it off the runtime's threads), in name order.
+pub(super) fn walk(root: &Path) -> Result<LocalTree, ClientError> {
+    let metadata = std::fs::metadata(root).map_err(|source| local(root, source))?;
+    if !metadata.is_dir() {
+        return Err(local(root, io::ErrorKind::NotADirectory.into()));
+    }
+    let mut tree = LocalTree::default();
+    let mut pending = vec![(root.to_owned(), String::new())];
+    while let Some((directory, relative)) = pending.pop() {
+        let listed = std::fs::read_dir(&directory).and_then(|entries| {
+            entries
+                .map(|entry| entry.map(|entry| (entry.file_name(), entry.path())))
+                .collect::<io::Result<Vec<_>>>()
+        });
+        let mut entries = match listed {
+            Ok(entries) => entries,
+            Err(error) => {
+                tree.skipped.push((relative, local(&directory, error)));
+                continue;
+            }
+        };
+        entries.sort();
+        let mut subdirectories = Vec::new();
+        for (name, path) in entries {
+            let Some(name) = name.to_str() else {
+                let error = io::Error::new(io::ErrorKind::InvalidData, "name is not UTF-8");
+                tree.skipped
+                    .push((path.display().to_string(), local(&path, error)));
+                continue;
+            };
+            let child = match relative.is_empty() {
+                true => name.to_owned(),
+                false => format!("{relative}/{name}"),
+            };
+            let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink());
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() && is_link => {
+                    let error = io::Error::other("a link to a directory, not followed");
+                    tree.skipped.push((child, local(&path, error)));
+                }
+                Ok(m) if m.is_dir() => subdirectories.push((path, child)),
+                Ok(m) if m.is_file() => tree.files.push((child, path, m.len())),
+                Ok(_) => tree.skipped.push((child, ClientError::NotAFile(path))),
+                Err(error) => tree.skipped.push((child, local(&path, error))),
+            }
+        }
+        tree.directories
+            .extend(subdirectories.iter().map(|(_, child)| child.clone()));
+        // Depth first, in name order: pushed in reverse, the first pops first.
+        pending.extend(subdirectories.into_iter().rev());
+    }
+    Ok(tree)
 }

@@ -3,15 +3,20 @@
 //! else on the client side speaks the wire. It knows no terminal: progress
 //! is reported through a callback.
 //!
-//! The client speaks the classic token protocol (module `classic`); every
-//! operation goes through the private `Transport`, which is where a second
-//! protocol (the extended one) will slot in behind the same methods.
+//! A connection starts classic (module `classic`); against our own server
+//! the client then switches to the extended protocol (module `extended`,
+//! see `docs/PROTOCOL.md`), unless told not to ([`Protocol::Classic`]).
+//! Every operation goes through the private `Transport`, which speaks one
+//! or the other behind the same methods; operations that only the extended
+//! protocol has (listings, `stat`, recursive operations, pipelines) fail
+//! with [`ClientError::NeedsExtended`] on a classic connection.
 
 mod classic;
 mod error;
+mod extended;
 mod local;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -19,42 +24,91 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-pub use error::ClientError;
+pub use error::{ClientError, Direction};
+pub use local::RESUMABLE_SUFFIX;
 
+use crate::digest::Hasher;
 use crate::protocol::Request;
+use crate::protocol::extended::Message;
+pub use crate::protocol::extended::{EntryInfo, ErrorCode};
 use crate::protocol::reply::Welcome;
-use classic::Classic;
+use classic::{Classic, Upgrade};
+use extended::{Extended, Job, Outcome};
 use local::PartialFile;
 
 /// The default port of a miniftp server.
 pub const DEFAULT_PORT: u16 = 65438;
 
+/// Which protocol the client may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Switch to the extended protocol when the server agrees (only asked
+    /// of a server whose welcome names `/`, as ours does); otherwise stay
+    /// classic, silently.
+    #[default]
+    Auto,
+    /// Never ask: the classic protocol only (for comparisons and tests).
+    Classic,
+}
+
 /// A client's settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The longest the client waits for the server to connect or to send
-    /// the next bytes of an answer. A silent server (the original answers
-    /// some failures with silence) ends the operation with
-    /// [`ClientError::TimedOut`]. Default 30 s.
+    /// the next bytes of an answer (or to take the next bytes sent). A
+    /// silent server (the original answers some failures with silence)
+    /// ends the operation with [`ClientError::TimedOut`]. Default 30 s.
     pub timeout: Duration,
+    /// Which protocol to speak. Default [`Protocol::Auto`].
+    pub protocol: Protocol,
 }
 
 impl Default for ClientConfig {
     fn default() -> ClientConfig {
         ClientConfig {
             timeout: Duration::from_secs(30),
+            protocol: Protocol::Auto,
         }
     }
 }
 
 /// How far a transfer has come.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
-    /// Bytes transferred so far.
+    /// Bytes transferred so far (including what a resumed transfer had
+    /// before).
     pub done: u64,
     /// The expected total, when known (a local file's size, or the remote
     /// size reported before a download).
     pub total: Option<u64>,
+}
+
+/// How a file transfer goes about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TransferOptions {
+    /// Continue an interrupted transfer of the same file instead of
+    /// starting over (extended protocol only; ignored by a classic
+    /// connection, which cannot resume). An upload continues from what the
+    /// server kept of an earlier upload of the same path and size; a
+    /// download continues the temporary file an interrupted one left
+    /// beside its target (`.NAME.miniftp-part`) and, unlike a download
+    /// without it, leaves that file behind when interrupted. Either way the
+    /// whole file is verified at the end, and if the kept part turns out
+    /// to belong to another file the transfer starts over, once.
+    pub resume: bool,
+}
+
+/// What a recursive transfer did.
+#[derive(Debug, Default)]
+pub struct TreeSummary {
+    /// Directories created (or found existing) on the receiving side.
+    pub directories: u64,
+    /// Files transferred and verified.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// What could not be transferred, relative to the tree's root, and why.
+    pub failures: Vec<(String, ClientError)>,
 }
 
 /// A connection to a miniftp (or original Mini-FTP) server.
@@ -73,14 +127,22 @@ pub struct Client {
     /// The remote directory as the server last reported it.
     directory: String,
     welcome: Welcome,
+    /// Whether to ask for the extended protocol when reconnecting: only if
+    /// the server agreed the first time (a server that did not answer
+    /// would cost a timeout on every reconnection).
+    ask_extended: bool,
 }
 
 impl Client {
-    /// Connects to `address` (`HOST:PORT`) and reads the welcome.
+    /// Connects to `address` (`HOST:PORT`), reads the welcome and, unless
+    /// configured otherwise, switches to the extended protocol if the
+    /// server agrees.
     pub async fn connect(address: &str, config: ClientConfig) -> Result<Client, ClientError> {
-        let (transport, welcome) = Transport::open(address, &config).await?;
+        let ask = config.protocol == Protocol::Auto;
+        let (transport, welcome) = Transport::open(address, &config, ask).await?;
         Ok(Client {
             address: address.to_owned(),
+            ask_extended: transport.is_extended(),
             config,
             transport: Some(transport),
             directory: welcome.directory.clone(),
@@ -104,8 +166,15 @@ impl Client {
         &self.address
     }
 
+    /// Whether the connection speaks the extended protocol.
+    pub fn is_extended(&self) -> bool {
+        self.transport.as_ref().is_some_and(Transport::is_extended)
+    }
+
     /// The token that no uploaded data may contain on this connection (the
-    /// classic protocol's end-of-message marker); `None` when not connected.
+    /// classic protocol's end-of-message marker); `None` when not connected
+    /// or when the connection speaks the extended protocol, which has no
+    /// such limit.
     pub fn forbidden_token(&self) -> Option<crate::protocol::Token> {
         self.transport.as_ref()?.forbidden_token().copied()
     }
@@ -120,7 +189,8 @@ impl Client {
     /// the server put it, and the server's refusal is returned.
     pub async fn reconnect(&mut self) -> Result<(), ClientError> {
         self.transport = None;
-        let (transport, welcome) = Transport::open(&self.address, &self.config).await?;
+        let (transport, welcome) =
+            Transport::open(&self.address, &self.config, self.ask_extended).await?;
         self.transport = Some(transport);
         let previous = std::mem::replace(&mut self.directory, welcome.directory);
         if previous != self.directory {
@@ -131,71 +201,165 @@ impl Client {
 
     /// `cd`: changes the remote directory.
     pub async fn change_directory(&mut self, path: &str) -> Result<(), ClientError> {
-        let request = Request::ChangeDirectory { path: path.into() };
-        self.run(async |transport| transport.command(&request).await.map(|d| ((), d)))
-            .await
+        self.command(
+            Request::ChangeDirectory { path: path.into() },
+            Message::ChangeDirectory { path: path.into() },
+        )
+        .await
     }
 
-    /// `mkdir`: creates one remote directory.
+    /// `mkdir`: creates one remote directory; its parent must exist.
     pub async fn make_directory(&mut self, path: &str) -> Result<(), ClientError> {
-        let request = Request::MakeDirectory { path: path.into() };
-        self.run(async |transport| transport.command(&request).await.map(|d| ((), d)))
-            .await
+        self.command(
+            Request::MakeDirectory { path: path.into() },
+            Message::MakeDirectory {
+                path: path.into(),
+                parents: false,
+            },
+        )
+        .await
+    }
+
+    /// `mkdir -p`: creates a remote directory and any missing parents; an
+    /// existing directory is fine. Extended protocol only.
+    pub async fn make_directories(&mut self, path: &str) -> Result<(), ClientError> {
+        let message = Message::MakeDirectory {
+            path: path.into(),
+            parents: true,
+        };
+        self.run(async |t| {
+            t.extended("mkdir -p")?
+                .command(message)
+                .await
+                .map(|d| ((), d))
+        })
+        .await
     }
 
     /// `rm`: removes a remote file or empty directory.
     pub async fn remove(&mut self, path: &str) -> Result<(), ClientError> {
-        let request = Request::Remove { path: path.into() };
-        self.run(async |transport| transport.command(&request).await.map(|d| ((), d)))
+        self.command(
+            Request::Remove { path: path.into() },
+            Message::Remove {
+                path: path.into(),
+                recursive: false,
+            },
+        )
+        .await
+    }
+
+    /// `rm -r`: removes a remote file, or a directory with everything
+    /// below it (links are removed, never followed). Extended protocol only.
+    pub async fn remove_tree(&mut self, path: &str) -> Result<(), ClientError> {
+        let message = Message::Remove {
+            path: path.into(),
+            recursive: true,
+        };
+        self.run(async |t| t.extended("rm -r")?.command(message).await.map(|d| ((), d)))
             .await
     }
 
     /// `mv`: renames `from` to `to`, or moves it into `to` if that is an
     /// existing directory. Never replaces an existing entry.
     pub async fn rename(&mut self, from: &str, to: &str) -> Result<(), ClientError> {
-        let request = Request::Rename {
-            from: from.into(),
-            to: to.into(),
-        };
-        self.run(async |transport| transport.command(&request).await.map(|d| ((), d)))
-            .await
+        self.command(
+            Request::Rename {
+                from: from.into(),
+                to: to.into(),
+            },
+            Message::Rename {
+                from: from.into(),
+                to: to.into(),
+            },
+        )
+        .await
     }
 
     /// `info`: the size of a remote file in bytes.
     pub async fn size(&mut self, path: &str) -> Result<u64, ClientError> {
-        self.run(async |transport| transport.size(path).await).await
-    }
-
-    /// Uploads everything `reader` yields to `remote`; returns the bytes
-    /// sent. Data containing the connection's token is refused; since it is
-    /// only seen on the way, the connection may have to be dropped (see
-    /// [`ClientError::TokenInFile`]). [`Client::upload_file`] checks first.
-    pub async fn upload<R: AsyncRead + Unpin>(
-        &mut self,
-        mut reader: R,
-        remote: &str,
-        mut progress: impl FnMut(Progress),
-    ) -> Result<u64, ClientError> {
-        let start = Progress {
-            done: 0,
-            total: None,
-        };
-        self.run(async |transport| {
-            transport
-                .upload(remote, &mut reader, start, &mut progress)
-                .await
+        self.run(async |transport| match transport {
+            Transport::Classic(classic) => classic.size(path).await,
+            Transport::Extended(extended) => extended.size(path).await,
         })
         .await
     }
 
-    /// Uploads the local file `local` to `remote`; returns the bytes sent.
-    /// Fails before anything is sent if `local` is missing, not a regular
-    /// file, or contains the connection's token.
+    /// `stat`: describes one remote entry. Extended protocol only.
+    pub async fn stat(&mut self, path: &str) -> Result<EntryInfo, ClientError> {
+        self.run(async |t| t.extended("stat")?.stat(path).await)
+            .await
+    }
+
+    /// Describes many remote entries with one round trip's worth of
+    /// waiting: the requests are pipelined. One result per path, in order;
+    /// the outer error is a failed connection. Extended protocol only.
+    pub async fn stat_many(
+        &mut self,
+        paths: &[String],
+    ) -> Result<Vec<Result<EntryInfo, ClientError>>, ClientError> {
+        let jobs = paths.iter().map(|path| Job::Stat(path.clone())).collect();
+        let results = self
+            .pipeline("stat", jobs, Progress::default(), &mut |_| {})
+            .await?;
+        Ok(results
+            .into_iter()
+            .map(|result| match result? {
+                Outcome::Entry(entry) => Ok(entry),
+                other => Err(unexpected(other)),
+            })
+            .collect())
+    }
+
+    /// `ls`: a remote directory's entries, directories first, then files,
+    /// each group by name. Extended protocol only.
+    pub async fn list(&mut self, path: &str) -> Result<Vec<EntryInfo>, ClientError> {
+        self.run(async |t| t.extended("ls")?.list(path).await).await
+    }
+
+    /// Uploads the `size` bytes that `reader` yields to `remote`; returns
+    /// the bytes sent. If the reader fails or ends early, the upload fails
+    /// with [`ClientError::Source`] and nothing is stored. On a classic
+    /// connection, data containing the connection's token is refused; since
+    /// it is only seen on the way, the connection may have to be dropped
+    /// (see [`ClientError::TokenInFile`]); [`Client::upload_file`] checks
+    /// first.
+    pub async fn upload<R: AsyncRead + Unpin>(
+        &mut self,
+        mut reader: R,
+        size: u64,
+        remote: &str,
+        mut progress: impl FnMut(Progress) + Send,
+    ) -> Result<u64, ClientError> {
+        let start = Progress {
+            done: 0,
+            total: Some(size),
+        };
+        self.run(async |transport| match transport {
+            Transport::Classic(classic) => {
+                classic
+                    .upload(remote, &mut reader, size, start, &mut progress)
+                    .await
+            }
+            Transport::Extended(extended) => {
+                extended
+                    .upload(remote, &mut reader, size, start, &mut progress)
+                    .await
+            }
+        })
+        .await
+    }
+
+    /// Uploads the local file `local` to `remote`; returns the bytes sent
+    /// (with `resume`, only those sent this time). Fails before anything is
+    /// sent if `local` is missing or not a regular file, or, on a classic
+    /// connection, contains the connection's token. On the extended
+    /// protocol the server checks the file's digest before storing it.
     pub async fn upload_file(
         &mut self,
         local: &Path,
         remote: &str,
-        mut progress: impl FnMut(Progress),
+        options: TransferOptions,
+        mut progress: impl FnMut(Progress) + Send,
     ) -> Result<u64, ClientError> {
         let (mut file, size) = local::open_for_upload(local).await?;
         if !self.is_connected() {
@@ -213,54 +377,338 @@ impl Client {
             done: 0,
             total: Some(size),
         };
-        self.run(async |transport| {
-            transport
-                .upload(remote, &mut file, start, &mut progress)
-                .await
+        self.run(async |transport| match transport {
+            Transport::Classic(classic) => {
+                classic
+                    .upload(remote, &mut file, size, start, &mut progress)
+                    .await
+            }
+            Transport::Extended(extended) if options.resume => {
+                extended
+                    .upload_resuming(remote, &mut file, size, &mut progress)
+                    .await
+            }
+            Transport::Extended(extended) => {
+                extended
+                    .upload(remote, &mut file, size, start, &mut progress)
+                    .await
+            }
         })
         .await
     }
 
-    /// Downloads `remote` into `writer`; returns the bytes received. Asks
-    /// for the size first, so that progress knows the total.
+    /// Downloads `remote` into `writer`; returns the bytes received. On the
+    /// extended protocol the digest is checked at the end: a mismatch is
+    /// [`ClientError::DigestMismatch`] (the bytes are in `writer` by then;
+    /// [`Client::download_file`] keeps nothing in that case).
     pub async fn download<W: AsyncWrite + Unpin>(
         &mut self,
         remote: &str,
         mut writer: W,
-        mut progress: impl FnMut(Progress),
+        mut progress: impl FnMut(Progress) + Send,
     ) -> Result<u64, ClientError> {
+        if self.is_extended() {
+            return self
+                .run(async |t| {
+                    t.extended("dl")?
+                        .download(remote, 0, Hasher::new(), &mut writer, &mut progress)
+                        .await
+                })
+                .await;
+        }
         let start = Progress {
             done: 0,
             total: Some(self.size(remote).await?),
         };
         progress(start);
-        self.run(async |transport| {
-            transport
-                .download(remote, &mut writer, start, &mut progress)
-                .await
+        self.run(async |transport| match transport {
+            Transport::Classic(classic) => {
+                classic
+                    .download(remote, &mut writer, start, &mut progress)
+                    .await
+            }
+            Transport::Extended(_) => Err(ClientError::NotConnected),
         })
         .await
     }
 
     /// Downloads `remote` to the local file `local`, through a temporary
-    /// file beside it that is renamed only when the download is complete:
-    /// a failed or interrupted download leaves nothing under `local`.
+    /// file beside it that is renamed only when the download is complete
+    /// (and, on the extended protocol, verified): a failed or interrupted
+    /// download leaves nothing under `local`. See [`TransferOptions`] for
+    /// resuming. Returns the file's size.
     pub async fn download_file(
         &mut self,
         remote: &str,
         local: &Path,
-        progress: impl FnMut(Progress),
+        options: TransferOptions,
+        mut progress: impl FnMut(Progress) + Send,
     ) -> Result<u64, ClientError> {
-        let mut partial = PartialFile::create(local).await?;
-        let received = self.download(remote, partial.writer(), progress).await?;
-        partial.complete().await?;
-        Ok(received)
+        if !(options.resume && self.is_extended()) {
+            let mut partial = PartialFile::create(local).await?;
+            let received = self.download(remote, partial.writer(), progress).await?;
+            partial.complete(true).await?;
+            return Ok(received);
+        }
+        let mut partial = PartialFile::resumable(local).await?;
+        let (mut offset, mut hasher) = partial.held().await?;
+        loop {
+            let result = self
+                .run(async |t| {
+                    t.extended("dl")?
+                        .download(remote, offset, hasher, partial.writer(), &mut progress)
+                        .await
+                })
+                .await;
+            // What was kept may be of another file (a changed remote file,
+            // or one shorter than what is held): start over, once.
+            let stale = matches!(&result, Err(ClientError::DigestMismatch { .. }))
+                || result.as_ref().err().and_then(ClientError::code) == Some(ErrorCode::BadRequest);
+            match result {
+                Err(_) if stale && offset > 0 => {
+                    tracing::debug!(remote, offset, "the kept part did not match; starting over");
+                    partial.restart().await?;
+                    (offset, hasher) = (0, Hasher::new());
+                }
+                Ok(size) => {
+                    partial.complete(true).await?;
+                    return Ok(size);
+                }
+                // Kept for the next attempt: the connection went away.
+                Err(error) if error.is_connection_lost() => {
+                    partial.settle().await;
+                    return Err(error);
+                }
+                Err(error) => {
+                    partial.discard();
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// `ul -r`: uploads the directory `local` into the remote directory
+    /// `remote` (made, with its parents, if missing), with everything below:
+    /// empty directories included, links to files as files (links to
+    /// directories are not followed and are listed as failures). Frames
+    /// for many files are in flight at once. Files that cannot be read or
+    /// stored are in the summary's failures; the other files still go.
+    /// Extended protocol only.
+    pub async fn upload_tree(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        progress: impl FnMut(Progress) + Send,
+    ) -> Result<TreeSummary, ClientError> {
+        if !self.is_extended() {
+            return Err(self.needs_extended("ul -r"));
+        }
+        let root = local.to_owned();
+        let tree = tokio::task::spawn_blocking(move || local::walk(&root))
+            .await
+            .map_err(|error| ClientError::Local {
+                path: local.to_owned(),
+                source: std::io::Error::other(error),
+            })??;
+        let mut summary = TreeSummary {
+            failures: tree.skipped,
+            ..TreeSummary::default()
+        };
+        let total: u64 = tree.files.iter().map(|(_, _, size)| size).sum();
+        let mut names = vec![String::new()];
+        let mut jobs = vec![Job::MakeDirectories(remote.to_owned())];
+        for directory in tree.directories {
+            jobs.push(Job::MakeDirectories(join_remote(remote, &directory)));
+            names.push(directory);
+        }
+        let directories = jobs.len();
+        for (relative, path, _) in tree.files {
+            jobs.push(Job::Upload {
+                remote: join_remote(remote, &relative),
+                local: path,
+            });
+            names.push(relative);
+        }
+        let start = Progress {
+            done: 0,
+            total: Some(total),
+        };
+        let mut progress = progress;
+        let results = self.pipeline("ul -r", jobs, start, &mut progress).await?;
+        for (index, (name, result)) in names.into_iter().zip(results).enumerate() {
+            match result {
+                Ok(Outcome::Transferred(bytes)) => {
+                    summary.files += 1;
+                    summary.bytes += bytes;
+                }
+                Ok(_) if index < directories => summary.directories += 1,
+                Ok(other) => summary.failures.push((name, unexpected(other))),
+                Err(error) => summary.failures.push((name, error)),
+            }
+        }
+        // The root itself is not counted among the directories below it.
+        summary.directories = summary.directories.saturating_sub(1);
+        Ok(summary)
+    }
+
+    /// `dl -r`: downloads the remote directory `remote` into the local
+    /// directory `local` (made, with its parents, if missing), with
+    /// everything below: empty directories included. The tree is listed a
+    /// level at a time and the files are fetched with many requests in
+    /// flight; each file is verified and appears under its name only when
+    /// complete; an existing file of the same name is replaced. The local
+    /// disk is flushed once at the end rather than after each file. Names
+    /// that would not be safe locally (`..`, with a `/`) are failures, as
+    /// are files that cannot be fetched or written; the others still go.
+    /// Extended protocol only.
+    pub async fn download_tree(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        progress: impl FnMut(Progress) + Send,
+    ) -> Result<TreeSummary, ClientError> {
+        if !self.is_extended() {
+            return Err(self.needs_extended("dl -r"));
+        }
+        let mut summary = TreeSummary::default();
+        let mut files = Vec::new();
+        let mut directories = Vec::new();
+        // Breadth first: every listing of a level in one pipeline.
+        let mut level = vec![String::new()];
+        let mut first = true;
+        while !level.is_empty() {
+            let jobs = level
+                .iter()
+                .map(|relative| Job::List(join_remote(remote, relative)))
+                .collect();
+            let results = self
+                .pipeline("dl -r", jobs, Progress::default(), &mut |_| {})
+                .await?;
+            let mut next = Vec::new();
+            for (relative, result) in level.into_iter().zip(results) {
+                let entries = match result {
+                    Ok(Outcome::Listing(entries)) => entries,
+                    Ok(other) => return Err(unexpected(other)),
+                    Err(error) if first => return Err(error),
+                    Err(error) => {
+                        summary.failures.push((relative, error));
+                        continue;
+                    }
+                };
+                for entry in entries {
+                    let child = match relative.is_empty() {
+                        true => entry.name.clone(),
+                        false => format!("{relative}/{}", entry.name),
+                    };
+                    if !safe_local_name(&entry.name) {
+                        let reason = format!("unsafe name from the server: {:?}", entry.name);
+                        summary
+                            .failures
+                            .push((child, ClientError::Protocol(reason)));
+                    } else if entry.is_directory {
+                        directories.push(child.clone());
+                        next.push(child);
+                    } else {
+                        files.push((child, entry.size));
+                    }
+                }
+            }
+            level = next;
+            first = false;
+        }
+        let root = local.to_owned();
+        let made = {
+            let directories = directories.clone();
+            tokio::task::spawn_blocking(move || make_local_directories(&root, &directories))
+                .await
+                .map_err(|error| ClientError::Local {
+                    path: local.to_owned(),
+                    source: std::io::Error::other(error),
+                })?
+        };
+        let made = made?;
+        let mut failed_directories = Vec::new();
+        for (relative, result) in directories.iter().zip(made) {
+            match result {
+                Ok(()) => summary.directories += 1,
+                Err(error) => {
+                    failed_directories.push(format!("{relative}/"));
+                    summary.failures.push((relative.clone(), error));
+                }
+            }
+        }
+        files.retain(|(relative, _)| {
+            !failed_directories
+                .iter()
+                .any(|directory| relative.starts_with(directory.as_str()))
+        });
+        let total = files.iter().map(|(_, size)| size).sum();
+        let jobs = files
+            .iter()
+            .map(|(relative, _)| Job::Download {
+                remote: join_remote(remote, relative),
+                local: local_path(local, relative),
+            })
+            .collect();
+        let start = Progress {
+            done: 0,
+            total: Some(total),
+        };
+        let mut progress = progress;
+        let results = self.pipeline("dl -r", jobs, start, &mut progress).await?;
+        for ((name, _), result) in files.into_iter().zip(results) {
+            match result {
+                Ok(Outcome::Transferred(bytes)) => {
+                    summary.files += 1;
+                    summary.bytes += bytes;
+                }
+                Ok(other) => summary.failures.push((name, unexpected(other))),
+                Err(error) => summary.failures.push((name, error)),
+            }
+        }
+        flush_local_disk(local).await;
+        Ok(summary)
     }
 
     /// Says goodbye and closes the connection.
     pub async fn close(mut self) {
         if let Some(transport) = self.transport.take() {
             transport.close().await;
+        }
+    }
+
+    /// A request without data, in whichever protocol the connection speaks.
+    async fn command(&mut self, request: Request, message: Message) -> Result<(), ClientError> {
+        self.run(async |transport| {
+            let directory = match transport {
+                Transport::Classic(classic) => classic.command(&request).await?,
+                Transport::Extended(extended) => extended.command(message).await?,
+            };
+            Ok(((), directory))
+        })
+        .await
+    }
+
+    /// Runs jobs in a pipeline (extended protocol only).
+    async fn pipeline(
+        &mut self,
+        operation: &'static str,
+        jobs: Vec<Job>,
+        start: Progress,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Vec<Result<Outcome, ClientError>>, ClientError> {
+        self.run(async |t| {
+            let extended = t.extended(operation)?;
+            let results = extended.pipeline(jobs, start, progress).await?;
+            Ok((results, extended.directory().to_owned()))
+        })
+        .await
+    }
+
+    fn needs_extended(&self, operation: &'static str) -> ClientError {
+        match self.is_connected() {
+            true => ClientError::NeedsExtended { operation },
+            false => ClientError::NotConnected,
         }
     }
 
@@ -284,18 +732,118 @@ impl Client {
     }
 }
 
-/// The protocol a connection speaks. Only the classic one for now; the
-/// extended protocol becomes a second variant, and each method below a
-/// second arm.
+/// `remote/relative`, or either alone when the other is empty.
+fn join_remote(remote: &str, relative: &str) -> String {
+    match (remote.is_empty(), relative.is_empty()) {
+        (_, true) => remote.to_owned(),
+        (true, false) => relative.to_owned(),
+        (false, false) => format!("{}/{relative}", remote.trim_end_matches('/')),
+    }
+}
+
+/// A relative `/`-separated path below a local root.
+fn local_path(root: &Path, relative: &str) -> PathBuf {
+    relative
+        .split('/')
+        .fold(root.to_owned(), |path, name| path.join(name))
+}
+
+/// Whether a name from a listing can be used as one local path component.
+fn safe_local_name(name: &str) -> bool {
+    !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
+}
+
+/// Makes `root` and the directories below it, parents first (blocking).
+fn make_local_directories(
+    root: &Path,
+    directories: &[String],
+) -> Result<Vec<Result<(), ClientError>>, ClientError> {
+    let local = |path: PathBuf, source| ClientError::Local { path, source };
+    std::fs::create_dir_all(root).map_err(|source| local(root.to_owned(), source))?;
+    Ok(directories
+        .iter()
+        .map(|relative| {
+            let path = local_path(root, relative);
+            match std::fs::create_dir(&path) {
+                Err(error)
+                    if !(error.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir()) =>
+                {
+                    Err(local(path, error))
+                }
+                _ => Ok(()),
+            }
+        })
+        .collect())
+}
+
+/// Flushes the file system holding `path` (the group commit of a recursive
+/// download). Best effort: a failure leaves the files in the page cache.
+async fn flush_local_disk(path: &Path) {
+    let path = path.to_owned();
+    let _ = tokio::task::spawn_blocking(move || {
+        let directory = std::fs::File::open(path)?;
+        rustix::fs::syncfs(&directory).map_err(std::io::Error::from)
+    })
+    .await;
+}
+
+/// The error of a source that ended before the size announced.
+fn ended_early(read: u64, size: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!("the data ended after {read} of the {size} bytes announced"),
+    )
+}
+
+fn unexpected(outcome: Outcome) -> ClientError {
+    ClientError::Protocol(format!("unexpected answer {outcome:?}"))
+}
+
+/// The protocol a connection speaks; each method has an arm per protocol,
+/// or sends the caller to [`Transport::extended`].
+// One per client, moved only when (re)connecting: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Transport {
     Classic(Classic),
+    Extended(Extended),
 }
 
 impl Transport {
+    /// Connects, reads the welcome, and switches to the extended protocol
+    /// if `ask` and the server agrees. A server that answers the question
+    /// with silence or a close (which a classic server may) is left, and a
+    /// fresh classic connection opened instead.
     async fn open(
         address: &str,
         config: &ClientConfig,
+        ask: bool,
     ) -> Result<(Transport, Welcome), ClientError> {
+        let (mut classic, welcome) =
+            Classic::open(Transport::connect(address, config).await?, config.timeout).await?;
+        // Only our server names `/`; the original names a real path.
+        if !ask || welcome.directory != "/" {
+            return Ok((Transport::Classic(classic), welcome));
+        }
+        match classic.ask_upgrade().await {
+            Upgrade::Accepted => {
+                let extended = Extended::new(
+                    classic.into_connection(),
+                    welcome.directory.clone(),
+                    config.timeout,
+                )?;
+                Ok((Transport::Extended(extended), welcome))
+            }
+            Upgrade::Refused => Ok((Transport::Classic(classic), welcome)),
+            Upgrade::NoAnswer => {
+                tracing::debug!("no answer to the protocol switch; reconnecting classic");
+                let stream = Transport::connect(address, config).await?;
+                let (classic, welcome) = Classic::open(stream, config.timeout).await?;
+                Ok((Transport::Classic(classic), welcome))
+            }
+        }
+    }
+
+    async fn connect(address: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
         let connect = |source| ClientError::Connect {
             address: address.to_owned(),
             source,
@@ -305,56 +853,33 @@ impl Transport {
             .map_err(|_| connect(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect)?;
         let _ = stream.set_nodelay(true);
-        let (classic, welcome) = Classic::open(stream, config.timeout).await?;
-        Ok((Transport::Classic(classic), welcome))
+        Ok(stream)
+    }
+
+    fn is_extended(&self) -> bool {
+        matches!(self, Transport::Extended(_))
+    }
+
+    /// The extended connection, or why `operation` cannot run.
+    fn extended(&mut self, operation: &'static str) -> Result<&mut Extended, ClientError> {
+        match self {
+            Transport::Extended(extended) => Ok(extended),
+            Transport::Classic(_) => Err(ClientError::NeedsExtended { operation }),
+        }
     }
 
     /// The token that uploaded data must not contain, if the protocol has one.
     fn forbidden_token(&self) -> Option<&crate::protocol::Token> {
         match self {
             Transport::Classic(classic) => Some(classic.token()),
-        }
-    }
-
-    async fn command(&mut self, request: &Request) -> Result<String, ClientError> {
-        match self {
-            Transport::Classic(classic) => classic.command(request).await,
-        }
-    }
-
-    async fn size(&mut self, path: &str) -> Result<(u64, String), ClientError> {
-        match self {
-            Transport::Classic(classic) => classic.size(path).await,
-        }
-    }
-
-    async fn upload<R: AsyncRead + Unpin>(
-        &mut self,
-        path: &str,
-        reader: &mut R,
-        start: Progress,
-        report: &mut dyn FnMut(Progress),
-    ) -> Result<(u64, String), ClientError> {
-        match self {
-            Transport::Classic(classic) => classic.upload(path, reader, start, report).await,
-        }
-    }
-
-    async fn download<W: AsyncWrite + Unpin>(
-        &mut self,
-        path: &str,
-        writer: &mut W,
-        start: Progress,
-        report: &mut dyn FnMut(Progress),
-    ) -> Result<(u64, String), ClientError> {
-        match self {
-            Transport::Classic(classic) => classic.download(path, writer, start, report).await,
+            Transport::Extended(_) => None,
         }
     }
 
     async fn close(self) {
         match self {
             Transport::Classic(classic) => classic.exit().await,
+            Transport::Extended(extended) => extended.close().await,
         }
     }
 }
@@ -363,11 +888,15 @@ impl Transport {
 struct ProgressWriter<'a, W> {
     inner: &'a mut W,
     progress: Progress,
-    report: &'a mut dyn FnMut(Progress),
+    report: &'a mut (dyn FnMut(Progress) + Send),
 }
 
 impl<'a, W> ProgressWriter<'a, W> {
-    fn new(inner: &'a mut W, progress: Progress, report: &'a mut dyn FnMut(Progress)) -> Self {
+    fn new(
+        inner: &'a mut W,
+        progress: Progress,
+        report: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> Self {
         ProgressWriter {
             inner,
             progress,

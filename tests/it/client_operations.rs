@@ -1,28 +1,46 @@
 //! The `Client` library against the in-process server: every operation,
-//! every error family, and what a failed or interrupted transfer leaves.
+//! every error family, and what a failed or interrupted transfer leaves;
+//! the common operations in both protocols (the extended-only ones are in
+//! `client_extended`).
 
 use std::path::Path;
 use std::time::Duration;
 
 use miniftp::ServerConfig;
-use miniftp::client::{Client, ClientConfig, ClientError, Progress};
+use miniftp::client::{Client, ClientConfig, ClientError, Progress, Protocol, TransferOptions};
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use crate::support::{TestServer, pseudo_random_bytes, sha256, sha256_file};
 
+/// Both protocols, for the operations they share.
+const BOTH: [Protocol; 2] = [Protocol::Auto, Protocol::Classic];
+
 async fn connect(server: &TestServer) -> Client {
-    Client::connect(&server.address.to_string(), ClientConfig::default())
+    connect_with(server, Protocol::Auto).await
+}
+
+async fn connect_with(server: &TestServer, protocol: Protocol) -> Client {
+    let config = ClientConfig {
+        protocol,
+        ..ClientConfig::default()
+    };
+    let client = Client::connect(&server.address.to_string(), config)
         .await
-        .expect("connect")
+        .expect("connect");
+    assert_eq!(client.is_extended(), protocol == Protocol::Auto);
+    client
 }
 
 fn quick() -> ClientConfig {
     ClientConfig {
         timeout: Duration::from_millis(300),
+        ..ClientConfig::default()
     }
 }
+
+const PLAIN: TransferOptions = TransferOptions { resume: false };
 
 /// Names in a local directory, sorted.
 fn local_entries(dir: &Path) -> Vec<String> {
@@ -36,7 +54,7 @@ fn local_entries(dir: &Path) -> Vec<String> {
 
 fn server_reason(error: ClientError) -> String {
     match error {
-        ClientError::Server { reason } => reason,
+        ClientError::Server { reason, .. } => reason,
         other => panic!("expected a server refusal, got {other:?}"),
     }
 }
@@ -55,15 +73,24 @@ async fn connect_reads_the_welcome() {
 
 #[tokio::test]
 async fn every_operation_round_trips() {
+    for protocol in BOTH {
+        every_operation_round_trips_in(protocol).await;
+    }
+}
+
+async fn every_operation_round_trips_in(protocol: Protocol) {
     let server = TestServer::start().await;
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, protocol).await;
 
     client.make_directory("my dir").await.unwrap();
     client.change_directory("my dir").await.unwrap();
     assert_eq!(client.directory(), "/my dir");
 
     let data = pseudo_random_bytes(100_000, 1);
-    let sent = client.upload(&data[..], "a 📷.bin", |_| {}).await.unwrap();
+    let sent = client
+        .upload(&data[..], 100_000, "a 📷.bin", |_| {})
+        .await
+        .unwrap();
     assert_eq!(sent, 100_000);
     assert_eq!(server.read("my dir/a 📷.bin"), data);
     assert_eq!(client.size("a 📷.bin").await.unwrap(), 100_000);
@@ -90,16 +117,22 @@ async fn every_operation_round_trips() {
 
 #[tokio::test]
 async fn files_round_trip_with_progress() {
+    for protocol in BOTH {
+        files_round_trip_with_progress_in(protocol).await;
+    }
+}
+
+async fn files_round_trip_with_progress_in(protocol: Protocol) {
     let server = TestServer::start().await;
     let local = TempDir::new().unwrap();
     let data = pseudo_random_bytes(3 << 20, 2);
     let source = local.path().join("with space.bin");
     std::fs::write(&source, &data).unwrap();
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, protocol).await;
 
     let mut reports: Vec<Progress> = Vec::new();
     let sent = client
-        .upload_file(&source, "remote name.bin", |p| reports.push(p))
+        .upload_file(&source, "remote name.bin", PLAIN, |p| reports.push(p))
         .await
         .unwrap();
     assert_eq!(sent, data.len() as u64);
@@ -111,7 +144,7 @@ async fn files_round_trip_with_progress() {
     let target = local.path().join("back ünï.bin");
     let mut reports: Vec<Progress> = Vec::new();
     let received = client
-        .download_file("remote name.bin", &target, |p| reports.push(p))
+        .download_file("remote name.bin", &target, PLAIN, |p| reports.push(p))
         .await
         .unwrap();
     assert_eq!(received, data.len() as u64);
@@ -127,9 +160,15 @@ async fn files_round_trip_with_progress() {
 
 #[tokio::test]
 async fn server_refusals_are_typed_and_the_connection_goes_on() {
+    for protocol in BOTH {
+        server_refusals_are_typed_and_the_connection_goes_on_in(protocol).await;
+    }
+}
+
+async fn server_refusals_are_typed_and_the_connection_goes_on_in(protocol: Protocol) {
     let server = TestServer::start().await;
     server.write("full/x", b"x");
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, protocol).await;
 
     let reason = server_reason(client.change_directory("nowhere").await.unwrap_err());
     assert!(reason.contains("nowhere"), "{reason}");
@@ -142,7 +181,7 @@ async fn server_refusals_are_typed_and_the_connection_goes_on() {
     server_reason(client.size("missing").await.unwrap_err());
     server_reason(
         client
-            .upload(&b"data"[..], "no/such/dir", |_| {})
+            .upload(&b"data"[..], 4, "no/such/dir", |_| {})
             .await
             .unwrap_err(),
     );
@@ -161,12 +200,18 @@ async fn server_refusals_are_typed_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn a_local_file_that_is_missing_or_a_directory_fails_before_sending() {
+    for protocol in BOTH {
+        a_local_file_that_is_missing_or_a_directory_fails_before_sending_in(protocol).await;
+    }
+}
+
+async fn a_local_file_that_is_missing_or_a_directory_fails_before_sending_in(protocol: Protocol) {
     let server = TestServer::start().await;
     let local = TempDir::new().unwrap();
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, protocol).await;
 
     let missing = client
-        .upload_file(&local.path().join("missing"), "missing", |_| {})
+        .upload_file(&local.path().join("missing"), "missing", PLAIN, |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -174,7 +219,7 @@ async fn a_local_file_that_is_missing_or_a_directory_fails_before_sending() {
         "{missing:?}"
     );
     let directory = client
-        .upload_file(local.path(), "dir", |_| {})
+        .upload_file(local.path(), "dir", PLAIN, |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -189,7 +234,7 @@ async fn a_local_file_that_is_missing_or_a_directory_fails_before_sending() {
 async fn a_file_holding_the_token_is_refused_before_sending() {
     let server = TestServer::start().await;
     let local = TempDir::new().unwrap();
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, Protocol::Classic).await;
     let token = client.forbidden_token().unwrap();
     let mut data = pseudo_random_bytes(1 << 20, 3);
     data.splice(500_000..500_000, token.as_bytes().iter().copied());
@@ -197,7 +242,7 @@ async fn a_file_holding_the_token_is_refused_before_sending() {
     std::fs::write(&path, &data).unwrap();
 
     let error = client
-        .upload_file(&path, "evil.bin", |_| {})
+        .upload_file(&path, "evil.bin", PLAIN, |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -219,7 +264,7 @@ async fn a_file_holding_the_token_is_refused_before_sending() {
 #[tokio::test]
 async fn a_stream_holding_the_token_drops_the_connection_and_stores_nothing() {
     let server = TestServer::start().await;
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, Protocol::Classic).await;
     client.make_directory("d").await.unwrap();
     client.change_directory("d").await.unwrap();
     let token = client.forbidden_token().unwrap();
@@ -227,7 +272,7 @@ async fn a_stream_holding_the_token_drops_the_connection_and_stores_nothing() {
     data.splice(1_500_000..1_500_000, token.as_bytes().iter().copied());
 
     let error = client
-        .upload(&data[..], "evil.bin", |_| {})
+        .upload(&data[..], data.len() as u64, "evil.bin", |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -256,7 +301,7 @@ async fn a_stream_holding_the_token_drops_the_connection_and_stores_nothing() {
 async fn a_failed_download_leaves_nothing_locally() {
     let server = TestServer::start().await;
     let local = TempDir::new().unwrap();
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, Protocol::Classic).await;
     let token = client.forbidden_token().unwrap();
     let mut data = b"before ".to_vec();
     data.extend_from_slice(token.as_bytes());
@@ -265,14 +310,14 @@ async fn a_failed_download_leaves_nothing_locally() {
     let target = local.path().join("missing");
     server_reason(
         client
-            .download_file("missing", &target, |_| {})
+            .download_file("missing", &target, PLAIN, |_| {})
             .await
             .unwrap_err(),
     );
     let target = local.path().join("holds token");
     let reason = server_reason(
         client
-            .download_file("holds token", &target, |_| {})
+            .download_file("holds token", &target, PLAIN, |_| {})
             .await
             .unwrap_err(),
     );
@@ -283,36 +328,54 @@ async fn a_failed_download_leaves_nothing_locally() {
 
 #[tokio::test]
 async fn a_download_does_not_replace_a_local_file_until_complete() {
+    for protocol in BOTH {
+        a_download_does_not_replace_a_local_file_until_complete_in(protocol).await;
+    }
+}
+
+async fn a_download_does_not_replace_a_local_file_until_complete_in(protocol: Protocol) {
     let server = TestServer::start().await;
     let local = TempDir::new().unwrap();
     let target = local.path().join("f");
     std::fs::write(&target, b"old").unwrap();
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, protocol).await;
     server_reason(
         client
-            .download_file("f", &target, |_| {})
+            .download_file("f", &target, PLAIN, |_| {})
             .await
             .unwrap_err(),
     );
     assert_eq!(std::fs::read(&target).unwrap(), b"old");
     server.write("f", b"new");
-    client.download_file("f", &target, |_| {}).await.unwrap();
+    client
+        .download_file("f", &target, PLAIN, |_| {})
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"new");
     assert_eq!(local_entries(local.path()), ["f"]);
 }
 
 #[tokio::test]
 async fn an_interrupted_download_leaves_nothing_and_reconnect_restores_the_directory() {
+    for protocol in BOTH {
+        an_interrupted_download_leaves_nothing_and_reconnect_restores_the_directory_in(protocol)
+            .await;
+    }
+}
+
+async fn an_interrupted_download_leaves_nothing_and_reconnect_restores_the_directory_in(
+    protocol: Protocol,
+) {
     let server = TestServer::start().await;
     server.write("sub/big.bin", &pseudo_random_bytes(16 << 20, 5));
     let local = TempDir::new().unwrap();
     let target = local.path().join("big.bin");
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, protocol).await;
     client.change_directory("sub").await.unwrap();
 
     let (started, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::select! {
-        result = client.download_file("big.bin", &target, |p| {
+        result = client.download_file("big.bin", &target, PLAIN, |p| {
             if p.done > 0 {
                 let _ = started.send(());
             }
@@ -329,8 +392,14 @@ async fn an_interrupted_download_leaves_nothing_and_reconnect_restores_the_direc
 
 #[tokio::test]
 async fn reconnect_reports_a_directory_that_is_gone() {
+    for protocol in BOTH {
+        reconnect_reports_a_directory_that_is_gone_in(protocol).await;
+    }
+}
+
+async fn reconnect_reports_a_directory_that_is_gone_in(protocol: Protocol) {
     let server = TestServer::start().await;
-    let mut client = connect(&server).await;
+    let mut client = connect_with(&server, protocol).await;
     client.make_directory("gone").await.unwrap();
     client.change_directory("gone").await.unwrap();
     std::fs::remove_dir(server.path("gone")).unwrap();

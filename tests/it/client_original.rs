@@ -6,9 +6,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use miniftp::client::{Client, ClientConfig, ClientError};
+use miniftp::client::{Client, ClientConfig, ClientError, TransferOptions};
 use miniftp::connection::Connection;
 use miniftp::protocol::Token;
 use tempfile::TempDir;
@@ -24,23 +26,63 @@ const PAUSE: Duration = Duration::from_millis(20);
 pub struct OriginalServer {
     pub address: SocketAddr,
     pub root: TempDir,
+    /// How many times a client asked to switch protocols.
+    pub upgrade_requests: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How a variant of the stand-in differs from the original (to test that
+/// our client falls back to classic whatever a classic server does).
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    /// Name directories as `/...` below the root, as our server does (so
+    /// that our client asks it to switch protocols).
+    pub virtual_paths: bool,
+    /// What it does with an unknown command.
+    pub unknown: Unknown,
+}
+
+/// Answers to an unknown command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// None at all (the original).
+    Silence,
+    /// An `error:` status.
+    Error,
+    /// The connection is closed.
+    Close,
+}
+
+impl Variant {
+    /// The original's behaviour.
+    pub const ORIGINAL: Variant = Variant {
+        virtual_paths: false,
+        unknown: Unknown::Silence,
+    };
 }
 
 impl OriginalServer {
     pub async fn start() -> OriginalServer {
+        OriginalServer::start_variant(Variant::ORIGINAL).await
+    }
+
+    pub async fn start_variant(variant: Variant) -> OriginalServer {
         let root = TempDir::new().unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let real_root = root.path().canonicalize().unwrap();
+        let upgrade_requests = Arc::new(AtomicUsize::new(0));
+        let counter = upgrade_requests.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, real_root.clone()));
+                let counter = counter.clone();
+                tokio::spawn(session(stream, real_root.clone(), variant, counter));
             }
         });
         OriginalServer {
             address,
             root,
+            upgrade_requests,
             task,
         }
     }
@@ -50,9 +92,10 @@ impl OriginalServer {
         self.root.path().canonicalize().unwrap()
     }
 
-    async fn connect(&self) -> Client {
+    pub async fn connect(&self) -> Client {
         let config = ClientConfig {
             timeout: Duration::from_millis(500),
+            ..ClientConfig::default()
         };
         Client::connect(&self.address.to_string(), config)
             .await
@@ -69,16 +112,20 @@ impl Drop for OriginalServer {
 /// One client, as the original served it: the token, a pause, the welcome,
 /// then for each command a pause and its replies; a failing command gets
 /// no reply at all, except `rm`, which drops the connection.
-async fn session(stream: TcpStream, root: PathBuf) {
+async fn session(stream: TcpStream, root: PathBuf, variant: Variant, upgrades: Arc<AtomicUsize>) {
     let token = Token::generate();
     let mut connection = Connection::new(stream, token);
     let mut cwd = root.clone();
+    let shown = |path: &Path| match variant.virtual_paths {
+        true => format!("/{}", path.strip_prefix(&root).unwrap().display()),
+        false => path.to_string_lossy().into_owned(),
+    };
     if connection.write_token().await.is_err() {
         return;
     }
     tokio::time::sleep(PAUSE).await;
     if connection
-        .write_message(welcome(&root).as_bytes())
+        .write_message(welcome(&root, &shown(&root)).as_bytes())
         .await
         .is_err()
     {
@@ -88,7 +135,10 @@ async fn session(stream: TcpStream, root: PathBuf) {
         tokio::time::sleep(PAUSE).await;
         let command = String::from_utf8_lossy(&command).into_owned();
         let words: Vec<&str> = command.split_whitespace().collect();
-        let target = |name: &str| cwd.join(name);
+        let target = |name: &str| match name.strip_prefix('/') {
+            Some(below) if variant.virtual_paths => root.join(below),
+            _ => cwd.join(name),
+        };
         let replies: Option<Vec<Vec<u8>>> = match words[..] {
             ["cd", name] => target(name)
                 .canonicalize()
@@ -129,12 +179,30 @@ async fn session(stream: TcpStream, root: PathBuf) {
                     .ok()
                     .map(|_| vec![])
             }
-            _ => None,
+            _ => {
+                if command.starts_with("x-miniftp-extended") {
+                    upgrades.fetch_add(1, Ordering::SeqCst);
+                }
+                match variant.unknown {
+                    Unknown::Silence => None,
+                    Unknown::Close => return,
+                    Unknown::Error => Some(vec![b"error: unknown command".to_vec()]),
+                }
+            }
         };
         let Some(mut replies) = replies else {
             continue;
         };
-        replies.push(cwd.to_string_lossy().into_owned().into_bytes());
+        if replies
+            .last()
+            .is_some_and(|reply| reply.starts_with(b"error:"))
+        {
+            if connection.write_message(&replies[0]).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        replies.push(shown(&cwd).into_bytes());
         for reply in replies {
             if connection.write_message(&reply).await.is_err() {
                 return;
@@ -146,7 +214,7 @@ async fn session(stream: TcpStream, root: PathBuf) {
 
 /// The original's welcome: a real path, directories then files, and an
 /// empty `-- ` line for an empty group.
-fn welcome(root: &Path) -> String {
+fn welcome(root: &Path, shown: &str) -> String {
     let mut directories = Vec::new();
     let mut files = Vec::new();
     for entry in std::fs::read_dir(root).unwrap() {
@@ -157,7 +225,7 @@ fn welcome(root: &Path) -> String {
             false => files.push(name),
         }
     }
-    let mut text = format!("Current Directory: {}:\n|", root.display());
+    let mut text = format!("Current Directory: {shown}:\n|");
     for mut group in [directories, files] {
         group.sort();
         if group.is_empty() {
@@ -184,19 +252,22 @@ async fn the_readme_session_works_against_the_original() {
     let mut client = server.connect().await;
     assert_eq!(client.directory(), root.to_str().unwrap());
     assert_eq!(client.welcome().entries, ["notes.txt"]);
+    // A real path in the welcome: the client never asks to switch.
+    assert!(!client.is_extended());
+    assert_eq!(server.upgrade_requests.load(Ordering::SeqCst), 0);
 
     client.make_directory("test_dir").await.unwrap();
     client.change_directory("test_dir").await.unwrap();
     let inside = root.join("test_dir");
     assert_eq!(client.directory(), inside.to_str().unwrap());
     client
-        .upload_file(&source, "jellyfish.jpg", |_| {})
+        .upload_file(&source, "jellyfish.jpg", TransferOptions::default(), |_| {})
         .await
         .unwrap();
     assert_eq!(client.size("jellyfish.jpg").await.unwrap(), 300_000);
     let target = local.path().join("back.jpg");
     client
-        .download_file("jellyfish.jpg", &target, |_| {})
+        .download_file("jellyfish.jpg", &target, TransferOptions::default(), |_| {})
         .await
         .unwrap();
     assert_eq!(sha256_file(&target), sha256(&data));
@@ -229,7 +300,7 @@ async fn silence_ends_with_a_timeout_and_reconnect_restores_the_directory() {
 
     let target = local.path().join("missing");
     let error = client
-        .download_file("missing", &target, |_| {})
+        .download_file("missing", &target, TransferOptions::default(), |_| {})
         .await
         .unwrap_err();
     assert!(matches!(error, ClientError::TimedOut(_)), "{error:?}");

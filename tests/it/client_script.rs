@@ -13,7 +13,7 @@ use crate::client_original::OriginalServer;
 use crate::support::{TestServer, pseudo_random_bytes, sha256, sha256_file};
 
 /// The binary, in `dir`, with a bound on how long it may run.
-fn miniftp(dir: &std::path::Path) -> Command {
+pub fn miniftp(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_miniftp"));
     command
         .current_dir(dir)
@@ -23,17 +23,17 @@ fn miniftp(dir: &std::path::Path) -> Command {
 }
 
 /// Runs the binary off the runtime, so that the in-process server serves it.
-async fn run(mut command: Command) -> Assert {
+pub async fn run(mut command: Command) -> Assert {
     tokio::task::spawn_blocking(move || command.assert())
         .await
         .unwrap()
 }
 
-fn stdout(assert: &Assert) -> String {
+pub fn stdout(assert: &Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
 }
 
-fn stderr(assert: &Assert) -> String {
+pub fn stderr(assert: &Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
 }
 

@@ -2,32 +2,61 @@
 //! words into a [`Command`]. Pure; adding a command is a row in
 //! [`COMMANDS`], a variant here and an arm in the shell's `execute`.
 
+use super::line::Word;
+
 /// A command typed at the prompt or found in a script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `cd PATH`
     ChangeDirectory(String),
-    /// `mkdir PATH`
-    MakeDirectory(String),
-    /// `rm PATH`
-    Remove(String),
+    /// `pwd`
+    RemoteDirectory,
+    /// `ls [-l] [PATH]`
+    List {
+        /// The directory; `None`: the remote directory.
+        path: Option<String>,
+        /// Type, size and modification time too.
+        long: bool,
+    },
+    /// `stat PATH`
+    Stat(String),
+    /// `mkdir [-p] PATH`
+    MakeDirectory {
+        /// The directory to make.
+        path: String,
+        /// Make missing parents; an existing directory is fine.
+        parents: bool,
+    },
+    /// `rm [-r] [-f] PATH`
+    Remove {
+        /// What to remove.
+        path: String,
+        /// A directory with everything below it.
+        recursive: bool,
+        /// Do not ask; a missing PATH is not an error.
+        force: bool,
+    },
     /// `mv SRC DEST`
     Rename(String, String),
     /// `info PATH`
     Size(String),
-    /// `ul LOCAL [REMOTE]`
+    /// `ul [-r] LOCAL [REMOTE]`
     Upload {
-        /// The local file.
-        local: String,
+        /// The local file, directory or pattern.
+        local: Word,
         /// The remote name; `None`: the local file's name.
         remote: Option<String>,
+        /// Directories with everything below them.
+        recursive: bool,
     },
-    /// `dl REMOTE [LOCAL]`
+    /// `dl [-r] REMOTE [LOCAL]`
     Download {
-        /// The remote file.
-        remote: String,
+        /// The remote file, directory or pattern.
+        remote: Word,
         /// The local path; `None`: the remote name in the local directory.
         local: Option<String>,
+        /// Directories with everything below them.
+        recursive: bool,
     },
     /// `lcd [DIR]`
     LocalChangeDirectory(Option<String>),
@@ -51,6 +80,8 @@ pub struct CommandHelp {
     pub summary: &'static str,
     /// More, for `help NAME`.
     pub details: &'static str,
+    /// The flags it takes, as letters.
+    flags: &'static str,
 }
 
 /// Every command, in the order `help` lists them.
@@ -60,18 +91,47 @@ pub const COMMANDS: &[CommandHelp] = &[
         usage: "cd PATH",
         summary: "change the remote directory",
         details: "PATH is relative to the remote directory unless it starts with /; .. goes up.",
+        flags: "",
+    },
+    CommandHelp {
+        name: "pwd",
+        usage: "pwd",
+        summary: "show the remote directory",
+        details: "The prompt shows it too.",
+        flags: "",
+    },
+    CommandHelp {
+        name: "ls",
+        usage: "ls [-l] [PATH]",
+        summary: "list a remote directory (extended protocol)",
+        details: "Directories first, with a trailing /, then files, each group by name.\n\
+                  -l  also the type (d or -), the size in bytes and the modification time (UTC).",
+        flags: "l",
+    },
+    CommandHelp {
+        name: "stat",
+        usage: "stat PATH",
+        summary: "describe a remote entry (extended protocol)",
+        details: "Prints `PATH: file, N bytes, modified TIME` (or `directory`), time in UTC.",
+        flags: "",
     },
     CommandHelp {
         name: "mkdir",
-        usage: "mkdir PATH",
+        usage: "mkdir [-p] PATH",
         summary: "create a remote directory",
-        details: "Its parent must exist; an existing PATH is an error.",
+        details: "Its parent must exist; an existing PATH is an error.\n\
+                  -p  make missing parents too; an existing directory is fine (extended protocol).",
+        flags: "p",
     },
     CommandHelp {
         name: "rm",
-        usage: "rm PATH",
-        summary: "remove a remote file or empty directory",
-        details: "A directory must be empty.",
+        usage: "rm [-r] [-f] PATH",
+        summary: "remove a remote file or directory",
+        details: "Without -r a directory must be empty.\n\
+                  -r  remove a directory with everything below it (extended protocol); asks\n    \
+                  first, and in a script without a terminal to ask on, refuses unless -f.\n\
+                  -f  do not ask, and a missing PATH is not an error.",
+        flags: "rf",
     },
     CommandHelp {
         name: "mv",
@@ -79,63 +139,88 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "rename or move a remote entry",
         details: "If DEST is an existing directory, SRC moves into it under its own name.\n\
                   An existing entry is never replaced.",
+        flags: "",
     },
     CommandHelp {
         name: "info",
         usage: "info PATH",
         summary: "show the size of a remote file",
         details: "Prints `PATH: N bytes`.",
+        flags: "",
     },
     CommandHelp {
         name: "ul",
-        usage: "ul LOCAL [REMOTE]",
-        summary: "upload a local file",
-        details: "REMOTE defaults to LOCAL's file name in the remote directory; an existing\n\
-                  remote file is replaced once the upload is complete. Ctrl-C cancels it.",
+        usage: "ul [-r] LOCAL [REMOTE]",
+        summary: "upload a local file (or directory, or pattern)",
+        details: "REMOTE defaults to LOCAL's file name in the remote directory; a REMOTE that\n\
+                  ends with / or is an existing remote directory receives the file under its\n\
+                  own name. An existing remote file is replaced once the upload is complete.\n\
+                  LOCAL may be a pattern (ul *.jpg; quote it to take it literally): every\n\
+                  match is uploaded, into REMOTE if given.\n\
+                  -r  upload a directory with everything below it, empty directories included\n    \
+                  (extended protocol; many files are in flight at once).\n\
+                  With the extended protocol every file is verified by the server before it\n\
+                  is stored, and an interrupted upload (lost connection, Ctrl-C) continues\n\
+                  where it stopped when you run the same ul again (not with -r).",
+        flags: "r",
     },
     CommandHelp {
         name: "dl",
-        usage: "dl REMOTE [LOCAL]",
-        summary: "download a remote file",
+        usage: "dl [-r] REMOTE [LOCAL]",
+        summary: "download a remote file (or directory, or pattern)",
         details: "LOCAL defaults to REMOTE's file name in the local directory; if LOCAL is a\n\
-                  directory the file goes into it. The file appears under its name only when\n\
-                  complete. Ctrl-C cancels it.",
+                  directory (or ends with /) the file goes into it. The file appears under\n\
+                  its name only when complete. Ctrl-C cancels it.\n\
+                  REMOTE may end with a pattern (dl logs/*.txt, extended protocol): every\n\
+                  matching file is downloaded, into LOCAL if given.\n\
+                  -r  download a directory with everything below it, empty directories\n    \
+                  included (extended protocol).\n\
+                  With the extended protocol every file is verified against the server's\n\
+                  digest, and an interrupted download keeps what it got in .NAME.miniftp-part\n\
+                  beside the target, which the same dl continues (not with -r).",
+        flags: "r",
     },
     CommandHelp {
         name: "lcd",
         usage: "lcd [DIR]",
         summary: "change the local directory",
         details: "Without DIR, goes to your home directory.",
+        flags: "",
     },
     CommandHelp {
         name: "lpwd",
         usage: "lpwd",
         summary: "show the local directory",
         details: "",
+        flags: "",
     },
     CommandHelp {
         name: "lls",
         usage: "lls [DIR]",
         summary: "list a local directory",
         details: "Directories are shown with a trailing /.",
+        flags: "",
     },
     CommandHelp {
         name: "help",
         usage: "help [COMMAND]",
         summary: "list the commands, or explain one",
         details: "",
+        flags: "",
     },
     CommandHelp {
         name: "exit",
         usage: "exit",
         summary: "leave (also quit, or Ctrl-D)",
         details: "",
+        flags: "",
     },
     CommandHelp {
         name: "quit",
         usage: "quit",
         summary: "leave (also exit, or Ctrl-D)",
         details: "",
+        flags: "",
     },
 ];
 
@@ -145,29 +230,52 @@ pub fn help_for(name: &str) -> Option<&'static CommandHelp> {
 }
 
 impl Command {
-    /// Reads a command from its words (at least one).
-    pub fn parse(words: &[String]) -> Result<Command, String> {
-        let Some((name, args)) = words.split_first() else {
+    /// Reads a command from its words (at least one). Flags come before
+    /// the other arguments, alone or together (`-rf`); `--` ends them.
+    pub fn parse(words: &[Word]) -> Result<Command, String> {
+        let Some((name, rest)) = words.split_first() else {
             return Err("empty command".to_owned());
         };
-        let Some(help) = help_for(name) else {
-            return Err(format!("unknown command: {name} (type help for a list)"));
+        let Some(help) = help_for(&name.text) else {
+            return Err(format!(
+                "unknown command: {} (type help for a list)",
+                name.text
+            ));
         };
         let usage = || format!("usage: {}", help.usage);
-        let owned = |i: usize| args.get(i).cloned();
+        let (flags, args) = split_flags(rest, help.flags)
+            .map_err(|flag| format!("{}: unknown option -{flag}; {}", help.name, usage()))?;
+        let flag = |letter: char| flags.contains(letter);
+        let text = |i: usize| args[i].text.clone();
+        let owned = |i: usize| args.get(i).map(|word| word.text.clone());
         let command = match (help.name, args.len()) {
-            ("cd", 1) => Command::ChangeDirectory(args[0].clone()),
-            ("mkdir", 1) => Command::MakeDirectory(args[0].clone()),
-            ("rm", 1) => Command::Remove(args[0].clone()),
-            ("mv", 2) => Command::Rename(args[0].clone(), args[1].clone()),
-            ("info", 1) => Command::Size(args[0].clone()),
+            ("cd", 1) => Command::ChangeDirectory(text(0)),
+            ("pwd", 0) => Command::RemoteDirectory,
+            ("ls", 0 | 1) => Command::List {
+                path: owned(0),
+                long: flag('l'),
+            },
+            ("stat", 1) => Command::Stat(text(0)),
+            ("mkdir", 1) => Command::MakeDirectory {
+                path: text(0),
+                parents: flag('p'),
+            },
+            ("rm", 1) => Command::Remove {
+                path: text(0),
+                recursive: flag('r'),
+                force: flag('f'),
+            },
+            ("mv", 2) => Command::Rename(text(0), text(1)),
+            ("info", 1) => Command::Size(text(0)),
             ("ul", 1 | 2) => Command::Upload {
                 local: args[0].clone(),
                 remote: owned(1),
+                recursive: flag('r'),
             },
             ("dl", 1 | 2) => Command::Download {
                 remote: args[0].clone(),
                 local: owned(1),
+                recursive: flag('r'),
             },
             ("lcd", 0 | 1) => Command::LocalChangeDirectory(owned(0)),
             ("lpwd", 0) => Command::LocalDirectory,
@@ -180,12 +288,37 @@ impl Command {
     }
 }
 
+/// Splits leading flags (`-r`, `-rf`) from the other arguments; an unknown
+/// flag letter is the error. A lone `-` is an argument; `--` ends the flags.
+fn split_flags<'w>(words: &'w [Word], known: &str) -> Result<(String, &'w [Word]), char> {
+    let mut flags = String::new();
+    let mut rest = words;
+    while let Some((word, after)) = rest.split_first() {
+        if word.text == "--" {
+            rest = after;
+            break;
+        }
+        let Some(letters) = word.text.strip_prefix('-').filter(|l| !l.is_empty()) else {
+            break;
+        };
+        if known.is_empty() {
+            break;
+        }
+        if let Some(unknown) = letters.chars().find(|letter| !known.contains(*letter)) {
+            return Err(unknown);
+        }
+        flags.push_str(letters);
+        rest = after;
+    }
+    Ok((flags, rest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(words: &[&str]) -> Result<Command, String> {
-        let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let words: Vec<Word> = words.iter().map(|w| Word::plain(w)).collect();
         Command::parse(&words)
     }
 
@@ -194,29 +327,100 @@ mod tests {
         let s = |text: &str| text.to_owned();
         let cases = [
             (&["cd", "a b"][..], Command::ChangeDirectory(s("a b"))),
-            (&["mkdir", "x"], Command::MakeDirectory(s("x"))),
-            (&["rm", "x"], Command::Remove(s("x"))),
+            (
+                &["mkdir", "x"],
+                Command::MakeDirectory {
+                    path: s("x"),
+                    parents: false,
+                },
+            ),
+            (
+                &["mkdir", "-p", "x/y"],
+                Command::MakeDirectory {
+                    path: s("x/y"),
+                    parents: true,
+                },
+            ),
+            (
+                &["rm", "x"],
+                Command::Remove {
+                    path: s("x"),
+                    recursive: false,
+                    force: false,
+                },
+            ),
+            (
+                &["rm", "-rf", "x"],
+                Command::Remove {
+                    path: s("x"),
+                    recursive: true,
+                    force: true,
+                },
+            ),
+            (
+                &["rm", "-r", "--", "-f"],
+                Command::Remove {
+                    path: s("-f"),
+                    recursive: true,
+                    force: false,
+                },
+            ),
+            (&["pwd"], Command::RemoteDirectory),
+            (
+                &["ls"],
+                Command::List {
+                    path: None,
+                    long: false,
+                },
+            ),
+            (
+                &["ls", "-l", "a b"],
+                Command::List {
+                    path: Some(s("a b")),
+                    long: true,
+                },
+            ),
+            (&["stat", "x"], Command::Stat(s("x"))),
             (&["mv", "a", "b"], Command::Rename(s("a"), s("b"))),
             (&["info", "x"], Command::Size(s("x"))),
             (
                 &["ul", "a.jpg"],
                 Command::Upload {
-                    local: s("a.jpg"),
+                    local: Word::plain("a.jpg"),
                     remote: None,
+                    recursive: false,
                 },
             ),
             (
                 &["ul", "a.jpg", "b.jpg"],
                 Command::Upload {
-                    local: s("a.jpg"),
+                    local: Word::plain("a.jpg"),
                     remote: Some(s("b.jpg")),
+                    recursive: false,
+                },
+            ),
+            (
+                &["ul", "-r", "dir"],
+                Command::Upload {
+                    local: Word::plain("dir"),
+                    remote: None,
+                    recursive: true,
                 },
             ),
             (
                 &["dl", "a.jpg"],
                 Command::Download {
-                    remote: s("a.jpg"),
+                    remote: Word::plain("a.jpg"),
                     local: None,
+                    recursive: false,
+                },
+            ),
+            (
+                &["dl", "-r", "d", "-"],
+                Command::Download {
+                    remote: Word::plain("d"),
+                    local: Some(s("-")),
+                    recursive: true,
                 },
             ),
             (&["lcd"], Command::LocalChangeDirectory(None)),
@@ -241,13 +445,26 @@ mod tests {
         assert_eq!(parse(&["mv", "a"]), Err("usage: mv SRC DEST".into()));
         assert_eq!(
             parse(&["ul", "a", "b", "c"]),
-            Err("usage: ul LOCAL [REMOTE]".into())
+            Err("usage: ul [-r] LOCAL [REMOTE]".into())
         );
         assert_eq!(parse(&["exit", "now"]), Err("usage: exit".into()));
+        assert_eq!(
+            parse(&["rm", "-x", "a"]),
+            Err("rm: unknown option -x; usage: rm [-r] [-f] PATH".into())
+        );
+        assert_eq!(
+            parse(&["ls", "-l", "a", "b"]),
+            Err("usage: ls [-l] [PATH]".into())
+        );
+        // Commands without flags take a leading dash as a name.
+        assert_eq!(
+            parse(&["cd", "-x"]),
+            Ok(Command::ChangeDirectory("-x".into()))
+        );
         assert!(
-            parse(&["ls"])
+            parse(&["frobnicate"])
                 .unwrap_err()
-                .starts_with("unknown command: ls")
+                .starts_with("unknown command: frobnicate")
         );
         assert!(parse(&["CD", "x"]).is_err());
     }

@@ -1,7 +1,9 @@
-//! Tab completion at the prompt: command names, and local paths where a
-//! command takes one. (Remote names need a listing, which comes with the
-//! extended protocol.)
+//! Tab completion at the prompt: command names, local paths where a
+//! command takes one, and remote names where a command takes a remote path
+//! (listed on the server: extended protocol only). Completed names are
+//! escaped with backslashes, as the shell's line syntax reads them.
 
+use miniftp::client::EntryInfo;
 use rustyline::completion::{Completer, FilenameCompleter, Pair, extract_word};
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -11,22 +13,99 @@ use rustyline::{Context, Result};
 use super::command::COMMANDS;
 use super::line::words_before_cursor;
 
+/// Lists a remote directory for completion (nothing if it cannot).
+pub type RemoteLister = Box<dyn Fn(&str) -> Vec<EntryInfo>>;
+
 /// The shell's rustyline helper.
 pub struct ShellHelper {
     files: FilenameCompleter,
+    remote: RemoteLister,
 }
 
 impl ShellHelper {
-    pub fn new() -> ShellHelper {
+    pub fn new(remote: RemoteLister) -> ShellHelper {
         ShellHelper {
             files: FilenameCompleter::new(),
+            remote,
         }
+    }
+
+    /// Remote names that complete the word before `pos`.
+    fn complete_remote(&self, line: &str, pos: usize) -> (usize, Vec<Pair>) {
+        let (start, raw) = extract_word(line, pos, Some('\\'), |c| " \t;".contains(c));
+        let word = unescape(raw);
+        let (directory, prefix) = match word.rfind('/') {
+            Some(at) => word.split_at(at + 1),
+            None => ("", word.as_str()),
+        };
+        let listed = match directory {
+            "" => ".",
+            directory => directory,
+        };
+        let pairs = (self.remote)(listed)
+            .into_iter()
+            .filter(|entry| entry.name.starts_with(prefix))
+            // Hidden names only when asked for.
+            .filter(|entry| prefix.starts_with('.') || !entry.name.starts_with('.'))
+            .map(|entry| {
+                let (display, end) = match entry.is_directory {
+                    true => (format!("{}/", entry.name), "/"),
+                    false => (entry.name.clone(), " "),
+                };
+                let replacement = format!("{}{end}", escape(&format!("{directory}{}", entry.name)));
+                Pair {
+                    display,
+                    replacement,
+                }
+            })
+            .collect();
+        (start, pairs)
     }
 }
 
-/// Which word of which commands is a local path.
-fn takes_local_path(command: &str, index: usize) -> bool {
-    matches!((command, index), ("ul" | "lcd" | "lls", 1) | ("dl", 2))
+/// Which argument (counting from 1, flags not counted) of which commands
+/// is a local path, and which a remote one.
+#[derive(Debug, PartialEq, Eq)]
+enum PathKind {
+    Local,
+    Remote,
+    Neither,
+}
+
+fn path_kind(command: &str, argument: usize) -> PathKind {
+    match (command, argument) {
+        ("ul" | "lcd" | "lls", 1) | ("dl", 2) => PathKind::Local,
+        ("cd" | "ls" | "stat" | "mkdir" | "rm" | "info" | "dl", 1) | ("mv", 1 | 2) | ("ul", 2) => {
+            PathKind::Remote
+        }
+        _ => PathKind::Neither,
+    }
+}
+
+/// Backslash escapes as the line syntax reads them, removed.
+fn unescape(raw: &str) -> String {
+    let mut word = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c => word.push(c),
+        }
+    }
+    word
+}
+
+/// A name escaped so that the line syntax reads it back as it is (and not
+/// as a pattern).
+fn escape(name: &str) -> String {
+    let mut escaped = String::with_capacity(name.len());
+    for c in name.chars() {
+        if " \t;'\"\\#*?[]".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 impl Completer for ShellHelper {
@@ -47,10 +126,19 @@ impl Completer for ShellHelper {
                 .collect();
             return Ok((start, names));
         }
-        if takes_local_path(command, index) {
-            return self.files.complete_path(line, pos);
+        // The argument under the cursor, flags (-r, -l) not counted.
+        if words.get(index).is_some_and(|word| word.starts_with('-')) {
+            return Ok((pos, Vec::new()));
         }
-        Ok((pos, Vec::new()))
+        let argument = 1 + words[1..index.min(words.len())]
+            .iter()
+            .filter(|word| !word.starts_with('-'))
+            .count();
+        match path_kind(command, argument) {
+            PathKind::Local => self.files.complete_path(line, pos),
+            PathKind::Remote => Ok(self.complete_remote(line, pos)),
+            PathKind::Neither => Ok((pos, Vec::new())),
+        }
     }
 }
 
@@ -69,19 +157,62 @@ mod tests {
     use super::*;
     use rustyline::history::DefaultHistory;
 
+    fn entry(name: &str, is_directory: bool) -> EntryInfo {
+        EntryInfo {
+            name: name.to_owned(),
+            is_directory,
+            size: 0,
+            modified: None,
+        }
+    }
+
+    /// A remote side with `photos/` (holding `jan 2024/` and `a*b.jpg`),
+    /// `.hidden` and `notes.txt`.
+    fn remote(directory: &str) -> Vec<EntryInfo> {
+        match directory {
+            "." => vec![
+                entry("photos", true),
+                entry(".hidden", false),
+                entry("notes.txt", false),
+            ],
+            "photos/" => vec![entry("jan 2024", true), entry("a*b.jpg", false)],
+            _ => Vec::new(),
+        }
+    }
+
     fn complete(line: &str) -> (usize, Vec<String>) {
         let history = DefaultHistory::new();
         let context = Context::new(&history);
-        let (start, pairs) = ShellHelper::new()
+        let (start, pairs) = ShellHelper::new(Box::new(remote))
             .complete(line, line.len(), &context)
             .unwrap();
         (start, pairs.into_iter().map(|p| p.replacement).collect())
     }
 
     #[test]
+    fn completes_remote_names_where_a_command_takes_a_remote_path() {
+        assert_eq!(complete("cd ph"), (3, vec!["photos/".to_owned()]));
+        assert_eq!(complete("dl -r p").1, ["photos/"]);
+        assert_eq!(complete("stat n").1, ["notes.txt "]);
+        assert_eq!(complete("ls ").1, ["photos/", "notes.txt "]);
+        assert_eq!(complete("ls .").1, [".hidden "]);
+        assert_eq!(
+            complete("ul x photos/").1,
+            ["photos/jan\\ 2024/", "photos/a\\*b.jpg "]
+        );
+        assert_eq!(
+            complete("mv notes.txt photos/j"),
+            (13, vec!["photos/jan\\ 2024/".to_owned()])
+        );
+        assert_eq!(complete("cd photos/jan\\ 2").1, ["photos/jan\\ 2024/"]);
+        assert!(complete("lcd ph").1.is_empty(), "a local path");
+        assert!(complete("rm -").1.is_empty(), "a flag");
+    }
+
+    #[test]
     fn completes_command_names() {
         assert_eq!(complete("mk"), (0, vec!["mkdir ".to_owned()]));
-        assert_eq!(complete("l").1, ["lcd ", "lpwd ", "lls "]);
+        assert_eq!(complete("l").1, ["ls ", "lcd ", "lpwd ", "lls "]);
         assert_eq!(complete("cd x; in"), (6, vec!["info ".to_owned()]));
         assert_eq!(complete("help dl"), (5, vec!["dl ".to_owned()]));
     }

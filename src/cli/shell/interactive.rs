@@ -1,8 +1,10 @@
 //! The prompt: line editing and history (rustyline), completion, and
 //! recovery when the connection is lost or a command is cancelled.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
@@ -19,12 +21,38 @@ fn history_path() -> Option<PathBuf> {
 
 /// Runs the prompt until exit, Ctrl-D, or a connection that cannot be
 /// restored (exit code 2).
-pub fn run(mut shell: Shell) -> anyhow::Result<ExitCode> {
+pub fn run(shell: Shell) -> anyhow::Result<ExitCode> {
     println!("{}", shell.welcome());
     println!("Type help for the commands.");
+    // Completion lists remote directories between commands: the shell is
+    // shared with the editor's helper, and never borrowed by both at once.
+    let shared = Rc::new(RefCell::new(shell));
     let config = Config::builder().auto_add_history(false).build();
     let mut editor: Editor<ShellHelper, FileHistory> = Editor::with_config(config)?;
-    editor.set_helper(Some(ShellHelper::new()));
+    let lister = shared.clone();
+    editor.set_helper(Some(ShellHelper::new(Box::new(move |directory| {
+        lister.borrow_mut().remote_entries(directory)
+    }))));
+    let code = prompt(&shared, &mut editor);
+    drop(editor);
+    let shell = Rc::into_inner(shared)
+        .expect("the editor is gone")
+        .into_inner();
+    match code? {
+        Some(code) => Ok(code),
+        None => {
+            shell.close();
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The prompt loop; `None` when the user left (the shell is to be closed),
+/// or the exit code when the connection could not be restored.
+fn prompt(
+    shared: &Rc<RefCell<Shell>>,
+    editor: &mut Editor<ShellHelper, FileHistory>,
+) -> anyhow::Result<Option<ExitCode>> {
     let history = history_path();
     if let Some(path) = &history {
         if let Some(parent) = path.parent() {
@@ -33,7 +61,7 @@ pub fn run(mut shell: Shell) -> anyhow::Result<ExitCode> {
         let _ = editor.load_history(path);
     }
     loop {
-        let prompt = format!("miniftp:{}> ", shell.directory());
+        let prompt = format!("miniftp:{}> ", shared.borrow().directory());
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
             // Ctrl-C at the prompt clears the line.
@@ -47,20 +75,22 @@ pub fn run(mut shell: Shell) -> anyhow::Result<ExitCode> {
                 let _ = editor.append_history(path);
             }
         }
+        let mut shell = shared.borrow_mut();
+        // A completion may have found the connection gone.
+        if !shell.is_connected() && !recover(&mut shell) {
+            return Ok(Some(ExitCode::from(2)));
+        }
         for command in parse_script(&line) {
             let result = command
                 .map_err(|error| Failure::Command(error.reason.to_owned()))
                 .and_then(|words| shell.run_words(&words.words));
             match result {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Exit) => {
-                    shell.close();
-                    return Ok(ExitCode::SUCCESS);
-                }
+                Ok(Flow::Exit) => return Ok(None),
                 Err(failure) => {
                     eprintln!("error: {failure}");
                     if !recover(&mut shell) {
-                        return Ok(ExitCode::from(2));
+                        return Ok(Some(ExitCode::from(2)));
                     }
                     // The rest of the line assumed this command worked.
                     break;
@@ -68,8 +98,7 @@ pub fn run(mut shell: Shell) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    shell.close();
-    Ok(ExitCode::SUCCESS)
+    Ok(None)
 }
 
 /// After a failure, reconnects if the connection is gone (lost, or

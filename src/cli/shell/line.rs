@@ -6,7 +6,10 @@
 //! - outside quotes, a backslash makes the next character ordinary
 //!   (`my\ file`), which is also how tab completion escapes names;
 //! - `;` and a new line end a command; `#` at the start of a word starts a
-//!   comment that runs to the end of the line.
+//!   comment that runs to the end of the line;
+//! - a word with an unquoted `*`, `?` or `[` is also a glob pattern, in
+//!   which quoted or escaped pattern characters stand for themselves
+//!   (`'*'.txt` names the file `*.txt`).
 
 use std::fmt;
 
@@ -14,9 +17,68 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Words {
     /// The words, quotes and escapes removed.
-    pub words: Vec<String>,
+    pub words: Vec<Word>,
     /// The command's source text, trimmed, for messages.
     pub text: String,
+}
+
+/// A word, and the glob pattern it is if it has unquoted pattern characters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Word {
+    /// The word, quotes and escapes removed.
+    pub text: String,
+    /// The word as a glob pattern (quoted pattern characters escaped as
+    /// `[*]`), when it has unquoted ones.
+    pub pattern: Option<String>,
+}
+
+#[cfg(test)]
+impl Word {
+    /// A word that is not a pattern.
+    pub fn plain(text: &str) -> Word {
+        Word {
+            text: text.to_owned(),
+            pattern: None,
+        }
+    }
+}
+
+/// A word being read.
+#[derive(Debug, Default)]
+struct WordBuilder {
+    text: String,
+    pattern: String,
+    /// Whether an unquoted pattern character was seen.
+    glob: bool,
+}
+
+impl WordBuilder {
+    /// Adds a character typed without quotes.
+    fn push_unquoted(&mut self, c: char) {
+        self.text.push(c);
+        self.pattern.push(c);
+        self.glob |= matches!(c, '*' | '?' | '[');
+    }
+
+    /// Adds a quoted or escaped character: itself, even in a pattern.
+    fn push_literal(&mut self, c: char) {
+        self.text.push(c);
+        match c {
+            '*' | '?' | '[' | ']' => {
+                self.pattern.push('[');
+                self.pattern.push(c);
+                self.pattern.push(']');
+            }
+            c => self.pattern.push(c),
+        }
+    }
+
+    fn finish(self) -> Word {
+        Word {
+            text: self.text,
+            pattern: self.glob.then_some(self.pattern),
+        }
+    }
 }
 
 /// A line that cannot be split into words.
@@ -55,7 +117,7 @@ pub fn parse_script(script: &str) -> Vec<Result<Words, LineError>> {
 struct Lexed {
     commands: Vec<Result<Words, LineError>>,
     /// Words of the command still open at the end (for completion).
-    open: Vec<String>,
+    open: Vec<Word>,
     /// Whether the text ends inside a word (rather than after a separator).
     in_word: bool,
     /// Whether the text ends inside an unclosed quote.
@@ -70,7 +132,10 @@ pub fn words_before_cursor(before: &str) -> (Vec<String>, usize) {
         true => lexed.open.len().saturating_sub(1),
         false => lexed.open.len(),
     };
-    (lexed.open, index)
+    (
+        lexed.open.into_iter().map(|word| word.text).collect(),
+        index,
+    )
 }
 
 fn lex(line: &str) -> Result<Lexed, &'static str> {
@@ -83,7 +148,7 @@ fn lex(line: &str) -> Result<Lexed, &'static str> {
 
 fn lex_lenient(line: &str) -> Lexed {
     let mut lexed = Lexed::default();
-    let mut word: Option<String> = None;
+    let mut word: Option<WordBuilder> = None;
     // Where the current command's text starts, and where the line's
     // meaningful text ends (at a comment).
     let mut start = 0;
@@ -91,9 +156,9 @@ fn lex_lenient(line: &str) -> Lexed {
     let mut chars = line.char_indices().peekable();
     while let Some((at, c)) = chars.next() {
         match c {
-            ' ' | '\t' | '\r' => lexed.open.extend(word.take()),
+            ' ' | '\t' | '\r' => lexed.open.extend(word.take().map(WordBuilder::finish)),
             ';' => {
-                lexed.open.extend(word.take());
+                lexed.open.extend(word.take().map(WordBuilder::finish));
                 lexed.close_command(&line[start..at]);
                 start = at + 1;
             }
@@ -103,7 +168,7 @@ fn lex_lenient(line: &str) -> Lexed {
             }
             '\\' => {
                 let word = word.get_or_insert_default();
-                word.push(chars.next().map_or('\\', |(_, next)| next));
+                word.push_literal(chars.next().map_or('\\', |(_, next)| next));
             }
             '\'' => {
                 let word = word.get_or_insert_default();
@@ -113,7 +178,7 @@ fn lex_lenient(line: &str) -> Lexed {
                         lexed.in_quote = false;
                         break;
                     }
-                    word.push(c);
+                    word.push_literal(c);
                 }
             }
             '"' => {
@@ -126,17 +191,19 @@ fn lex_lenient(line: &str) -> Lexed {
                             break;
                         }
                         '\\' if matches!(chars.peek(), Some((_, '"' | '\\'))) => {
-                            word.extend(chars.next().map(|(_, c)| c));
+                            if let Some((_, c)) = chars.next() {
+                                word.push_literal(c);
+                            }
                         }
-                        c => word.push(c),
+                        c => word.push_literal(c),
                     }
                 }
             }
-            c => word.get_or_insert_default().push(c),
+            c => word.get_or_insert_default().push_unquoted(c),
         }
     }
     lexed.in_word = word.is_some();
-    lexed.open.extend(word);
+    lexed.open.extend(word.map(WordBuilder::finish));
     // The last command stays open (for completion) and is also complete.
     if !lexed.open.is_empty() {
         lexed.commands.push(Ok(Words {
@@ -166,8 +233,16 @@ mod tests {
     fn words(script: &str) -> Vec<Vec<String>> {
         parse_script(script)
             .into_iter()
-            .map(|command| command.expect("parses").words)
+            .map(|command| {
+                let words = command.expect("parses").words;
+                words.into_iter().map(|word| word.text).collect()
+            })
             .collect()
+    }
+
+    fn patterns(line: &str) -> Vec<Option<String>> {
+        let command = parse_script(line).remove(0).unwrap();
+        command.words.into_iter().map(|word| word.pattern).collect()
     }
 
     #[test]
@@ -223,7 +298,10 @@ mod tests {
     fn an_unclosed_quote_fails_its_line_only() {
         let commands = parse_script("cd a\nul \"open\nrm b");
         assert_eq!(commands.len(), 3);
-        assert_eq!(commands[0].as_ref().unwrap().words, ["cd", "a"]);
+        assert_eq!(
+            commands[0].as_ref().unwrap().words,
+            [Word::plain("cd"), Word::plain("a")]
+        );
         assert_eq!(
             commands[1],
             Err(LineError {
@@ -231,8 +309,29 @@ mod tests {
                 text: "ul \"open".into()
             })
         );
-        assert_eq!(commands[2].as_ref().unwrap().words, ["rm", "b"]);
+        assert_eq!(
+            commands[2].as_ref().unwrap().words,
+            [Word::plain("rm"), Word::plain("b")]
+        );
         assert!(parse_script("cd 'x").first().unwrap().is_err());
+    }
+
+    #[test]
+    fn unquoted_pattern_characters_make_a_pattern() {
+        let some = |pattern: &str| Some(pattern.to_owned());
+        let cases: &[(&str, &[Option<String>])] = &[
+            ("ul *.jpg", &[None, some("*.jpg")]),
+            ("dl logs/x?.txt", &[None, some("logs/x?.txt")]),
+            ("ul [ab].txt", &[None, some("[ab].txt")]),
+            ("ul '*.jpg' plain", &[None, None, None]),
+            (r"ul \*.jpg", &[None, None]),
+            ("ul '*'*.txt", &[None, some("[*]*.txt")]),
+            (r#"ul "a[1]"?"#, &[None, some("a[[]1[]]?")]),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(patterns(line), *expected, "{line}");
+        }
+        assert_eq!(words("ul '*'*.txt"), [["ul", "**.txt"]]);
     }
 
     #[test]

@@ -9,17 +9,19 @@ mod command;
 mod complete;
 pub mod interactive;
 mod line;
+mod listing;
 mod progress;
 pub mod script;
 
 use std::fmt;
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use miniftp::client::{Client, ClientError};
+use miniftp::client::{Client, ClientError, EntryInfo, ErrorCode, TransferOptions, TreeSummary};
 use tokio::runtime::Runtime;
 
 use command::{COMMANDS, Command, help_for};
+use line::Word;
 use progress::TransferDisplay;
 
 /// Whether the session goes on after a command.
@@ -58,20 +60,35 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// Whether the shell may ask the user to confirm (`rm -r`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// Ask on the terminal.
+    Ask,
+    /// There is no terminal to ask on (a script without one): refuse
+    /// what needs a confirmation, unless forced.
+    Refuse,
+}
+
+/// How many failed files of one command are named, before a count.
+const FAILURES_SHOWN: usize = 20;
+
 /// A connected client and how to show things.
 pub struct Shell {
     runtime: Runtime,
     client: Client,
     /// Whether standard output is a terminal (progress bars).
     animated: bool,
+    confirm: Confirm,
 }
 
 impl Shell {
-    pub fn new(runtime: Runtime, client: Client) -> Shell {
+    pub fn new(runtime: Runtime, client: Client, confirm: Confirm) -> Shell {
         Shell {
             runtime,
             client,
             animated: std::io::stdout().is_terminal(),
+            confirm,
         }
     }
 
@@ -83,8 +100,12 @@ impl Shell {
     /// The welcome, as a few lines.
     pub fn welcome(&self) -> String {
         let welcome = self.client.welcome();
+        let protocol = match self.client.is_extended() {
+            true => "extended",
+            false => "classic",
+        };
         let mut text = format!(
-            "Connected to {}.\nCurrent directory: {}",
+            "Connected to {} ({protocol} protocol).\nCurrent directory: {}",
             self.client.address(),
             welcome.directory
         );
@@ -96,7 +117,7 @@ impl Shell {
     }
 
     /// Reads and runs one command given as words.
-    pub fn run_words(&mut self, words: &[String]) -> Result<Flow, Failure> {
+    pub fn run_words(&mut self, words: &[Word]) -> Result<Flow, Failure> {
         let command = Command::parse(words).map_err(Failure::Command)?;
         self.execute(&command)
     }
@@ -113,6 +134,18 @@ impl Shell {
         self.client.is_connected()
     }
 
+    /// The entries of a remote directory, for completion: empty when it
+    /// cannot be listed (a classic connection, a missing directory).
+    pub fn remote_entries(&mut self, directory: &str) -> Vec<EntryInfo> {
+        if !self.client.is_extended() {
+            return Vec::new();
+        }
+        let client = &mut self.client;
+        self.runtime
+            .block_on(client.list(directory))
+            .unwrap_or_default()
+    }
+
     /// Says goodbye to the server.
     pub fn close(self) {
         let Shell {
@@ -127,15 +160,45 @@ impl Shell {
             Command::ChangeDirectory(path) => {
                 self.remote(async |c| c.change_directory(path).await)?
             }
-            Command::MakeDirectory(path) => self.remote(async |c| c.make_directory(path).await)?,
-            Command::Remove(path) => self.remote(async |c| c.remove(path).await)?,
+            Command::RemoteDirectory => println!("{}", self.client.directory()),
+            Command::List { path, long } => {
+                let path = path.as_deref().unwrap_or(".");
+                let entries = self.remote(async |c| c.list(path).await)?;
+                for entry in &entries {
+                    match long {
+                        true => println!("{}", listing::long(entry)),
+                        false => println!("{}", listing::short(entry)),
+                    }
+                }
+            }
+            Command::Stat(path) => {
+                let entry = self.remote(async |c| c.stat(path).await)?;
+                println!("{}", listing::describe(path, &entry));
+            }
+            Command::MakeDirectory { path, parents } => match parents {
+                true => self.remote(async |c| c.make_directories(path).await)?,
+                false => self.remote(async |c| c.make_directory(path).await)?,
+            },
+            Command::Remove {
+                path,
+                recursive,
+                force,
+            } => self.remove(path, *recursive, *force)?,
             Command::Rename(from, to) => self.remote(async |c| c.rename(from, to).await)?,
             Command::Size(path) => {
                 let size = self.remote(async |c| c.size(path).await)?;
                 println!("{path}: {size} bytes");
             }
-            Command::Upload { local, remote } => self.upload(local, remote.as_deref())?,
-            Command::Download { remote, local } => self.download(remote, local.as_deref())?,
+            Command::Upload {
+                local,
+                remote,
+                recursive,
+            } => self.upload(local, remote.as_deref(), *recursive)?,
+            Command::Download {
+                remote,
+                local,
+                recursive,
+            } => self.download(remote, local.as_deref(), *recursive)?,
             Command::LocalChangeDirectory(dir) => local_change_directory(dir.as_deref())?,
             Command::LocalDirectory => println!("{}", current_dir()?.display()),
             Command::LocalList(dir) => local_list(dir.as_deref().unwrap_or("."))?,
@@ -155,34 +218,200 @@ impl Shell {
             .block_on(cancellable(async || operation(client).await))
     }
 
-    fn upload(&mut self, local: &str, remote: Option<&str>) -> Result<(), Failure> {
-        let path = Path::new(local);
-        let remote = match remote {
-            Some(remote) => remote.to_owned(),
-            None => file_name(local)?,
+    /// `rm [-r] [-f]`: a directory with everything in it only once
+    /// confirmed (or forced).
+    fn remove(&mut self, path: &str, recursive: bool, force: bool) -> Result<(), Failure> {
+        let removed = match recursive {
+            false => self.remote(async |c| c.remove(path).await),
+            true if !self.client.is_extended() => {
+                Err(ClientError::NeedsExtended { operation: "rm -r" }.into())
+            }
+            true => {
+                if !force && self.remote(async |c| c.stat(path).await)?.is_directory {
+                    self.confirm_removal(path)?;
+                }
+                self.remote(async |c| c.remove_tree(path).await)
+            }
         };
-        let display = TransferDisplay::start(&remote, self.animated);
-        let result =
-            self.remote(async |c| c.upload_file(path, &remote, |p| display.update(p)).await);
+        match removed {
+            // -f: what is not there is removed already.
+            Err(Failure::Command(_)) if force && self.missing(path) => Ok(()),
+            removed => removed,
+        }
+    }
+
+    /// Whether a remote path is certainly missing (only the extended
+    /// protocol says so with a code).
+    fn missing(&mut self, path: &str) -> bool {
+        self.client.is_extended()
+            && matches!(
+                self.runtime.block_on(self.client.stat(path)),
+                Err(error) if error.code() == Some(ErrorCode::NotFound)
+            )
+    }
+
+    /// Asks before a recursive removal; refuses if there is no one to ask.
+    fn confirm_removal(&mut self, path: &str) -> Result<(), Failure> {
+        if self.confirm == Confirm::Refuse {
+            return Err(Failure::Command(format!(
+                "{path} is a directory: rm -r asks before removing it, and there is no \
+                 terminal to ask on; use rm -rf to remove it without asking"
+            )));
+        }
+        print!("remove the directory {path} and everything in it? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let read = std::io::stdin().lock().read_line(&mut answer);
+        match read {
+            Ok(_) if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") => Ok(()),
+            _ => Err(Failure::Command(format!("{path}: not removed"))),
+        }
+    }
+
+    /// `ul [-r] LOCAL [REMOTE]`, LOCAL perhaps a pattern.
+    fn upload(
+        &mut self,
+        local: &Word,
+        remote: Option<&str>,
+        recursive: bool,
+    ) -> Result<(), Failure> {
+        let sources = match &local.pattern {
+            Some(pattern) => expand_local(pattern)?,
+            None => vec![PathBuf::from(&local.text)],
+        };
+        // Several files (or a pattern) go into REMOTE as a directory.
+        let into = local.pattern.is_some();
+        let mut failed = Vec::new();
+        for source in &sources {
+            let shown = source.display().to_string();
+            let result = self.upload_one(source, &shown, remote, into, recursive);
+            match result {
+                Ok(()) => {}
+                Err(Failure::Command(reason)) if sources.len() > 1 => {
+                    failed.push((shown, reason));
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        report_failures("uploaded", sources.len(), failed)
+    }
+
+    fn upload_one(
+        &mut self,
+        source: &Path,
+        shown: &str,
+        remote: Option<&str>,
+        into: bool,
+        recursive: bool,
+    ) -> Result<(), Failure> {
+        let name = file_name(shown)?;
+        let is_directory = source.is_dir();
+        if is_directory && !recursive {
+            return Err(Failure::Command(format!(
+                "{shown}: is a directory (ul -r uploads a directory)"
+            )));
+        }
+        let target = self.remote_target(remote, &name, into)?;
+        let display = TransferDisplay::start(&name, self.animated);
+        if is_directory {
+            let result =
+                self.remote(async |c| c.upload_tree(source, &target, |p| display.update(p)).await);
+            let elapsed = display.finish();
+            return tree_outcome("uploaded", shown, &target, result?, elapsed);
+        }
+        let options = TransferOptions { resume: true };
+        let result = self.remote(async |c| {
+            c.upload_file(source, &target, options, |p| display.update(p))
+                .await
+        });
         let elapsed = display.finish();
         let bytes = result?;
         println!(
-            "uploaded {local} -> {remote}: {}",
+            "uploaded {shown} -> {target}: {}",
             progress::summary(bytes, elapsed)
         );
         Ok(())
     }
 
-    fn download(&mut self, remote: &str, local: Option<&str>) -> Result<(), Failure> {
+    /// Where an upload of `name` goes: REMOTE itself, or inside it when it
+    /// ends with `/`, is an existing remote directory, or `into` is set.
+    fn remote_target(
+        &mut self,
+        remote: Option<&str>,
+        name: &str,
+        into: bool,
+    ) -> Result<String, Failure> {
+        let Some(remote) = remote else {
+            return Ok(name.to_owned());
+        };
+        let inside = into
+            || remote.ends_with('/')
+            || (self.client.is_extended()
+                && self
+                    .remote(async |c| c.stat(remote).await)
+                    .is_ok_and(|entry| entry.is_directory));
+        Ok(match inside {
+            true => format!("{}/{name}", remote.trim_end_matches('/')),
+            false => remote.to_owned(),
+        })
+    }
+
+    /// `dl [-r] REMOTE [LOCAL]`, REMOTE perhaps ending with a pattern.
+    fn download(
+        &mut self,
+        remote: &Word,
+        local: Option<&str>,
+        recursive: bool,
+    ) -> Result<(), Failure> {
+        let sources = match &remote.pattern {
+            Some(pattern) => self.expand_remote(&remote.text, pattern, recursive)?,
+            None => vec![remote.text.clone()],
+        };
+        let into = remote.pattern.is_some();
+        let mut failed = Vec::new();
+        for source in &sources {
+            match self.download_one(source, local, into, recursive) {
+                Ok(()) => {}
+                Err(Failure::Command(reason)) if sources.len() > 1 => {
+                    failed.push((source.clone(), reason));
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        report_failures("downloaded", sources.len(), failed)
+    }
+
+    fn download_one(
+        &mut self,
+        remote: &str,
+        local: Option<&str>,
+        into: bool,
+        recursive: bool,
+    ) -> Result<(), Failure> {
         let name = file_name(remote)?;
         let target = match local {
             None => PathBuf::from(&name),
-            Some(local) if Path::new(local).is_dir() => Path::new(local).join(&name),
+            Some(local) if into || local.ends_with('/') || Path::new(local).is_dir() => {
+                Path::new(local).join(&name)
+            }
             Some(local) => PathBuf::from(local),
         };
+        let is_directory = recursive
+            && self.client.is_extended()
+            && self.remote(async |c| c.stat(remote).await)?.is_directory;
         let display = TransferDisplay::start(&name, self.animated);
+        if is_directory {
+            let result = self.remote(async |c| {
+                c.download_tree(remote, &target, |p| display.update(p))
+                    .await
+            });
+            let elapsed = display.finish();
+            let shown = target.display().to_string();
+            return tree_outcome("downloaded", remote, &shown, result?, elapsed);
+        }
+        let options = TransferOptions { resume: true };
         let result = self.remote(async |c| {
-            c.download_file(remote, &target, |p| display.update(p))
+            c.download_file(remote, &target, options, |p| display.update(p))
                 .await
         });
         let elapsed = display.finish();
@@ -194,6 +423,98 @@ impl Shell {
         );
         Ok(())
     }
+
+    /// The remote paths a pattern in the last component picks, by listing
+    /// the directory before it.
+    fn expand_remote(
+        &mut self,
+        text: &str,
+        pattern: &str,
+        directories: bool,
+    ) -> Result<Vec<String>, Failure> {
+        let (directory, names) = listing::split_remote_pattern(text, pattern).ok_or_else(|| {
+            Failure::Command(format!(
+                "{text}: a pattern may only be in the last part of a remote path"
+            ))
+        })?;
+        let names = glob::Pattern::new(names)
+            .map_err(|error| Failure::Command(format!("{text}: {error}")))?;
+        if !self.client.is_extended() {
+            return Err(ClientError::NeedsExtended {
+                operation: "a remote pattern",
+            }
+            .into());
+        }
+        let listed = match directory {
+            "" => ".",
+            directory => directory,
+        };
+        let entries = self.remote(async |c| c.list(listed).await)?;
+        let found: Vec<String> = listing::matching(&entries, &names, directories)
+            .into_iter()
+            .map(|entry| match directory {
+                "" => entry.name.clone(),
+                "/" => format!("/{}", entry.name),
+                directory => format!("{directory}/{}", entry.name),
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(Failure::Command(format!("{text}: no match")));
+        }
+        Ok(found)
+    }
+}
+
+/// The local paths a pattern picks, in name order.
+fn expand_local(pattern: &str) -> Result<Vec<PathBuf>, Failure> {
+    let paths = glob::glob_with(pattern, listing::MATCHING)
+        .map_err(|error| Failure::Command(format!("{pattern}: {error}")))?;
+    let found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+    if found.is_empty() {
+        return Err(Failure::Command(format!("{pattern}: no match")));
+    }
+    Ok(found)
+}
+
+/// Prints a recursive transfer's summary and names what failed.
+fn tree_outcome(
+    verb: &str,
+    from: &str,
+    to: &str,
+    summary: TreeSummary,
+    elapsed: std::time::Duration,
+) -> Result<(), Failure> {
+    println!(
+        "{verb} {from} -> {to}: {} files, {} directories, {}",
+        summary.files,
+        summary.directories,
+        progress::summary(summary.bytes, elapsed)
+    );
+    let total = summary.files as usize + summary.failures.len();
+    let failed = summary
+        .failures
+        .into_iter()
+        .map(|(name, error)| (name, error.to_string()))
+        .collect();
+    report_failures(verb, total, failed)
+}
+
+/// Names the failures of a command that transferred several things (out
+/// of `total`), and fails it if there were any.
+fn report_failures(verb: &str, total: usize, failed: Vec<(String, String)>) -> Result<(), Failure> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for (name, reason) in failed.iter().take(FAILURES_SHOWN) {
+        eprintln!("  not {verb}: {name}: {reason}");
+    }
+    if failed.len() > FAILURES_SHOWN {
+        eprintln!("  ... and {} more", failed.len() - FAILURES_SHOWN);
+    }
+    Err(Failure::Command(format!(
+        "{} of {total} could not be {verb}",
+        failed.len()
+    )))
 }
 
 /// Runs `operation` unless Ctrl-C comes first.
@@ -257,9 +578,11 @@ fn help(name: Option<&str>) -> Result<(), Failure> {
     match name {
         None => {
             for command in COMMANDS {
-                println!("  {:<20} {}", command.usage, command.summary);
+                println!("  {:<24} {}", command.usage, command.summary);
             }
             println!("Quote names with spaces: ul 'my file.jpg'. Separate commands with ;.");
+            println!("Type help COMMAND for more. Commands marked (extended protocol) need a");
+            println!("miniftp server; the original Mini-FTP speaks only the classic protocol.");
         }
         Some(name) => {
             let command = help_for(name)

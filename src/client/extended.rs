@@ -1,0 +1,988 @@
+//! The extended protocol, client side: binary frames after the in-band
+//! switch (`docs/PROTOCOL.md`), verified transfers, resume, pipelining.
+//!
+//! The connection is split in two halves, each wrapped in a
+//! [`Connection`]: [`Requests`] writes frames, [`Replies`] reads them. A
+//! single request writes, then reads. A pipeline ([`Extended::pipeline`])
+//! runs both halves at once in the caller's task: the writer sends the
+//! frames of many jobs without waiting, the reader takes the answers as
+//! they come, so that neither side's buffers can fill while the other
+//! waits. The server answers in order, so the reader matches answers to
+//! jobs by their order (and checks their ids).
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, Empty, Join, Sink};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+use super::error::{ClientError, Direction};
+use super::local::PartialFile;
+use super::{Progress, ProgressWriter};
+use crate::connection::{Connection, ConnectionError};
+use crate::digest::{self, Digest, Hasher};
+use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, Message};
+
+/// Files up to this size travel inside the batch of frames (read whole,
+/// one write for many of them); larger ones are streamed in chunks.
+const INLINE_FILE: u64 = 64 << 10;
+
+/// How many bytes of frames are gathered before they are written.
+const BATCH: usize = 256 << 10;
+
+/// How much of a streamed file is read and sent at a time.
+const CHUNK: usize = 1 << 20;
+
+/// The most jobs of a pipeline in flight (sent, not yet answered).
+const WINDOW: usize = 4096;
+
+type ReadSide = Join<OwnedReadHalf, Sink>;
+type WriteSide = Join<Empty, StallGuard<OwnedWriteHalf>>;
+
+/// A connection that has switched to the extended protocol.
+pub(super) struct Extended {
+    requests: Requests,
+    replies: Replies,
+    /// The session's directory, as the last `Done` said.
+    directory: String,
+}
+
+/// One operation of a pipeline.
+#[derive(Debug)]
+pub(super) enum Job {
+    /// `mkdir -p`.
+    MakeDirectories(String),
+    /// Describe one entry.
+    Stat(String),
+    /// List a directory.
+    List(String),
+    /// Store a local file under a remote path (not resumable).
+    Upload {
+        /// Where on the server.
+        remote: String,
+        /// The local file.
+        local: PathBuf,
+    },
+    /// Fetch a remote file into a local path, through a temporary file.
+    Download {
+        /// The remote file.
+        remote: String,
+        /// Where it goes.
+        local: PathBuf,
+    },
+}
+
+/// What a job of a pipeline produced.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// Done, nothing to report (directories, uploads).
+    Done,
+    /// A file's bytes were transferred.
+    Transferred(u64),
+    /// The answer to a stat.
+    Entry(EntryInfo),
+    /// The answer to a list.
+    Listing(Vec<EntryInfo>),
+}
+
+/// What the reader must do for a job the writer has sent.
+enum Expect {
+    /// The job failed before anything was sent.
+    Failed(ClientError),
+    /// An answer to a plain request of this kind.
+    Answer { id: u32, kind: Kind },
+    /// The answer to an upload; the source failed if `failure` is set (the
+    /// writer then made the server refuse it).
+    Upload {
+        id: u32,
+        name: String,
+        size: u64,
+        failure: Option<io::Error>,
+    },
+    /// A download's frames.
+    Download {
+        id: u32,
+        name: String,
+        local: PathBuf,
+    },
+}
+
+/// A job's answer for the caller.
+type JobResult = Result<Outcome, ClientError>;
+
+impl Extended {
+    /// Takes over a classic connection that the server just switched.
+    pub fn new(
+        connection: Connection<TcpStream>,
+        directory: String,
+        timeout: Duration,
+    ) -> Result<Extended, ClientError> {
+        let token = *connection.token();
+        let (stream, unread) = connection.into_parts();
+        if !unread.is_empty() {
+            return Err(ClientError::Protocol(
+                "the server sent frames before any request".to_owned(),
+            ));
+        }
+        let (read, write) = stream.into_split();
+        let mut reader = Connection::new(tokio::io::join(read, tokio::io::sink()), token);
+        reader.set_read_timeout(Some(timeout));
+        let guarded = StallGuard::new(write, timeout);
+        let writer = Connection::new(tokio::io::join(tokio::io::empty(), guarded), token);
+        let writing = Arc::new(AtomicBool::new(false));
+        Ok(Extended {
+            requests: Requests {
+                connection: writer,
+                out: BytesMut::with_capacity(BATCH),
+                next_id: 0,
+                timeout,
+                writing: writing.clone(),
+            },
+            replies: Replies {
+                connection: reader,
+                timeout,
+                writing,
+            },
+            directory,
+        })
+    }
+
+    /// The session's directory, as the server last said.
+    pub fn directory(&self) -> &str {
+        &self.directory
+    }
+
+    /// A request answered by `Done` (cd, mkdir, rm, mv); the directory.
+    pub async fn command(&mut self, message: Message) -> Result<String, ClientError> {
+        match self.request(message).await? {
+            Outcome::Done => Ok(self.directory.clone()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Describes one entry.
+    pub async fn stat(&mut self, path: &str) -> Result<(EntryInfo, String), ClientError> {
+        let message = Message::Stat { path: path.into() };
+        match self.request(message).await? {
+            Outcome::Entry(entry) => Ok((entry, self.directory.clone())),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Lists a directory: directories first, then files, by name.
+    pub async fn list(&mut self, path: &str) -> Result<(Vec<EntryInfo>, String), ClientError> {
+        let message = Message::List { path: path.into() };
+        match self.request(message).await? {
+            Outcome::Listing(entries) => Ok((entries, self.directory.clone())),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// `info`: the size of a file (a directory is refused, as classic does).
+    pub async fn size(&mut self, path: &str) -> Result<(u64, String), ClientError> {
+        let (entry, directory) = self.stat(path).await?;
+        if entry.is_directory {
+            return Err(ClientError::Server {
+                reason: format!("not a file: {path}"),
+                code: Some(ErrorCode::IsADirectory),
+            });
+        }
+        Ok((entry.size, directory))
+    }
+
+    /// Sends one request without data and reads its answer.
+    async fn request(&mut self, message: Message) -> Result<Outcome, ClientError> {
+        let kind = message.kind();
+        let id = self.requests.id();
+        self.requests.push(id, &message);
+        self.requests.flush().await?;
+        let (outcome, directory) = self.replies.answer(id, kind).await?;
+        if let Some(directory) = directory {
+            self.directory = directory;
+        }
+        Ok(outcome)
+    }
+
+    /// Uploads the `size` bytes of `source`, without resume; the bytes sent.
+    pub async fn upload<R: AsyncRead + Unpin>(
+        &mut self,
+        path: &str,
+        source: &mut R,
+        size: u64,
+        progress: Progress,
+        report: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(u64, String), ClientError> {
+        let id = self.requests.id();
+        self.requests.push(
+            id,
+            &Message::Upload {
+                path: path.into(),
+                size,
+                resume: false,
+            },
+        );
+        let mut hasher = Hasher::new();
+        let mut report = Reporter::new(progress, report);
+        let failure = self
+            .requests
+            .push_body(id, size, source, &mut hasher, &mut report)
+            .await?;
+        self.requests.flush().await?;
+        self.finish_upload(id, path, size, failure).await
+    }
+
+    /// Uploads a local file, resuming an interrupted upload of the same
+    /// path and size if the server kept one. If the result does not match
+    /// (the kept part was of another file), it is sent again whole, once.
+    pub async fn upload_resuming(
+        &mut self,
+        path: &str,
+        file: &mut tokio::fs::File,
+        size: u64,
+        report: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(u64, String), ClientError> {
+        let id = self.requests.id();
+        let upload = Message::Upload {
+            path: path.into(),
+            size,
+            resume: true,
+        };
+        self.requests.push(id, &upload);
+        self.requests.flush().await?;
+        let offset = match self.replies.message(id).await? {
+            Message::UploadFrom { offset } if offset <= size => offset,
+            Message::Failed { code, message } => return Err(refusal(code, message)),
+            other => return Err(protocol(format!("{other:?} instead of an offset"))),
+        };
+        let mut hasher = Hasher::new();
+        let positioned = async {
+            file.seek(io::SeekFrom::Start(0)).await?;
+            digest::hash_prefix(file, offset, &mut hasher).await?;
+            file.seek(io::SeekFrom::Start(offset)).await.map(drop)
+        };
+        let prefix_failure = positioned.await.err();
+        let start = Progress {
+            done: offset,
+            total: Some(size),
+        };
+        let mut reporter = Reporter::new(start, report);
+        reporter.report();
+        let failure = match prefix_failure {
+            // Keep the stream in step: zeros, then a digest that cannot match.
+            Some(error) => {
+                let mut nothing = tokio::io::empty();
+                let mut hasher = Hasher::new();
+                self.requests
+                    .push_body(id, size - offset, &mut nothing, &mut hasher, &mut reporter)
+                    .await?;
+                Some(error)
+            }
+            None => {
+                self.requests
+                    .push_body(id, size - offset, file, &mut hasher, &mut reporter)
+                    .await?
+            }
+        };
+        self.requests.flush().await?;
+        let result = self.finish_upload(id, path, size, failure).await;
+        match result {
+            Err(ClientError::DigestMismatch { .. }) if offset > 0 => {
+                tracing::debug!(path, offset, "the kept part did not match; sending it all");
+                file.seek(io::SeekFrom::Start(0))
+                    .await
+                    .map_err(|source| ClientError::Source {
+                        source,
+                        connection_dropped: false,
+                    })?;
+                let start = Progress {
+                    done: 0,
+                    total: Some(size),
+                };
+                self.upload(path, file, size, start, report).await
+            }
+            result => result,
+        }
+    }
+
+    /// Reads an upload's answer.
+    async fn finish_upload(
+        &mut self,
+        id: u32,
+        path: &str,
+        size: u64,
+        failure: Option<io::Error>,
+    ) -> Result<(u64, String), ClientError> {
+        self.replies.upload_result(id, path, failure).await?;
+        Ok((size, self.directory.clone()))
+    }
+
+    /// Downloads `path` from `offset` into `writer`, checking the digest of
+    /// the whole file (`hasher` holds the first `offset` bytes already).
+    /// Returns the file's size.
+    pub async fn download<W: AsyncWrite + Unpin>(
+        &mut self,
+        path: &str,
+        offset: u64,
+        hasher: Hasher,
+        writer: &mut W,
+        report: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(u64, String), ClientError> {
+        let id = self.requests.id();
+        let download = Message::Download {
+            path: path.into(),
+            offset,
+        };
+        self.requests.push(id, &download);
+        self.requests.flush().await?;
+        let mut reporter = Reporter::new(Progress::default(), report);
+        let size = self
+            .replies
+            .download(id, path, offset, hasher, writer, &mut reporter)
+            .await?;
+        Ok((size, self.directory.clone()))
+    }
+
+    /// Runs many jobs with their frames in flight together; the results in
+    /// the order of `jobs`. A failed job does not stop the others; only a
+    /// failed connection ends the pipeline (the error is returned).
+    pub async fn pipeline(
+        &mut self,
+        jobs: Vec<Job>,
+        progress: Progress,
+        report: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Vec<JobResult>, ClientError> {
+        let reporter = Mutex::new(Reporter::new(progress, report));
+        let (sender, receiver) = mpsc::channel(WINDOW);
+        let Extended {
+            requests, replies, ..
+        } = self;
+        requests.writing.store(true, Ordering::Relaxed);
+        let writer = requests.send_jobs(jobs, sender, &reporter);
+        let reader = replies.read_jobs(receiver, &reporter);
+        let result = tokio::try_join!(writer, reader);
+        requests.writing.store(false, Ordering::Relaxed);
+        Ok(result?.1)
+    }
+
+    /// Closes the connection: the server sees the end of the stream.
+    pub async fn close(mut self) {
+        self.requests
+            .connection
+            .close_gracefully(Duration::ZERO)
+            .await;
+    }
+}
+
+/// The writing half: frames gathered in `out` and written in batches.
+struct Requests {
+    connection: Connection<WriteSide>,
+    out: BytesMut,
+    next_id: u32,
+    timeout: Duration,
+    /// Set while a pipeline's writer still has frames to write (see
+    /// [`Replies::header`]).
+    writing: Arc<AtomicBool>,
+}
+
+impl Requests {
+    /// A fresh request id.
+    fn id(&mut self) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.next_id
+    }
+
+    /// Gathers a message frame.
+    fn push(&mut self, id: u32, message: &Message) {
+        message.encode(id, &mut self.out);
+    }
+
+    /// Writes what was gathered.
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let written = self.connection.write_raw(&self.out).await;
+        self.out.clear();
+        written.map_err(|error| self.lost(error))
+    }
+
+    /// Gathers (or streams) the data frame of `length` bytes of `source`
+    /// and the end frame with the digest of `hasher` (which may already
+    /// hold a resumed prefix). If the source fails or ends early, the
+    /// promised bytes are made up with zeros and the digest is spoiled, so
+    /// that the stream stays in step and the server stores nothing; the
+    /// source's error is returned inside.
+    async fn push_body<R: AsyncRead + Unpin>(
+        &mut self,
+        id: u32,
+        length: u64,
+        source: &mut R,
+        hasher: &mut Hasher,
+        report: &mut Reporter<'_>,
+    ) -> Result<Option<io::Error>, ClientError> {
+        let header = Header {
+            kind: Kind::Data,
+            id,
+            length,
+        };
+        self.out.extend_from_slice(&header.encode());
+        let failure = match length <= INLINE_FILE {
+            true => {
+                self.inline_body(length as usize, source, hasher, report)
+                    .await
+            }
+            false => self.stream_body(length, source, hasher, report).await?,
+        };
+        let mut digest: Digest = hasher.finalize().into();
+        if failure.is_some() {
+            digest[0] ^= 0xff;
+        }
+        self.push(id, &Message::End { digest });
+        Ok(failure)
+    }
+
+    /// Reads a small body straight into the batch.
+    async fn inline_body<R: AsyncRead + Unpin>(
+        &mut self,
+        length: usize,
+        source: &mut R,
+        hasher: &mut Hasher,
+        report: &mut Reporter<'_>,
+    ) -> Option<io::Error> {
+        let start = self.out.len();
+        self.out.resize(start + length, 0);
+        let (filled, failure) = fill(source, &mut self.out[start..]).await;
+        hasher.update(&self.out[start..]);
+        report.add(filled as u64);
+        failure
+    }
+
+    /// Streams a large body in chunks, each written as it is read.
+    async fn stream_body<R: AsyncRead + Unpin>(
+        &mut self,
+        length: u64,
+        source: &mut R,
+        hasher: &mut Hasher,
+        report: &mut Reporter<'_>,
+    ) -> Result<Option<io::Error>, ClientError> {
+        self.flush().await?;
+        let mut buffer = vec![0u8; CHUNK];
+        let mut remaining = length;
+        let mut failure = None;
+        while remaining > 0 {
+            let want = remaining.min(CHUNK as u64) as usize;
+            let chunk = &mut buffer[..want];
+            if failure.is_none() {
+                let (filled, error) = fill(source, chunk).await;
+                report.add(filled as u64);
+                failure = error;
+            } else {
+                chunk.fill(0);
+            }
+            hasher.update(chunk);
+            let written = self.connection.write_raw(chunk).await;
+            written.map_err(|error| self.lost(error))?;
+            remaining -= want as u64;
+        }
+        Ok(failure)
+    }
+
+    /// The writer of a pipeline: each job's frames, then its expectation
+    /// for the reader, sent before the frames can reach the server.
+    async fn send_jobs(
+        &mut self,
+        jobs: Vec<Job>,
+        sender: mpsc::Sender<Expect>,
+        reporter: &Mutex<Reporter<'_>>,
+    ) -> Result<(), ClientError> {
+        for job in jobs {
+            let expect = self.send_job(job, reporter).await?;
+            // Past the window, wait for answers; flush first, or the
+            // answers awaited could be the ones still in `out`.
+            let expect = match sender.try_send(expect) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+                Err(mpsc::error::TrySendError::Full(expect)) => expect,
+            };
+            self.flush().await?;
+            self.writing.store(false, Ordering::Relaxed);
+            let sent = sender.send(expect).await;
+            self.writing.store(true, Ordering::Relaxed);
+            if sent.is_err() {
+                break;
+            }
+        }
+        self.flush().await?;
+        self.writing.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gathers one job's frames (flushing when the batch is full).
+    async fn send_job(
+        &mut self,
+        job: Job,
+        reporter: &Mutex<Reporter<'_>>,
+    ) -> Result<Expect, ClientError> {
+        if self.out.len() >= BATCH {
+            self.flush().await?;
+        }
+        let (message, kind) = match job {
+            Job::MakeDirectories(path) => (
+                Message::MakeDirectory {
+                    path,
+                    parents: true,
+                },
+                Kind::MakeDirectory,
+            ),
+            Job::Stat(path) => (Message::Stat { path }, Kind::Stat),
+            Job::List(path) => (Message::List { path }, Kind::List),
+            Job::Download { remote, local } => {
+                let id = self.id();
+                let download = Message::Download {
+                    path: remote.clone(),
+                    offset: 0,
+                };
+                self.push(id, &download);
+                return Ok(Expect::Download {
+                    id,
+                    name: remote,
+                    local,
+                });
+            }
+            Job::Upload { remote, local } => {
+                return self.send_upload(remote, local, reporter).await;
+            }
+        };
+        let id = self.id();
+        self.push(id, &message);
+        Ok(Expect::Answer { id, kind })
+    }
+
+    /// Gathers (or streams) one file's upload frames.
+    async fn send_upload(
+        &mut self,
+        remote: String,
+        local: PathBuf,
+        reporter: &Mutex<Reporter<'_>>,
+    ) -> Result<Expect, ClientError> {
+        let (mut file, size) = match super::local::open_for_upload(&local).await {
+            Ok(opened) => opened,
+            Err(error) => return Ok(Expect::Failed(error)),
+        };
+        let id = self.id();
+        let upload = Message::Upload {
+            path: remote.clone(),
+            size,
+            resume: false,
+        };
+        self.push(id, &upload);
+        let mut hasher = Hasher::new();
+        let mut forward = forwarder(reporter);
+        let mut report = Reporter::new(Progress::default(), &mut forward);
+        let failure = self
+            .push_body(id, size, &mut file, &mut hasher, &mut report)
+            .await?;
+        Ok(Expect::Upload {
+            id,
+            name: remote,
+            size,
+            failure,
+        })
+    }
+
+    fn lost(&self, error: io::Error) -> ClientError {
+        ClientError::from_connection(ConnectionError::Io(error), self.timeout)
+    }
+}
+
+/// The reading half.
+struct Replies {
+    connection: Connection<ReadSide>,
+    timeout: Duration,
+    /// Set while a pipeline's writer is still writing: the server may
+    /// rightly say nothing until it has read what is on the way, so
+    /// silence is only a timeout once the writer is done (or waits for
+    /// answers). The writer's own writes time out if the server stops
+    /// reading.
+    writing: Arc<AtomicBool>,
+}
+
+impl Replies {
+    /// The next frame header.
+    async fn header(&mut self) -> Result<Header, ClientError> {
+        loop {
+            match self.connection.read_header().await {
+                Ok(Some(header)) => return Ok(header),
+                Ok(None) => return Err(ClientError::Closed),
+                Err(ConnectionError::Io(error))
+                    if error.kind() == io::ErrorKind::TimedOut
+                        && self.writing.load(Ordering::Relaxed) => {}
+                Err(error) => return Err(self.lost(error)),
+            }
+        }
+    }
+
+    /// The next message frame, which must belong to request `id`.
+    async fn message(&mut self, id: u32) -> Result<Message, ClientError> {
+        let header = self.header().await?;
+        if header.kind == Kind::Data {
+            return Err(protocol("data where a message was expected".to_owned()));
+        }
+        let body = self
+            .connection
+            .read_body(header.length)
+            .await
+            .map_err(|error| self.lost(error))?;
+        let message = Message::decode(header.kind, &body)
+            .map_err(|error| protocol(format!("malformed {:?} frame: {error}", header.kind)))?;
+        if header.id != id {
+            // The server says why it dropped the connection with id 0.
+            if let Message::Failed { message, .. } = &message {
+                return Err(protocol(format!("the server gave up: {message}")));
+            }
+            return Err(protocol(format!(
+                "an answer to request {} where {id} was expected",
+                header.id
+            )));
+        }
+        Ok(message)
+    }
+
+    /// The whole answer to a request without data of `kind`; with the
+    /// directory if the answer ended with `Done`.
+    async fn answer(
+        &mut self,
+        id: u32,
+        kind: Kind,
+    ) -> Result<(Outcome, Option<String>), ClientError> {
+        let mut listing = Vec::new();
+        loop {
+            match (kind, self.message(id).await?) {
+                (_, Message::Failed { code, message }) => return Err(refusal(code, message)),
+                (Kind::Stat, Message::Entry(entry)) => return Ok((Outcome::Entry(entry), None)),
+                (Kind::List, Message::Listing(entries)) => listing.extend(entries),
+                (Kind::List, Message::Done { directory }) => {
+                    return Ok((Outcome::Listing(listing), Some(directory)));
+                }
+                (
+                    Kind::ChangeDirectory | Kind::MakeDirectory | Kind::Remove | Kind::Rename,
+                    Message::Done { directory },
+                ) => return Ok((Outcome::Done, Some(directory))),
+                (kind, other) => {
+                    return Err(protocol(format!("{other:?} in answer to {kind:?}")));
+                }
+            }
+        }
+    }
+
+    /// An upload's answer. A refusal for a digest mismatch is the source's
+    /// failure if the writer had one, else corruption on the way.
+    async fn upload_result(
+        &mut self,
+        id: u32,
+        name: &str,
+        failure: Option<io::Error>,
+    ) -> Result<(), ClientError> {
+        match (self.message(id).await?, failure) {
+            (Message::Done { .. }, None) => Ok(()),
+            (Message::Failed { .. } | Message::Done { .. }, Some(source)) => {
+                Err(ClientError::Source {
+                    source,
+                    connection_dropped: false,
+                })
+            }
+            (
+                Message::Failed {
+                    code: ErrorCode::DigestMismatch,
+                    ..
+                },
+                None,
+            ) => Err(ClientError::DigestMismatch {
+                name: name.to_owned(),
+                direction: Direction::Upload,
+            }),
+            (Message::Failed { code, message }, None) => Err(refusal(code, message)),
+            (other, _) => Err(protocol(format!("{other:?} in answer to an upload"))),
+        }
+    }
+
+    /// A download's frames: its size, the data into `writer`, and the
+    /// digest, checked against `hasher` (which holds the first `offset`
+    /// bytes). A failing writer does not break the stream: the rest is read
+    /// and dropped. Returns the file's size.
+    async fn download<W: AsyncWrite + Unpin>(
+        &mut self,
+        id: u32,
+        name: &str,
+        offset: u64,
+        mut hasher: Hasher,
+        writer: &mut W,
+        report: &mut Reporter<'_>,
+    ) -> Result<u64, ClientError> {
+        let size = match self.message(id).await? {
+            Message::Sending { size, offset: from } if from == offset && offset <= size => size,
+            Message::Failed { code, message } => return Err(refusal(code, message)),
+            other => return Err(protocol(format!("{other:?} in answer to a download"))),
+        };
+        let header = self.header().await?;
+        if (header.kind, header.id, header.length) != (Kind::Data, id, size - offset) {
+            return Err(protocol(format!(
+                "{header:?} where the file's data was due"
+            )));
+        }
+        report.progress.total = Some(size);
+        report.progress.done = offset;
+        report.report();
+        let progress = report.progress;
+        let mut sink = ProgressWriter::new(writer, progress, &mut *report.callback);
+        let written = self
+            .connection
+            .read_data(header.length, &mut sink, |chunk| {
+                hasher.update(chunk);
+            })
+            .await
+            .map_err(|error| self.lost(error))?;
+        let digest = match self.message(id).await? {
+            Message::End { digest } => digest,
+            other => return Err(protocol(format!("{other:?} where the digest was due"))),
+        };
+        written.map_err(ClientError::Sink)?;
+        if digest != Digest::from(hasher.finalize()) {
+            return Err(ClientError::DigestMismatch {
+                name: name.to_owned(),
+                direction: Direction::Download,
+            });
+        }
+        Ok(size)
+    }
+
+    /// The reader of a pipeline: the answers to the jobs the writer sent,
+    /// in order.
+    async fn read_jobs(
+        &mut self,
+        mut receiver: mpsc::Receiver<Expect>,
+        reporter: &Mutex<Reporter<'_>>,
+    ) -> Result<Vec<JobResult>, ClientError> {
+        let mut results = Vec::new();
+        while let Some(expect) = receiver.recv().await {
+            let result = match expect {
+                Expect::Failed(error) => Err(error),
+                Expect::Answer { id, kind } => {
+                    self.answer(id, kind).await.map(|(outcome, _)| outcome)
+                }
+                Expect::Upload {
+                    id,
+                    name,
+                    size,
+                    failure,
+                } => self
+                    .upload_result(id, &name, failure)
+                    .await
+                    .map(|()| Outcome::Transferred(size)),
+                Expect::Download { id, name, local } => {
+                    self.download_job(id, &name, local, reporter).await
+                }
+            };
+            match result {
+                Err(error) if error.is_connection_lost() => return Err(error),
+                result => results.push(result),
+            }
+        }
+        Ok(results)
+    }
+
+    /// One download of a pipeline, into a temporary file renamed when the
+    /// digest matched (not flushed to disk one by one: the caller flushes
+    /// the lot).
+    async fn download_job(
+        &mut self,
+        id: u32,
+        name: &str,
+        local: PathBuf,
+        reporter: &Mutex<Reporter<'_>>,
+    ) -> Result<Outcome, ClientError> {
+        let mut forward = forwarder(reporter);
+        let mut local_report = Reporter::new(Progress::default(), &mut forward);
+        let result = match PartialFile::create(&local).await {
+            Ok(mut partial) => {
+                let downloaded = self
+                    .download(
+                        id,
+                        name,
+                        0,
+                        Hasher::new(),
+                        partial.writer(),
+                        &mut local_report,
+                    )
+                    .await;
+                match downloaded {
+                    Ok(size) => partial.complete(false).await.map(|()| size),
+                    Err(error) => Err(error),
+                }
+            }
+            Err(error) => {
+                // Read the answer all the same, to stay in step.
+                let mut nowhere = tokio::io::sink();
+                self.download(id, name, 0, Hasher::new(), &mut nowhere, &mut local_report)
+                    .await
+                    .and(Err(error))
+            }
+        };
+        result.map(Outcome::Transferred)
+    }
+
+    fn lost(&self, error: ConnectionError) -> ClientError {
+        ClientError::from_connection(error, self.timeout)
+    }
+}
+
+/// Progress as it is reported: where a transfer stands, and to whom.
+pub(super) struct Reporter<'a> {
+    progress: Progress,
+    callback: &'a mut (dyn FnMut(Progress) + Send),
+}
+
+impl<'a> Reporter<'a> {
+    fn new(progress: Progress, callback: &'a mut (dyn FnMut(Progress) + Send)) -> Reporter<'a> {
+        Reporter { progress, callback }
+    }
+
+    fn add(&mut self, bytes: u64) {
+        if bytes > 0 {
+            self.progress.done += bytes;
+            self.report();
+        }
+    }
+
+    fn report(&mut self) {
+        (self.callback)(self.progress);
+    }
+}
+
+/// A callback that adds one transfer's progress to a pipeline's reporter.
+fn forwarder<'m, 'a>(reporter: &'m Mutex<Reporter<'a>>) -> impl FnMut(Progress) + Send + 'm {
+    let mut last = 0;
+    move |progress: Progress| {
+        lock(reporter).add(progress.done.saturating_sub(last));
+        last = progress.done;
+    }
+}
+
+/// Locks the shared reporter (a panic elsewhere does not poison progress).
+fn lock<'m, 'a>(reporter: &'m Mutex<Reporter<'a>>) -> std::sync::MutexGuard<'m, Reporter<'a>> {
+    reporter
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Fills `buffer` from `source`; how much was read, and why not all of it.
+async fn fill<R: AsyncRead + Unpin>(
+    source: &mut R,
+    buffer: &mut [u8],
+) -> (usize, Option<io::Error>) {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match source.read(&mut buffer[filled..]).await {
+            Ok(0) => {
+                buffer[filled..].fill(0);
+                let error = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the data ended before the size announced (did the file shrink?)",
+                );
+                return (filled, Some(error));
+            }
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                buffer[filled..].fill(0);
+                return (filled, Some(error));
+            }
+        }
+    }
+    (filled, None)
+}
+
+/// A server refusal.
+fn refusal(code: ErrorCode, message: String) -> ClientError {
+    ClientError::Server {
+        reason: message,
+        code: Some(code),
+    }
+}
+
+fn protocol(what: String) -> ClientError {
+    ClientError::Protocol(what)
+}
+
+fn unexpected(outcome: &Outcome) -> ClientError {
+    protocol(format!("unexpected answer {outcome:?}"))
+}
+
+/// A writer whose writes fail with `TimedOut` when they cannot make any
+/// progress for `limit` (a server that stopped reading).
+pub(super) struct StallGuard<W> {
+    inner: W,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<W> StallGuard<W> {
+    fn new(inner: W, limit: Duration) -> StallGuard<W> {
+        StallGuard {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After the inner writer returned `Pending`: whether it has now been
+    /// stuck for too long.
+    fn check(&mut self, context: &mut Context<'_>) -> Poll<io::Error> {
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(context) {
+            Poll::Ready(()) => {
+                self.stalled = None;
+                Poll::Ready(io::ErrorKind::TimedOut.into())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for StallGuard<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(context, buffer) {
+            Poll::Ready(result) => {
+                this.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.check(context).map(Err),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(context)
+    }
+}
