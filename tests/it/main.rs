@@ -3,6 +3,7 @@
 
 mod support;
 
+mod client_extended;
 mod client_operations;
 mod client_original;
 mod client_script;
