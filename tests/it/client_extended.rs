@@ -1110,3 +1110,18 @@ async fn patterns_that_match_nothing_and_classic_connections_say_so() {
         "miniftp: ls: ls needs the extended protocol; this connection speaks the classic one\n"
     );
 }
+
+/// The benchmark drives many clients from spawned tasks: the futures of
+/// the client's operations must be `Send`.
+#[allow(dead_code)]
+fn client_futures_are_send(client: &mut Client, path: &Path) {
+    fn send<T: Send>(_: T) {}
+    send(client.upload_file(path, "x", PLAIN, |_| {}));
+    send(client.download_file("x", path, RESUME, |_| {}));
+    send(client.stat("x"));
+    send(client.stat_many(&[]));
+    send(client.upload_tree(path, "x", |_| {}));
+    send(client.download_tree("x", path, |_| {}));
+    send(client.size("x"));
+    send(client.list("x"));
+}

@@ -327,3 +327,57 @@ async fn ctrl_c_cancels_an_upload_and_nothing_appears_on_the_server() {
     assert_eq!(server.read("sub/old.bin"), b"old");
     assert_eq!(server.visible_entries("sub"), ["old.bin"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_names_complete_and_rm_r_asks_first() {
+    let server = TestServer::start().await;
+    server.write("photos 2024/jan/a.jpg", b"a");
+    server.write("notes.txt", b"n");
+    let local = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let (address, local_path, data_path) = (
+        server.address,
+        local.path().to_owned(),
+        data.path().to_owned(),
+    );
+    let root = server.path("");
+
+    tokio::task::spawn_blocking(move || {
+        let mut shell = spawn_shell(address, &local_path, &data_path);
+        expect(&mut shell, "(extended protocol)");
+        expect(&mut shell, "miniftp:/> ");
+        // Tab lists the remote directory and escapes the space.
+        shell.send("cd pho\t").unwrap();
+        expect(&mut shell, r"photos\ 2024/");
+        shell.send("\r").unwrap();
+        expect(&mut shell, "miniftp:/photos 2024> ");
+        shell.send("stat ja\t").unwrap();
+        expect(&mut shell, "jan/");
+        shell.send("\r").unwrap();
+        expect(&mut shell, "jan/: directory, modified ");
+        expect(&mut shell, "miniftp:/photos 2024> ");
+
+        // rm -r asks; anything but yes keeps the tree.
+        shell.send("rm -r jan\r").unwrap();
+        expect(
+            &mut shell,
+            "remove the directory jan and everything in it? [y/N] ",
+        );
+        shell.send("n\r").unwrap();
+        expect(&mut shell, "error: jan: not removed");
+        expect(&mut shell, "miniftp:/photos 2024> ");
+        assert!(root.join("photos 2024/jan/a.jpg").exists());
+        shell.send("rm -r jan\r").unwrap();
+        expect(&mut shell, "[y/N] ");
+        shell.send("y\r").unwrap();
+        expect(&mut shell, "miniftp:/photos 2024> ");
+        shell.send("ls -l /\r").unwrap();
+        expect(&mut shell, "photos 2024/");
+        expect(&mut shell, "notes.txt");
+        expect(&mut shell, "miniftp:/photos 2024> ");
+        leave(shell);
+        assert!(!root.join("photos 2024/jan").exists());
+    })
+    .await
+    .unwrap();
+}
