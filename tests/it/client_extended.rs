@@ -1125,3 +1125,34 @@ fn client_futures_are_send(client: &mut Client, path: &Path) {
     send(client.size("x"));
     send(client.list("x"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trees_named_by_their_destination_and_into_existing_directories() {
+    let server = TestServer::start().await;
+    server.write("existing/keep.txt", b"k");
+    let local = TempDir::new().unwrap();
+    awkward_tree(&local.path().join("src"));
+    std::fs::create_dir(local.path().join("into")).unwrap();
+
+    // `.` has no name of its own: the destination names the copy. An
+    // existing directory (remote or local) receives it under its name.
+    let assert = script(
+        server.address,
+        &local.path().join("src"),
+        "ul -r . copy; ul -r ../src existing; lcd ..; dl -r copy fresh; dl -r /existing/src into",
+    )
+    .await
+    .success();
+    let out = stdout(&assert);
+    assert!(out.contains("uploaded . -> copy: 10 files"), "{out}");
+    assert!(
+        out.contains("uploaded ../src -> existing/src: 10 files"),
+        "{out}"
+    );
+    let source = tree(&local.path().join("src"));
+    assert_eq!(tree(&server.path("copy")), source);
+    assert_eq!(tree(&server.path("existing/src")), source);
+    assert_eq!(server.read("existing/keep.txt"), b"k");
+    assert_eq!(tree(&local.path().join("fresh")), source);
+    assert_eq!(tree(&local.path().join("into/src")), source);
+}

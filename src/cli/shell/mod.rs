@@ -304,15 +304,14 @@ impl Shell {
         into: bool,
         recursive: bool,
     ) -> Result<(), Failure> {
-        let name = file_name(shown)?;
         let is_directory = source.is_dir();
         if is_directory && !recursive {
             return Err(Failure::Command(format!(
                 "{shown}: is a directory (ul -r uploads a directory)"
             )));
         }
-        let target = self.remote_target(remote, &name, into)?;
-        let display = TransferDisplay::start(&name, self.animated);
+        let target = self.remote_target(remote, shown, into)?;
+        let display = TransferDisplay::start(&target, self.animated);
         if is_directory {
             let result =
                 self.remote(async |c| c.upload_tree(source, &target, |p| display.update(p)).await);
@@ -333,16 +332,17 @@ impl Shell {
         Ok(())
     }
 
-    /// Where an upload of `name` goes: REMOTE itself, or inside it when it
-    /// ends with `/`, is an existing remote directory, or `into` is set.
+    /// Where an upload of `local` goes: REMOTE itself, or inside it (under
+    /// LOCAL's name) when it ends with `/`, is an existing remote
+    /// directory, or `into` is set.
     fn remote_target(
         &mut self,
         remote: Option<&str>,
-        name: &str,
+        local: &str,
         into: bool,
     ) -> Result<String, Failure> {
         let Some(remote) = remote else {
-            return Ok(name.to_owned());
+            return file_name(local);
         };
         let inside = into
             || remote.ends_with('/')
@@ -351,7 +351,7 @@ impl Shell {
                     .remote(async |c| c.stat(remote).await)
                     .is_ok_and(|entry| entry.is_directory));
         Ok(match inside {
-            true => format!("{}/{name}", remote.trim_end_matches('/')),
+            true => format!("{}/{}", remote.trim_end_matches('/'), file_name(local)?),
             false => remote.to_owned(),
         })
     }
@@ -388,14 +388,14 @@ impl Shell {
         into: bool,
         recursive: bool,
     ) -> Result<(), Failure> {
-        let name = file_name(remote)?;
         let target = match local {
-            None => PathBuf::from(&name),
+            None => PathBuf::from(file_name(remote)?),
             Some(local) if into || local.ends_with('/') || Path::new(local).is_dir() => {
-                Path::new(local).join(&name)
+                Path::new(local).join(file_name(remote)?)
             }
             Some(local) => PathBuf::from(local),
         };
+        let name = target.display().to_string();
         let is_directory = recursive
             && self.client.is_extended()
             && self.remote(async |c| c.stat(remote).await)?.is_directory;
@@ -485,9 +485,9 @@ fn tree_outcome(
     elapsed: std::time::Duration,
 ) -> Result<(), Failure> {
     println!(
-        "{verb} {from} -> {to}: {} files, {} directories, {}",
-        summary.files,
-        summary.directories,
+        "{verb} {from} -> {to}: {}, {}, {}",
+        plural(summary.files, "file", "files"),
+        plural(summary.directories, "directory", "directories"),
         progress::summary(summary.bytes, elapsed)
     );
     let total = summary.files as usize + summary.failures.len();
@@ -497,6 +497,14 @@ fn tree_outcome(
         .map(|(name, error)| (name, error.to_string()))
         .collect();
     report_failures(verb, total, failed)
+}
+
+/// `1 file`, `2 files`.
+fn plural(count: u64, one: &str, many: &str) -> String {
+    match count {
+        1 => format!("1 {one}"),
+        count => format!("{count} {many}"),
+    }
 }
 
 /// Names the failures of a command that transferred several things (out
