@@ -15,8 +15,9 @@ mod classic;
 mod error;
 mod extended;
 mod local;
+mod tree;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -98,7 +99,8 @@ pub struct TransferOptions {
     pub resume: bool,
 }
 
-/// What a recursive transfer did.
+/// What a recursive transfer did ([`Client::upload_tree`],
+/// [`Client::download_tree`]).
 #[derive(Debug, Default)]
 pub struct TreeSummary {
     /// Directories created (or found existing) on the receiving side.
@@ -487,189 +489,6 @@ impl Client {
         }
     }
 
-    /// `ul -r`: uploads the directory `local` into the remote directory
-    /// `remote` (made, with its parents, if missing), with everything below:
-    /// empty directories included, links to files as files (links to
-    /// directories are not followed and are listed as failures). Frames
-    /// for many files are in flight at once. Files that cannot be read or
-    /// stored are in the summary's failures; the other files still go.
-    /// Extended protocol only.
-    pub async fn upload_tree(
-        &mut self,
-        local: &Path,
-        remote: &str,
-        progress: impl FnMut(Progress) + Send,
-    ) -> Result<TreeSummary, ClientError> {
-        if !self.is_extended() {
-            return Err(self.needs_extended("ul -r"));
-        }
-        let root = local.to_owned();
-        let tree = tokio::task::spawn_blocking(move || local::walk(&root))
-            .await
-            .map_err(|error| ClientError::Local {
-                path: local.to_owned(),
-                source: std::io::Error::other(error),
-            })??;
-        let mut summary = TreeSummary {
-            failures: tree.skipped,
-            ..TreeSummary::default()
-        };
-        let total: u64 = tree.files.iter().map(|(_, _, size)| size).sum();
-        let mut names = vec![String::new()];
-        let mut jobs = vec![Job::MakeDirectories(remote.to_owned())];
-        for directory in tree.directories {
-            jobs.push(Job::MakeDirectories(join_remote(remote, &directory)));
-            names.push(directory);
-        }
-        let directories = jobs.len();
-        for (relative, path, _) in tree.files {
-            jobs.push(Job::Upload {
-                remote: join_remote(remote, &relative),
-                local: path,
-            });
-            names.push(relative);
-        }
-        let start = Progress {
-            done: 0,
-            total: Some(total),
-        };
-        let mut progress = progress;
-        let results = self.pipeline("ul -r", jobs, start, &mut progress).await?;
-        for (index, (name, result)) in names.into_iter().zip(results).enumerate() {
-            match result {
-                Ok(Outcome::Transferred(bytes)) => {
-                    summary.files += 1;
-                    summary.bytes += bytes;
-                }
-                Ok(_) if index < directories => summary.directories += 1,
-                Ok(other) => summary.failures.push((name, unexpected(other))),
-                Err(error) => summary.failures.push((name, error)),
-            }
-        }
-        // The root itself is not counted among the directories below it.
-        summary.directories = summary.directories.saturating_sub(1);
-        Ok(summary)
-    }
-
-    /// `dl -r`: downloads the remote directory `remote` into the local
-    /// directory `local` (made, with its parents, if missing), with
-    /// everything below: empty directories included. The tree is listed a
-    /// level at a time and the files are fetched with many requests in
-    /// flight; each file is verified and appears under its name only when
-    /// complete; an existing file of the same name is replaced. The local
-    /// disk is flushed once at the end rather than after each file. Names
-    /// that would not be safe locally (`..`, with a `/`) are failures, as
-    /// are files that cannot be fetched or written; the others still go.
-    /// Extended protocol only.
-    pub async fn download_tree(
-        &mut self,
-        remote: &str,
-        local: &Path,
-        progress: impl FnMut(Progress) + Send,
-    ) -> Result<TreeSummary, ClientError> {
-        if !self.is_extended() {
-            return Err(self.needs_extended("dl -r"));
-        }
-        let mut summary = TreeSummary::default();
-        let mut files = Vec::new();
-        let mut directories = Vec::new();
-        // Breadth first: every listing of a level in one pipeline.
-        let mut level = vec![String::new()];
-        let mut first = true;
-        while !level.is_empty() {
-            let jobs = level
-                .iter()
-                .map(|relative| Job::List(join_remote(remote, relative)))
-                .collect();
-            let results = self
-                .pipeline("dl -r", jobs, Progress::default(), &mut |_| {})
-                .await?;
-            let mut next = Vec::new();
-            for (relative, result) in level.into_iter().zip(results) {
-                let entries = match result {
-                    Ok(Outcome::Listing(entries)) => entries,
-                    Ok(other) => return Err(unexpected(other)),
-                    Err(error) if first => return Err(error),
-                    Err(error) => {
-                        summary.failures.push((relative, error));
-                        continue;
-                    }
-                };
-                for entry in entries {
-                    let child = match relative.is_empty() {
-                        true => entry.name.clone(),
-                        false => format!("{relative}/{}", entry.name),
-                    };
-                    if !safe_local_name(&entry.name) {
-                        let reason = format!("unsafe name from the server: {:?}", entry.name);
-                        summary
-                            .failures
-                            .push((child, ClientError::Protocol(reason)));
-                    } else if entry.is_directory {
-                        directories.push(child.clone());
-                        next.push(child);
-                    } else {
-                        files.push((child, entry.size));
-                    }
-                }
-            }
-            level = next;
-            first = false;
-        }
-        let root = local.to_owned();
-        let made = {
-            let directories = directories.clone();
-            tokio::task::spawn_blocking(move || make_local_directories(&root, &directories))
-                .await
-                .map_err(|error| ClientError::Local {
-                    path: local.to_owned(),
-                    source: std::io::Error::other(error),
-                })?
-        };
-        let made = made?;
-        let mut failed_directories = Vec::new();
-        for (relative, result) in directories.iter().zip(made) {
-            match result {
-                Ok(()) => summary.directories += 1,
-                Err(error) => {
-                    failed_directories.push(format!("{relative}/"));
-                    summary.failures.push((relative.clone(), error));
-                }
-            }
-        }
-        files.retain(|(relative, _)| {
-            !failed_directories
-                .iter()
-                .any(|directory| relative.starts_with(directory.as_str()))
-        });
-        let total = files.iter().map(|(_, size)| size).sum();
-        let jobs = files
-            .iter()
-            .map(|(relative, _)| Job::Download {
-                remote: join_remote(remote, relative),
-                local: local_path(local, relative),
-            })
-            .collect();
-        let start = Progress {
-            done: 0,
-            total: Some(total),
-        };
-        let mut progress = progress;
-        let results = self.pipeline("dl -r", jobs, start, &mut progress).await?;
-        for ((name, _), result) in files.into_iter().zip(results) {
-            match result {
-                Ok(Outcome::Transferred(bytes)) => {
-                    summary.files += 1;
-                    summary.bytes += bytes;
-                }
-                Ok(other) => summary.failures.push((name, unexpected(other))),
-                Err(error) => summary.failures.push((name, error)),
-            }
-        }
-        flush_local_disk(local).await;
-        Ok(summary)
-    }
-
     /// Says goodbye and closes the connection.
     pub async fn close(mut self) {
         if let Some(transport) = self.transport.take() {
@@ -730,61 +549,6 @@ impl Client {
             value
         })
     }
-}
-
-/// `remote/relative`, or either alone when the other is empty.
-fn join_remote(remote: &str, relative: &str) -> String {
-    match (remote.is_empty(), relative.is_empty()) {
-        (_, true) => remote.to_owned(),
-        (true, false) => relative.to_owned(),
-        (false, false) => format!("{}/{relative}", remote.trim_end_matches('/')),
-    }
-}
-
-/// A relative `/`-separated path below a local root.
-fn local_path(root: &Path, relative: &str) -> PathBuf {
-    relative
-        .split('/')
-        .fold(root.to_owned(), |path, name| path.join(name))
-}
-
-/// Whether a name from a listing can be used as one local path component.
-fn safe_local_name(name: &str) -> bool {
-    !matches!(name, "" | "." | "..") && !name.contains(['/', '\0'])
-}
-
-/// Makes `root` and the directories below it, parents first (blocking).
-fn make_local_directories(
-    root: &Path,
-    directories: &[String],
-) -> Result<Vec<Result<(), ClientError>>, ClientError> {
-    let local = |path: PathBuf, source| ClientError::Local { path, source };
-    std::fs::create_dir_all(root).map_err(|source| local(root.to_owned(), source))?;
-    Ok(directories
-        .iter()
-        .map(|relative| {
-            let path = local_path(root, relative);
-            match std::fs::create_dir(&path) {
-                Err(error)
-                    if !(error.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir()) =>
-                {
-                    Err(local(path, error))
-                }
-                _ => Ok(()),
-            }
-        })
-        .collect())
-}
-
-/// Flushes the file system holding `path` (the group commit of a recursive
-/// download). Best effort: a failure leaves the files in the page cache.
-async fn flush_local_disk(path: &Path) {
-    let path = path.to_owned();
-    let _ = tokio::task::spawn_blocking(move || {
-        let directory = std::fs::File::open(path)?;
-        rustix::fs::syncfs(&directory).map_err(std::io::Error::from)
-    })
-    .await;
 }
 
 /// The error of a source that ended before the size announced.
