@@ -1,0 +1,423 @@
+//! The benchmark suite: builds nothing itself (cargo builds it, and the
+//! server binary, with the release profile), runs every figure on a
+//! temporary root on loopback, and prints one table, each figure beside a
+//! baseline measured in the same run.
+//!
+//! ```sh
+//! bench/run            # full sizes (1 GiB transfers, 10,000 files, 1,000 clients)
+//! bench/run --small    # reduced sizes, as CI runs it so that it cannot rot
+//! ```
+//!
+//! The server runs as a separate process (the real `miniftp serve`), so its
+//! peak RSS is its own; the client side runs in this process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use miniftp::client::{Client, ClientConfig, Protocol, TransferOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Sizes of one run.
+struct Sizes {
+    big_file: u64,
+    round_trips: u32,
+    pipelined: usize,
+    small_files: usize,
+    clients: usize,
+}
+
+const FULL: Sizes = Sizes {
+    big_file: 1 << 30,
+    round_trips: 20_000,
+    pipelined: 200_000,
+    small_files: 10_000,
+    clients: 1_000,
+};
+
+const SMALL: Sizes = Sizes {
+    big_file: 64 << 20,
+    round_trips: 500,
+    pipelined: 5_000,
+    small_files: 300,
+    clients: 50,
+};
+
+/// The server under test, stopped on drop.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(root: &Path, max_connections: usize) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_miniftp"))
+            .args(["-q", "serve"])
+            .arg(root)
+            .args(["--port", "0", "--max-connections", &max_connections.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("the server's first line");
+        let address = line.trim().rsplit(' ').next().expect("an address").to_owned();
+        Server { child, address }
+    }
+
+    /// Resets the peak RSS the kernel tracks for the server.
+    fn reset_peak(&self) {
+        reset_peak(self.child.id());
+    }
+
+    fn peak_mib(&self) -> f64 {
+        status_kib(self.child.id(), "VmHWM") as f64 / 1024.0
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn reset_peak(pid: u32) {
+    // "5" resets VmHWM to the current RSS.
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn own_peak_mib() -> f64 {
+    status_kib(std::process::id(), "VmHWM") as f64 / 1024.0
+}
+
+/// One line of the table.
+struct Row {
+    figure: String,
+    ours: String,
+    baseline: String,
+    ratio: String,
+}
+
+fn row(figure: impl Into<String>, ours: String, baseline: String, ratio: String) -> Row {
+    Row {
+        figure: figure.into(),
+        ours,
+        baseline,
+        ratio,
+    }
+}
+
+fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
+}
+
+/// The ceiling: bytes through a plain loopback socket, memory to memory.
+async fn raw_tcp(bytes: u64) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = socket.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break total;
+            }
+            total += n as u64;
+        }
+    });
+    let started = Instant::now();
+    let mut socket = TcpStream::connect(address).await.unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let mut sent = 0;
+    while sent < bytes {
+        socket.write_all(&chunk).await.unwrap();
+        sent += chunk.len() as u64;
+    }
+    socket.shutdown().await.unwrap();
+    assert_eq!(reader.await.unwrap(), sent);
+    started.elapsed()
+}
+
+fn write_random_file(path: &Path, size: u64) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for byte in block.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = (state >> 24) as u8;
+        }
+        let n = left.min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+}
+
+async fn connect(server: &Server, protocol: Protocol) -> Client {
+    let config = ClientConfig {
+        protocol,
+        ..ClientConfig::default()
+    };
+    Client::connect(&server.address, config).await.expect("connect")
+}
+
+/// `ul` then `dl` of one big file; returns the two durations and the peaks.
+async fn big_transfer(server: &Server, protocol: Protocol, local: &Path, size: u64) -> [(Duration, f64, f64); 2] {
+    let mut client = connect(server, protocol).await;
+    assert_eq!(client.is_extended(), protocol == Protocol::Auto);
+    server.reset_peak();
+    reset_peak(std::process::id());
+    let started = Instant::now();
+    client
+        .upload_file(local, "big.bin", TransferOptions::default(), |_| {})
+        .await
+        .expect("upload");
+    let up = (started.elapsed(), server.peak_mib(), own_peak_mib());
+    let target = local.with_extension("back");
+    server.reset_peak();
+    reset_peak(std::process::id());
+    let started = Instant::now();
+    let received = client
+        .download_file("big.bin", &target, TransferOptions::default(), |_| {})
+        .await
+        .expect("download");
+    let down = (started.elapsed(), server.peak_mib(), own_peak_mib());
+    assert_eq!(received, size);
+    std::fs::remove_file(&target).unwrap();
+    client.remove("big.bin").await.unwrap();
+    [up, down]
+}
+
+async fn round_trips(server: &Server, protocol: Protocol, count: u32) -> f64 {
+    let mut client = connect(server, protocol).await;
+    client.make_directory("rt").await.ok();
+    let started = Instant::now();
+    for _ in 0..count {
+        client.change_directory("/").await.expect("cd");
+    }
+    f64::from(count) / started.elapsed().as_secs_f64()
+}
+
+async fn info_round_trips(server: &Server, protocol: Protocol, count: u32) -> f64 {
+    let mut client = connect(server, protocol).await;
+    let started = Instant::now();
+    for _ in 0..count {
+        client.size("one.txt").await.expect("info");
+    }
+    f64::from(count) / started.elapsed().as_secs_f64()
+}
+
+async fn pipelined_stats(server: &Server, count: usize) -> f64 {
+    let mut client = connect(server, Protocol::Auto).await;
+    let paths = vec!["one.txt".to_owned(); count];
+    let started = Instant::now();
+    let results = client.stat_many(&paths).await.expect("stat_many");
+    let elapsed = started.elapsed();
+    assert!(results.iter().all(Result::is_ok));
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn small_tree(root: &Path, files: usize) -> PathBuf {
+    let tree = root.join("tree");
+    for index in 0..files {
+        let directory = tree.join(format!("d{:02}", index % 50));
+        std::fs::create_dir_all(&directory).unwrap();
+        std::fs::write(directory.join(format!("f{index:05}.bin")), vec![(index % 251) as u8; 4096]).unwrap();
+    }
+    tree
+}
+
+/// Recursive upload and download of a tree of small files: files per second
+/// each way, beside the same files uploaded one by one (one round trip each).
+async fn small_files(server: &Server, work: &Path, files: usize) -> (f64, f64, f64) {
+    let tree = small_tree(work, files);
+    let mut client = connect(server, Protocol::Auto).await;
+    let started = Instant::now();
+    let summary = client.upload_tree(&tree, "tree", |_| {}).await.expect("ul -r");
+    let up = files as f64 / started.elapsed().as_secs_f64();
+    assert_eq!((summary.files as usize, summary.failures.len()), (files, 0));
+    let back = work.join("tree-back");
+    let started = Instant::now();
+    let summary = client.download_tree("tree", &back, |_| {}).await.expect("dl -r");
+    let down = files as f64 / started.elapsed().as_secs_f64();
+    assert_eq!((summary.files as usize, summary.failures.len()), (files, 0));
+    // Baseline: the first tenth of the files, one request at a time.
+    let sample: Vec<_> = walk_files(&tree).into_iter().take(files / 10).collect();
+    client.make_directories("serial").await.unwrap();
+    let started = Instant::now();
+    for (index, path) in sample.iter().enumerate() {
+        client
+            .upload_file(path, &format!("serial/{index}"), TransferOptions::default(), |_| {})
+            .await
+            .expect("ul");
+    }
+    let serial = sample.len() as f64 / started.elapsed().as_secs_f64();
+    (up, down, serial)
+}
+
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(directory) = stack.pop() {
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Many clients at once, each downloading the same 1 MiB file.
+async fn many_clients(server: &Server, count: usize) -> (Duration, usize) {
+    server.reset_peak();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let address = server.address.clone();
+            tokio::spawn(async move {
+                let config = ClientConfig {
+                    timeout: Duration::from_secs(60),
+                    ..ClientConfig::default()
+                };
+                let mut client = Client::connect(&address, config).await?;
+                let mut sink = Vec::with_capacity(1 << 20);
+                let n = client.download("mib.bin", &mut sink, |_| {}).await?;
+                Ok::<_, miniftp::client::ClientError>(n == 1 << 20)
+            })
+        })
+        .collect();
+    let mut failures = 0;
+    for task in tasks {
+        if !matches!(task.await, Ok(Ok(true))) {
+            failures += 1;
+        }
+    }
+    (started.elapsed(), failures)
+}
+
+#[tokio::main]
+async fn main() {
+    let small = std::env::args().any(|arg| arg == "--small");
+    let sizes = if small { SMALL } else { FULL };
+    let work = tempfile::TempDir::new().expect("a temporary directory");
+    let root = work.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("one.txt"), b"12345").unwrap();
+    write_random_file(&root.join("mib.bin"), 1 << 20);
+    let server = Server::start(&root, sizes.clients + 64);
+    let mut rows = Vec::new();
+
+    let big = work.path().join("big.bin");
+    write_random_file(&big, sizes.big_file);
+    let ceiling = raw_tcp(sizes.big_file).await;
+    let ceiling_rate = mib_per_s(sizes.big_file, ceiling);
+    let label = format!("{} MiB", sizes.big_file >> 20);
+    rows.push(row(
+        format!("raw TCP loopback, {label} (MiB/s): the ceiling"),
+        format!("{ceiling_rate:.0}"),
+        String::new(),
+        "1.00".into(),
+    ));
+    for (protocol, name) in [(Protocol::Auto, "extended"), (Protocol::Classic, "classic")] {
+        let [up, down] = big_transfer(&server, protocol, &big, sizes.big_file).await;
+        for (verb, (elapsed, server_peak, client_peak)) in [("ul", up), ("dl", down)] {
+            let rate = mib_per_s(sizes.big_file, elapsed);
+            rows.push(row(
+                format!("{verb} {label} {name} (MiB/s) vs ceiling"),
+                format!("{rate:.0}"),
+                format!("{ceiling_rate:.0}"),
+                format!("{:.2}", rate / ceiling_rate),
+            ));
+            rows.push(row(
+                format!("  peak RSS server / client (MiB)"),
+                format!("{server_peak:.1}"),
+                format!("{client_peak:.1}"),
+                String::new(),
+            ));
+        }
+    }
+
+    let extended_cd = round_trips(&server, Protocol::Auto, sizes.round_trips).await;
+    let extended_info = info_round_trips(&server, Protocol::Auto, sizes.round_trips).await;
+    let classic_info = info_round_trips(&server, Protocol::Classic, sizes.round_trips / 10).await;
+    rows.push(row(
+        "info round trips/s, one connection: extended vs classic",
+        format!("{extended_info:.0}"),
+        format!("{classic_info:.0}"),
+        format!("{:.1}", extended_info / classic_info),
+    ));
+    rows.push(row(
+        "cd round trips/s, one connection (extended)",
+        format!("{extended_cd:.0}"),
+        String::new(),
+        String::new(),
+    ));
+    let pipelined = pipelined_stats(&server, sizes.pipelined).await;
+    rows.push(row(
+        "pipelined stat/s vs sequential info/s (extended)",
+        format!("{pipelined:.0}"),
+        format!("{extended_info:.0}"),
+        format!("{:.1}", pipelined / extended_info),
+    ));
+
+    let (up, down, serial) = small_files(&server, work.path(), sizes.small_files).await;
+    let files = sizes.small_files;
+    rows.push(row(
+        format!("ul -r {files} files of 4 KiB (files/s) vs one by one"),
+        format!("{up:.0}"),
+        format!("{serial:.0}"),
+        format!("{:.1}", up / serial),
+    ));
+    rows.push(row(
+        format!("dl -r {files} files of 4 KiB (files/s) vs ul one by one"),
+        format!("{down:.0}"),
+        format!("{serial:.0}"),
+        format!("{:.1}", down / serial),
+    ));
+
+    let (elapsed, failures) = many_clients(&server, sizes.clients).await;
+    let clients = sizes.clients;
+    rows.push(row(
+        format!("{clients} clients each dl 1 MiB: total s, failures"),
+        format!("{:.2}", elapsed.as_secs_f64()),
+        format!("{failures}"),
+        String::new(),
+    ));
+    rows.push(row(
+        "  server peak RSS (MiB)",
+        format!("{:.1}", server.peak_mib()),
+        String::new(),
+        String::new(),
+    ));
+
+    println!("{:<60} {:>10} {:>10} {:>7}", "figure", "ours", "baseline", "ratio");
+    for row in rows {
+        println!("{:<60} {:>10} {:>10} {:>7}", row.figure, row.ours, row.baseline, row.ratio);
+    }
+}
