@@ -470,3 +470,71 @@ async fn an_oversized_message_is_refused_without_allocating() {
     let (_, reply) = client.receive().await;
     assert_eq!(failure_code(&reply), ErrorCode::BadRequest);
 }
+
+/// Appends an upload's three frames (request, data, end) to `batch`.
+fn encode_upload(batch: &mut BytesMut, id: u32, path: &str, data: &[u8]) {
+    Message::Upload {
+        path: path.into(),
+        size: data.len() as u64,
+        resume: false,
+    }
+    .encode(id, batch);
+    let header = Header {
+        kind: Kind::Data,
+        id,
+        length: data.len() as u64,
+    };
+    batch.extend_from_slice(&header.encode());
+    batch.extend_from_slice(data);
+    Message::End {
+        digest: *blake3::hash(data).as_bytes(),
+    }
+    .encode(id, batch);
+}
+
+#[tokio::test]
+async fn pipelined_uploads_are_committed_as_a_group_and_all_acknowledged() {
+    let server = TestServer::start().await;
+    let mut client = FrameClient::connect(&server).await;
+    let mut batch = BytesMut::new();
+    for id in 0..300u32 {
+        encode_upload(
+            &mut batch,
+            id,
+            &format!("f{id}"),
+            &pseudo_random_bytes(4096, id.into()),
+        );
+    }
+    client.connection.write_raw(&batch).await.unwrap();
+    for id in 0..300u32 {
+        assert_eq!(client.receive().await, (id, done("/")));
+    }
+    for id in 0..300u32 {
+        assert!(
+            server.read(&format!("f{id}")) == pseudo_random_bytes(4096, id.into()),
+            "f{id}"
+        );
+    }
+    assert_eq!(server.pending_uploads(), 0);
+}
+
+#[tokio::test]
+async fn an_upload_whose_group_commit_fails_is_answered_with_the_failure() {
+    let server = TestServer::start().await;
+    let mut client = FrameClient::connect(&server).await;
+    // The upload is checked while the mkdir is already waiting, so it joins
+    // a group; the mkdir then puts a directory where it was going.
+    let mut batch = BytesMut::new();
+    encode_upload(&mut batch, 1, "x", b"data");
+    Message::MakeDirectory {
+        path: "x".into(),
+        parents: false,
+    }
+    .encode(2, &mut batch);
+    client.connection.write_raw(&batch).await.unwrap();
+    let (id, reply) = client.receive().await;
+    assert_eq!((id, failure_code(&reply)), (1, ErrorCode::IsADirectory));
+    assert_eq!(client.receive().await, (2, done("/")));
+    assert!(server.path("x").is_dir());
+    assert_eq!(server.pending_uploads(), 0);
+}

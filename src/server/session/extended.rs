@@ -3,9 +3,10 @@
 //! may pipeline many), replies batched until the input runs dry.
 
 use std::io;
+use std::ops::Range;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{Session, describe_plainly};
@@ -13,7 +14,10 @@ use crate::connection::ConnectionError;
 use crate::digest::{self, Digest, Hasher, HashingReader};
 use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, MAX_MESSAGE_LEN, Message};
 use crate::storage::path::names_directory;
-use crate::storage::{Entry, EntryKind, StorageError, VirtualPath};
+use crate::storage::{Entry, EntryKind, StorageError, Upload, VirtualPath};
+
+/// The most uploads committed in one group (each holds an open file).
+const MAX_GROUP_COMMIT: usize = 256;
 
 /// A failed request: its stable code and the reason for people.
 type Failure = (ErrorCode, String);
@@ -23,18 +27,20 @@ impl Session {
     pub(super) async fn run_extended(&mut self, shutdown: &CancellationToken) -> &'static str {
         self.pacer = None;
         let mut out = BytesMut::new();
+        let mut pending = Vec::new();
         loop {
-            if !self.connection.has_buffered_input() && !out.is_empty() {
-                if self.connection.write_raw(&out).await.is_err() {
-                    return "connection failed";
-                }
-                out.clear();
+            let group_full = pending.len() >= MAX_GROUP_COMMIT;
+            if (!self.connection.has_buffered_input() || group_full)
+                && !out.is_empty()
+                && self.flush_replies(&mut out, &mut pending).await.is_err()
+            {
+                return "connection failed";
             }
             let header = tokio::select! {
                 biased;
                 header = self.connection.read_header() => header,
                 _ = shutdown.cancelled() => {
-                    let _ = self.connection.write_raw(&out).await;
+                    let _ = self.flush_replies(&mut out, &mut pending).await;
                     return "server shutting down";
                 }
             };
@@ -48,7 +54,7 @@ impl Session {
                         message: error.to_string(),
                     };
                     failure.encode(0, &mut out);
-                    let _ = self.connection.write_raw(&out).await;
+                    let _ = self.flush_replies(&mut out, &mut pending).await;
                     self.connection.close_gracefully(super::CLOSE_LINGER).await;
                     return "protocol error";
                 }
@@ -57,7 +63,7 @@ impl Session {
                 }
                 Err(_) => return "connection failed",
             };
-            if let Err(error) = self.serve_frame(header, &mut out).await {
+            if let Err(error) = self.serve_frame(header, &mut out, &mut pending).await {
                 tracing::debug!(%error, "extended session failed");
                 return "connection failed";
             }
@@ -69,6 +75,7 @@ impl Session {
         &mut self,
         header: Header,
         out: &mut BytesMut,
+        pending: &mut Vec<PendingCommit>,
     ) -> Result<(), ConnectionError> {
         let id = header.id;
         if header.kind == Kind::Data {
@@ -101,10 +108,14 @@ impl Session {
             }),
             Message::List { path } => self.extended_list(&path, id, out).await,
             Message::Upload { path, size, resume } => {
-                return self.extended_upload(id, &path, size, resume, out).await;
+                return self
+                    .extended_upload(id, &path, size, resume, out, pending)
+                    .await;
             }
             Message::Download { path, offset } => {
-                return self.extended_download(id, &path, offset, out).await;
+                return self
+                    .extended_download(id, &path, offset, out, pending)
+                    .await;
             }
             // Only meaningful inside an upload.
             Message::End { .. } => Err((ErrorCode::BadRequest, "no upload in progress".to_owned())),
@@ -257,6 +268,7 @@ impl Session {
         size: u64,
         resume: bool,
         out: &mut BytesMut,
+        pending: &mut Vec<PendingCommit>,
     ) -> Result<(), ConnectionError> {
         let started = std::time::Instant::now();
         let prepared = match self.extended_resolve(argument) {
@@ -271,10 +283,19 @@ impl Session {
                     describe_plainly(StorageError::TooLarge, argument),
                 ))
             }
-            Ok(target) => self
+            // Only an upload that may be resumed needs a partial file kept
+            // by path and size; others (pipelined small files) take a plain
+            // temporary one.
+            Ok(target) if resume => self
                 .storage
                 .resume_upload(&target, size)
                 .await
+                .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
+            Ok(target) => self
+                .storage
+                .create_upload(&target)
+                .await
+                .map(|upload| (upload, 0))
                 .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
             Err(failure) => Err(failure),
         };
@@ -293,13 +314,13 @@ impl Session {
             }
         };
         let mut hasher = Hasher::new();
-        let mut offset = if resume { held } else { 0 };
+        let mut offset = held;
         let prefix = async {
             let writer = upload.writer();
             if offset > 0 {
                 writer.seek(io::SeekFrom::Start(0)).await?;
                 digest::hash_prefix(writer, offset, &mut hasher).await?;
-            } else {
+            } else if resume {
                 writer.set_len(0).await?;
                 writer.seek(io::SeekFrom::Start(0)).await?;
             }
@@ -315,8 +336,7 @@ impl Session {
         }
         if resume {
             Message::UploadFrom { offset }.encode(id, out);
-            self.connection.write_raw(out).await?;
-            out.clear();
+            self.flush_replies(out, pending).await?;
         }
         let mut received = offset;
         let mut sink_error = None;
@@ -353,17 +373,40 @@ impl Session {
                 }
             }
         };
-        let outcome = self
-            .finish_upload(
-                upload,
-                argument,
-                size,
-                received,
-                sink_error,
-                hasher.finalize().into(),
-                digest,
-            )
-            .await;
+        let checked = check_upload(
+            upload,
+            argument,
+            size,
+            received,
+            sink_error,
+            hasher.finalize().into(),
+            digest,
+        );
+        // While more requests are already waiting (a pipelining client), the
+        // upload joins a group that is committed at once before the replies
+        // are written; otherwise it is committed on its own, now.
+        let outcome = match checked {
+            Ok(upload) if self.connection.has_buffered_input() => {
+                let at = out.len();
+                Message::Done {
+                    directory: self.directory.to_string(),
+                }
+                .encode(id, out);
+                pending.push(PendingCommit {
+                    upload,
+                    reply: at..out.len(),
+                    id,
+                    argument: argument.to_owned(),
+                });
+                tracing::info!(request = "Upload", path = %argument, bytes = received, elapsed = ?started.elapsed(), outcome = "ok, in a group commit");
+                return Ok(());
+            }
+            Ok(upload) => upload
+                .commit()
+                .await
+                .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
+            Err(failure) => Err(failure),
+        };
         let elapsed = started.elapsed();
         match outcome {
             Ok(()) => {
@@ -379,46 +422,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    /// Checks a received upload and puts it in place.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_upload(
-        &mut self,
-        mut upload: crate::storage::Upload,
-        argument: &str,
-        size: u64,
-        received: u64,
-        sink_error: Option<io::Error>,
-        actual: Digest,
-        expected: Digest,
-    ) -> Result<(), Failure> {
-        if let Some(error) = sink_error {
-            let error = StorageError::from(error);
-            return Err((code_of(&error), describe_plainly(error, argument)));
-        }
-        if received != size {
-            upload.discard();
-            return Err((
-                ErrorCode::BadRequest,
-                format!("received {received} bytes of a {size}-byte upload: {argument}"),
-            ));
-        }
-        if actual != expected {
-            upload.discard();
-            return Err((
-                ErrorCode::DigestMismatch,
-                format!("digest mismatch, nothing stored: {argument}"),
-            ));
-        }
-        if let Err(error) = upload.writer().flush().await {
-            let error = StorageError::from(error);
-            return Err((code_of(&error), describe_plainly(error, argument)));
-        }
-        upload
-            .commit()
-            .await
-            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))
     }
 
     /// Reads and drops a refused upload's frames, up to its end frame.
@@ -457,6 +460,7 @@ impl Session {
         argument: &str,
         offset: u64,
         out: &mut BytesMut,
+        pending: &mut Vec<PendingCommit>,
     ) -> Result<(), ConnectionError> {
         let started = std::time::Instant::now();
         let opened = match self.extended_resolve(argument) {
@@ -497,8 +501,7 @@ impl Session {
             }
             .encode(),
         );
-        self.connection.write_raw(out).await?;
-        out.clear();
+        self.flush_replies(out, pending).await?;
         let mut limited = tokio::io::AsyncReadExt::take(&mut file, size - offset);
         let sent = self
             .connection
@@ -519,11 +522,98 @@ impl Session {
         Ok(())
     }
 
+    /// Writes the replies gathered so far, after committing the uploads
+    /// they acknowledge as one group (a failed commit turns its `Done`
+    /// into a `Failed`).
+    async fn flush_replies(
+        &mut self,
+        out: &mut BytesMut,
+        pending: &mut Vec<PendingCommit>,
+    ) -> io::Result<()> {
+        if !pending.is_empty() {
+            let group: Vec<PendingCommit> = std::mem::take(pending);
+            let (uploads, replies): (Vec<_>, Vec<_>) = group
+                .into_iter()
+                .map(|commit| (commit.upload, (commit.reply, commit.id, commit.argument)))
+                .unzip();
+            let mut results = self.storage.commit_group(uploads).await.into_iter();
+            // From the back, so that the earlier ranges stay valid.
+            let outcomes: Vec<_> = replies
+                .into_iter()
+                .map(|reply| (reply, results.next()))
+                .collect();
+            for ((range, id, argument), result) in outcomes.into_iter().rev() {
+                let error = match result {
+                    Some(Ok(())) => continue,
+                    Some(Err(error)) => error,
+                    None => StorageError::Io(io::ErrorKind::Other),
+                };
+                tracing::warn!(path = %argument, %error, "group commit failed");
+                let mut failure = BytesMut::new();
+                failed(
+                    &mut failure,
+                    id,
+                    (code_of(&error), describe_plainly(error, &argument)),
+                );
+                let tail = out.split_off(range.end);
+                out.truncate(range.start);
+                out.extend_from_slice(&failure);
+                out.extend_from_slice(&tail);
+            }
+        }
+        if !out.is_empty() {
+            self.connection.write_raw(out).await?;
+            out.clear();
+        }
+        Ok(())
+    }
+
     fn extended_resolve(&self, argument: &str) -> Result<VirtualPath, Failure> {
         self.directory
             .resolve(argument)
             .map_err(|error| (code_of(&error), describe_plainly(error, argument)))
     }
+}
+
+/// Checks a received upload: the whole file, unchanged.
+fn check_upload(
+    upload: Upload,
+    argument: &str,
+    size: u64,
+    received: u64,
+    sink_error: Option<io::Error>,
+    actual: Digest,
+    expected: Digest,
+) -> Result<Upload, Failure> {
+    if let Some(error) = sink_error {
+        let error = StorageError::from(error);
+        return Err((code_of(&error), describe_plainly(error, argument)));
+    }
+    if received != size {
+        upload.discard();
+        return Err((
+            ErrorCode::BadRequest,
+            format!("received {received} bytes of a {size}-byte upload: {argument}"),
+        ));
+    }
+    if actual != expected {
+        upload.discard();
+        return Err((
+            ErrorCode::DigestMismatch,
+            format!("digest mismatch, nothing stored: {argument}"),
+        ));
+    }
+    Ok(upload)
+}
+
+/// An upload verified and acknowledged in `out`, waiting for its group
+/// commit; its reply is replaced if the commit fails.
+pub(super) struct PendingCommit {
+    upload: Upload,
+    /// Where its `Done` reply sits in the reply buffer.
+    reply: Range<usize>,
+    id: u32,
+    argument: String,
 }
 
 /// Appends a failure reply.
