@@ -71,8 +71,6 @@ pub struct Connection<S> {
     /// The longest wait for the next bytes before a read fails with
     /// `TimedOut`; `None` waits forever.
     read_timeout: Option<Duration>,
-    /// Bytes written to the stream so far (what pacing waits to see read).
-    written: u64,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -84,7 +82,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             token,
             buffer: BytesMut::with_capacity(READ_CHUNK),
             read_timeout: None,
-            written: 0,
         }
     }
 
@@ -122,11 +119,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// (e.g. to split it into halves after switching protocols).
     pub fn into_parts(self) -> (S, BytesMut) {
         (self.stream, self.buffer)
-    }
-
-    /// How many bytes were written to the stream so far.
-    pub fn bytes_written(&self) -> u64 {
-        self.written
     }
 
     /// Whether bytes of a further message have already arrived.
@@ -208,14 +200,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         message.extend_from_slice(body);
         message.extend_from_slice(self.token.as_bytes());
         self.stream.write_all(&message).await?;
-        self.written += message.len() as u64;
         self.stream.flush().await
     }
 
     /// Writes raw bytes: part of a message whose token comes later.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes).await?;
-        self.written += bytes.len() as u64;
         self.stream.flush().await
     }
 
@@ -229,7 +219,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub async fn write_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> io::Result<u64> {
         let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
         let copied = tokio::io::copy_buf(&mut reader, &mut self.stream).await?;
-        self.written += copied;
         self.stream.flush().await?;
         Ok(copied)
     }

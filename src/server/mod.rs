@@ -4,7 +4,6 @@
 //! accepting, idle sessions close, commands in flight get a grace period.
 
 mod pacing;
-#[allow(dead_code)] // Wired into pacing next.
 mod peer_queue;
 mod session;
 

@@ -20,7 +20,7 @@ use crate::connection::{Connection, ConnectionError, PayloadFailure};
 use crate::protocol::extended::{upgrade_accepted, upgrade_request};
 use crate::protocol::frame::TokenDetector;
 use crate::protocol::request::escape;
-use crate::protocol::{CLASSIC_READ_SIZE, PayloadShape, Request, TOKEN_LEN, Token, reply};
+use crate::protocol::{PayloadShape, Request, TOKEN_LEN, Token, reply};
 use crate::storage::path::names_directory;
 use crate::storage::{EntryKind, Storage, StorageError, VirtualPath};
 
@@ -418,7 +418,8 @@ impl Session {
     /// Sends one whole message, paced for clients that read packets.
     async fn send(&mut self, body: &[u8]) -> io::Result<()> {
         self.pace().await;
-        if self.pacer.is_some() && body.len() + TOKEN_LEN > CLASSIC_READ_SIZE {
+        let whole_message_limit = self.pacer.as_ref().map(Pacer::whole_message_limit);
+        if whole_message_limit.is_some_and(|limit| body.len() + TOKEN_LEN > limit) {
             // The client reads 1,024 bytes at a time: if the token could be
             // split between two of its reads it would never see the end.
             self.connection.write_raw(body).await?;
