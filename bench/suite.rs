@@ -55,7 +55,12 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_miniftp"))
             .args(["-q", "serve"])
             .arg(root)
-            .args(["--port", "0", "--max-connections", &max_connections.to_string()])
+            .args([
+                "--port",
+                "0",
+                "--max-connections",
+                &max_connections.to_string(),
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the server");
@@ -65,7 +70,12 @@ impl Server {
             &mut line,
         )
         .expect("the server's first line");
-        let address = line.trim().rsplit(' ').next().expect("an address").to_owned();
+        let address = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .expect("an address")
+            .to_owned();
         Server { child, address }
     }
 
@@ -179,11 +189,18 @@ async fn connect(server: &Server, protocol: Protocol) -> Client {
         protocol,
         ..ClientConfig::default()
     };
-    Client::connect(&server.address, config).await.expect("connect")
+    Client::connect(&server.address, config)
+        .await
+        .expect("connect")
 }
 
 /// `ul` then `dl` of one big file; returns the two durations and the peaks.
-async fn big_transfer(server: &Server, protocol: Protocol, local: &Path, size: u64) -> [(Duration, f64, f64); 2] {
+async fn big_transfer(
+    server: &Server,
+    protocol: Protocol,
+    local: &Path,
+    size: u64,
+) -> [(Duration, f64, f64); 2] {
     let mut client = connect(server, protocol).await;
     assert_eq!(client.is_extended(), protocol == Protocol::Auto);
     server.reset_peak();
@@ -243,7 +260,11 @@ fn small_tree(root: &Path, files: usize) -> PathBuf {
     for index in 0..files {
         let directory = tree.join(format!("d{:02}", index % 50));
         std::fs::create_dir_all(&directory).unwrap();
-        std::fs::write(directory.join(format!("f{index:05}.bin")), vec![(index % 251) as u8; 4096]).unwrap();
+        std::fs::write(
+            directory.join(format!("f{index:05}.bin")),
+            vec![(index % 251) as u8; 4096],
+        )
+        .unwrap();
     }
     tree
 }
@@ -254,12 +275,18 @@ async fn small_files(server: &Server, work: &Path, files: usize) -> (f64, f64, f
     let tree = small_tree(work, files);
     let mut client = connect(server, Protocol::Auto).await;
     let started = Instant::now();
-    let summary = client.upload_tree(&tree, "tree", |_| {}).await.expect("ul -r");
+    let summary = client
+        .upload_tree(&tree, "tree", |_| {})
+        .await
+        .expect("ul -r");
     let up = files as f64 / started.elapsed().as_secs_f64();
     assert_eq!((summary.files as usize, summary.failures.len()), (files, 0));
     let back = work.join("tree-back");
     let started = Instant::now();
-    let summary = client.download_tree("tree", &back, |_| {}).await.expect("dl -r");
+    let summary = client
+        .download_tree("tree", &back, |_| {})
+        .await
+        .expect("dl -r");
     let down = files as f64 / started.elapsed().as_secs_f64();
     assert_eq!((summary.files as usize, summary.failures.len()), (files, 0));
     // Baseline: the first tenth of the files, one request at a time.
@@ -268,7 +295,12 @@ async fn small_files(server: &Server, work: &Path, files: usize) -> (f64, f64, f
     let started = Instant::now();
     for (index, path) in sample.iter().enumerate() {
         client
-            .upload_file(path, &format!("serial/{index}"), TransferOptions::default(), |_| {})
+            .upload_file(
+                path,
+                &format!("serial/{index}"),
+                TransferOptions::default(),
+                |_| {},
+            )
             .await
             .expect("ul");
     }
@@ -355,7 +387,7 @@ async fn main() {
                 format!("{:.2}", rate / ceiling_rate),
             ));
             rows.push(row(
-                format!("  peak RSS server / client (MiB)"),
+                "  peak RSS server / client (MiB)".to_owned(),
                 format!("{server_peak:.1}"),
                 format!("{client_peak:.1}"),
                 String::new(),
@@ -416,8 +448,14 @@ async fn main() {
         String::new(),
     ));
 
-    println!("{:<60} {:>10} {:>10} {:>7}", "figure", "ours", "baseline", "ratio");
+    println!(
+        "{:<60} {:>10} {:>10} {:>7}",
+        "figure", "ours", "baseline", "ratio"
+    );
     for row in rows {
-        println!("{:<60} {:>10} {:>10} {:>7}", row.figure, row.ours, row.baseline, row.ratio);
+        println!(
+            "{:<60} {:>10} {:>10} {:>7}",
+            row.figure, row.ours, row.baseline, row.ratio
+        );
     }
 }

@@ -90,7 +90,6 @@ use std::time::{Duration, Instant};
 use super::peer_queue::PeerQueue;
 use crate::protocol::CLASSIC_READ_SIZE;
 
-
 /// The first pause between two polls.
 const FIRST_POLL: Duration = Duration::from_micros(50);
 /// The longest pause between two polls.
