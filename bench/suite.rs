@@ -200,7 +200,7 @@ async fn big_transfer(
     protocol: Protocol,
     local: &Path,
     size: u64,
-) -> [(Duration, f64, f64); 2] {
+) -> [(Duration, f64, f64); 3] {
     let mut client = connect(server, protocol).await;
     assert_eq!(client.is_extended(), protocol == Protocol::Auto);
     server.reset_peak();
@@ -222,8 +222,34 @@ async fn big_transfer(
     let down = (started.elapsed(), server.peak_mib(), own_peak_mib());
     assert_eq!(received, size);
     std::fs::remove_file(&target).unwrap();
+    // The same download into memory: the protocol without the client's disk.
+    server.reset_peak();
+    reset_peak(std::process::id());
+    let started = Instant::now();
+    let received = client
+        .download("big.bin", tokio::io::sink(), |_| {})
+        .await
+        .expect("download to memory");
+    let to_memory = (started.elapsed(), server.peak_mib(), own_peak_mib());
+    assert_eq!(received, size);
     client.remove("big.bin").await.unwrap();
-    [up, down]
+    [up, down, to_memory]
+}
+
+/// What this disk takes: writing `size` bytes and flushing them (the bound
+/// of any upload, and of any download to disk).
+fn disk_write(path: &Path, size: u64) -> Duration {
+    use std::io::Write;
+    let started = Instant::now();
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![3u8; 1 << 20];
+    for _ in 0..size >> 20 {
+        file.write_all(&block).unwrap();
+    }
+    file.sync_all().unwrap();
+    let elapsed = started.elapsed();
+    std::fs::remove_file(path).unwrap();
+    elapsed
 }
 
 async fn round_trips(server: &Server, protocol: Protocol, count: u32) -> f64 {
@@ -376,9 +402,21 @@ async fn main() {
         String::new(),
         "1.00".into(),
     ));
+    let disk = mib_per_s(
+        sizes.big_file,
+        disk_write(&work.path().join("disk.bin"), sizes.big_file),
+    );
+    rows.push(row(
+        format!("disk write + fsync, {label} (MiB/s) vs ceiling"),
+        format!("{disk:.0}"),
+        format!("{ceiling_rate:.0}"),
+        format!("{:.2}", disk / ceiling_rate),
+    ));
     for (protocol, name) in [(Protocol::Auto, "extended"), (Protocol::Classic, "classic")] {
-        let [up, down] = big_transfer(&server, protocol, &big, sizes.big_file).await;
-        for (verb, (elapsed, server_peak, client_peak)) in [("ul", up), ("dl", down)] {
+        let [up, down, to_memory] = big_transfer(&server, protocol, &big, sizes.big_file).await;
+        for (verb, (elapsed, server_peak, client_peak)) in
+            [("ul", up), ("dl", down), ("dl to memory", to_memory)]
+        {
             let rate = mib_per_s(sizes.big_file, elapsed);
             rows.push(row(
                 format!("{verb} {label} {name} (MiB/s) vs ceiling"),

@@ -18,8 +18,13 @@ use crate::protocol::{TOKEN_LEN, Token};
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// How much is read at a time while file data streams in.
-const DATA_CHUNK: usize = 1024 * 1024;
+/// How much is read at a time while file data streams in. Bounded because
+/// every connection may be streaming at once (1,000 uploads hold 256 MiB).
+const DATA_CHUNK: usize = 256 * 1024;
+
+/// How much of a file is read at a time when sending it (1,000 downloads at
+/// once hold 64 MiB of these).
+const SEND_CHUNK: usize = 64 * 1024;
 
 /// Why a connection could not produce or send a message.
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Streams `reader` to the peer as (part of) a message body.
     pub async fn write_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> io::Result<u64> {
-        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, reader);
+        let mut reader = tokio::io::BufReader::with_capacity(SEND_CHUNK, reader);
         let copied = tokio::io::copy_buf(&mut reader, &mut self.stream).await?;
         self.stream.flush().await?;
         Ok(copied)

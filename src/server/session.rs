@@ -456,7 +456,7 @@ fn describe_plainly(error: StorageError, argument: &str) -> String {
 /// Whether the first `size` bytes of `file` contain `token`.
 async fn contains_token(file: &mut tokio::fs::File, size: u64, token: &Token) -> io::Result<bool> {
     let mut detector = TokenDetector::new(token);
-    let mut buffer = vec![0u8; 256 * 1024];
+    let mut buffer = vec![0u8; 64 * 1024];
     let mut remaining = size;
     while remaining > 0 {
         let want = buffer
