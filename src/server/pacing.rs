@@ -94,8 +94,11 @@ use crate::protocol::CLASSIC_READ_SIZE;
 const FIRST_POLL: Duration = Duration::from_micros(50);
 /// The longest pause between two polls.
 const MAX_POLL: Duration = Duration::from_millis(2);
-/// How long the peer may acknowledge nothing before we stop waiting for it.
-const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// How long the peer may make no progress (acknowledge or read nothing)
+/// before we stop waiting for it. A reader like the original client reads
+/// within milliseconds; a client that pipelines commands before reading any
+/// reply would otherwise hold every message this long.
+const STALL_LIMIT: Duration = Duration::from_secs(2);
 /// How long we wait for a shrunken window to reopen.
 const WINDOW_LIMIT: Duration = Duration::from_secs(1);
 /// Time for a reader blocked in `recv` to wake up and take what arrived.
