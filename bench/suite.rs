@@ -164,6 +164,35 @@ async fn raw_tcp(bytes: u64) -> Duration {
     started.elapsed()
 }
 
+/// The round-trip ceiling: one byte each way over a plain loopback socket,
+/// the echo in a thread of its own (a process of its own would be fairer
+/// still; a thread is close).
+async fn raw_round_trips(count: u32) -> f64 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut socket, _) = listener.accept().unwrap();
+        socket.set_nodelay(true).unwrap();
+        let mut byte = [0u8; 1];
+        while socket.read_exact(&mut byte).is_ok() {
+            socket.write_all(&byte).unwrap();
+        }
+    });
+    let mut socket = TcpStream::connect(address).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    for _ in 0..count {
+        socket.write_all(&byte).await.unwrap();
+        socket.read_exact(&mut byte).await.unwrap();
+    }
+    let rate = f64::from(count) / started.elapsed().as_secs_f64();
+    drop(socket);
+    echo.join().unwrap();
+    rate
+}
+
 fn write_random_file(path: &Path, size: u64) {
     use std::io::Write;
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -441,6 +470,13 @@ async fn main() {
         format!("{extended_info:.0}"),
         format!("{classic_info:.0}"),
         format!("{:.1}", extended_info / classic_info),
+    ));
+    let raw = raw_round_trips(sizes.round_trips).await;
+    rows.push(row(
+        "info round trips/s (extended) vs raw TCP 1-byte ping-pong",
+        format!("{extended_info:.0}"),
+        format!("{raw:.0}"),
+        format!("{:.2}", extended_info / raw),
     ));
     rows.push(row(
         "cd round trips/s, one connection (extended)",
