@@ -57,6 +57,27 @@ pub async fn hash_prefix<R: AsyncRead + Unpin>(
     Ok(())
 }
 
+/// Hashes the first `length` bytes of a file with positional reads (so the
+/// file's offset is left alone), blocking: run it on the blocking pool.
+pub fn hash_file_blocking(file: &std::fs::File, length: u64) -> std::io::Result<Digest> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Hasher::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut position = 0;
+    while position < length {
+        let want = buffer
+            .len()
+            .min(usize::try_from(length - position).unwrap_or(usize::MAX));
+        let read = file.read_at(&mut buffer[..want], position)?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        hasher.update(&buffer[..read]);
+        position += read as u64;
+    }
+    Ok(hasher.finalize().into())
+}
+
 /// A digest in hexadecimal, for messages and logs.
 pub fn to_hex(digest: &Digest) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
@@ -76,6 +97,23 @@ mod tests {
             .unwrap();
         assert_eq!(copy, data);
         assert_eq!(hasher.finalize(), blake3::hash(&data));
+    }
+
+    #[test]
+    fn hash_file_blocking_hashes_the_first_bytes_and_needs_them_all() {
+        use std::io::Write;
+        let mut file = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 249) as u8).collect();
+        file.write_all(&data).unwrap();
+        assert_eq!(
+            &hash_file_blocking(&file, 700_000).unwrap(),
+            blake3::hash(&data).as_bytes()
+        );
+        assert_eq!(
+            &hash_file_blocking(&file, 10).unwrap(),
+            blake3::hash(&data[..10]).as_bytes()
+        );
+        assert!(hash_file_blocking(&file, 700_001).is_err());
     }
 
     #[tokio::test]

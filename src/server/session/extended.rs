@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Session, describe_plainly};
 use crate::connection::ConnectionError;
-use crate::digest::{self, Digest, Hasher, HashingReader};
+use crate::digest::{self, Digest, Hasher};
 use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, MAX_MESSAGE_LEN, Message};
 use crate::storage::path::names_directory;
 use crate::storage::{Entry, EntryKind, StorageError, Upload, VirtualPath};
@@ -471,7 +471,7 @@ impl Session {
                 .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
             Err(failure) => Err(failure),
         };
-        let (mut file, size) = match opened {
+        let (file, size) = match opened {
             Ok((_, size)) if offset > size => {
                 failed(
                     out,
@@ -490,8 +490,6 @@ impl Session {
                 return Ok(());
             }
         };
-        let mut hasher = Hasher::new();
-        digest::hash_prefix(&mut file, offset, &mut hasher).await?;
         Message::Sending { size, offset }.encode(id, out);
         out.extend_from_slice(
             &Header {
@@ -502,10 +500,18 @@ impl Session {
             .encode(),
         );
         self.flush_replies(out, pending).await?;
-        let mut limited = tokio::io::AsyncReadExt::take(&mut file, size - offset);
+        // The bytes go by sendfile, never through our memory; the digest of
+        // the whole file is computed meanwhile on the blocking pool. Should
+        // the file change between the two, the client's check fails and it
+        // keeps nothing.
+        let file = file.into_std().await;
+        let hashing = {
+            let file = file.try_clone()?;
+            tokio::task::spawn_blocking(move || digest::hash_file_blocking(&file, size))
+        };
         let sent = self
             .connection
-            .write_from(&mut HashingReader::new(&mut limited, &mut hasher))
+            .send_file(&file, offset, size - offset)
             .await?;
         if sent < size - offset {
             return Err(io::Error::new(
@@ -514,10 +520,8 @@ impl Session {
             )
             .into());
         }
-        Message::End {
-            digest: hasher.finalize().into(),
-        }
-        .encode(id, out);
+        let digest = hashing.await.map_err(io::Error::other)??;
+        Message::End { digest }.encode(id, out);
         tracing::info!(request = "Download", path = %argument, bytes = sent, from = offset, elapsed = ?started.elapsed(), outcome = "ok");
         Ok(())
     }
