@@ -197,7 +197,7 @@ impl Storage {
     pub async fn list(&self, directory: &VirtualPath) -> Result<Vec<Entry>> {
         let directory = directory.clone();
         self.blocking(move |root| {
-            guard_private(root, &directory, true)?;
+            let directory = resolve_links(root, &directory, true)?;
             let relative = directory.relative();
             let mut entries = Vec::new();
             for entry in root.read_dir(&relative)? {
@@ -213,9 +213,12 @@ impl Storage {
                     true => {
                         let linked = name
                             .to_str()
-                            .map(|name| guard_private(root, &directory.child(name), true));
-                        match (linked, root.metadata(relative.join(&name))) {
-                            (Some(Ok(())), Ok(metadata)) => metadata,
+                            .map(|name| resolve_links(root, &directory.child(name), true));
+                        match linked.map(|resolved| {
+                            root.metadata(resolved?.relative())
+                                .map_err(StorageError::from)
+                        }) {
+                            Some(Ok(metadata)) => metadata,
                             _ => continue,
                         }
                     }
@@ -250,8 +253,7 @@ impl Storage {
         // A few metadata calls on a local disk take microseconds: done in
         // place, as the handoff to the blocking pool would cost more.
         self.in_place(move |root| {
-            guard_private(root, &path, true)?;
-            let metadata = root.metadata(path.relative())?;
+            let metadata = root.metadata(resolve_links(root, &path, true)?.relative())?;
             let kind = if metadata.is_dir() {
                 EntryKind::Directory
             } else if metadata.is_file() {
@@ -285,8 +287,7 @@ impl Storage {
     pub async fn open_file(&self, path: &VirtualPath) -> Result<(tokio::fs::File, u64)> {
         let path = path.clone();
         self.blocking(move |root| {
-            guard_private(root, &path, true)?;
-            let relative = path.relative();
+            let relative = resolve_links(root, &path, true)?.relative();
             // Checked before opening: opening a FIFO would block.
             let metadata = root.metadata(&relative)?;
             if metadata.is_dir() {
@@ -312,33 +313,23 @@ impl Storage {
         let target = path.clone();
         let temporary = format!("{}.part", random_name());
         let temporary_path = format!("{UPLOAD_DIR}/{temporary}");
-        let file = self
+        let (file, target) = self
             .blocking({
                 let temporary_path = temporary_path.clone();
                 move |root| {
-                    guard_private(root, &target, false)?;
-                    let parent = root.metadata(target.parent().relative())?;
-                    if !parent.is_dir() {
-                        return Err(StorageError::NotADirectory);
-                    }
-                    match root.metadata(target.relative()) {
-                        Ok(existing) if existing.is_dir() => {
-                            return Err(StorageError::IsADirectory);
-                        }
-                        _ => {}
-                    }
+                    let target = check_upload_target(root, &target)?;
                     let file = root.open_with(
                         &temporary_path,
                         OpenOptions::new().write(true).create_new(true),
                     )?;
-                    Ok(file.into_std())
+                    Ok((file.into_std(), target))
                 }
             })
             .await?;
         Ok(Upload {
             file: Some(tokio::fs::File::from_std(file)),
             temporary_path,
-            target: path.clone(),
+            target,
             storage: self.clone(),
             keep_on_drop: false,
         })
@@ -360,7 +351,7 @@ impl Storage {
             .blocking({
                 let partial_path = partial_path.clone();
                 move |root| {
-                    check_upload_target(root, &target)?;
+                    let target = check_upload_target(root, &target)?;
                     let file = root.open_with(
                         &partial_path,
                         OpenOptions::new().read(true).write(true).create(true),
@@ -379,11 +370,11 @@ impl Storage {
                         file.set_len(0)?;
                         held = 0;
                     }
-                    Ok(Some((file, held)))
+                    Ok(Some((file, held, target)))
                 }
             })
             .await?;
-        let Some((file, held)) = opened else {
+        let Some((file, held, target)) = opened else {
             return Ok((self.create_upload(path).await?, 0));
         };
         let mut file = tokio::fs::File::from_std(file);
@@ -391,7 +382,7 @@ impl Storage {
         let upload = Upload {
             file: Some(file),
             temporary_path: partial_path,
-            target: path.clone(),
+            target,
             storage: self.clone(),
             keep_on_drop: true,
         };
@@ -403,7 +394,7 @@ impl Storage {
     pub async fn make_directories(&self, path: &VirtualPath) -> Result<()> {
         let path = path.clone();
         self.blocking(move |root| {
-            guard_private(root, &path, true)?;
+            let path = resolve_links(root, &path, true)?;
             root.create_dir_all(path.relative())?;
             match root.metadata(path.relative())?.is_dir() {
                 true => Ok(()),
@@ -421,7 +412,7 @@ impl Storage {
         };
         let path = path.clone();
         self.blocking(move |root| {
-            guard_private(root, &path, false)?;
+            let path = resolve_links(root, &path, false)?;
             let parent = root.open_dir(path.parent().relative())?;
             if parent.symlink_metadata(&name)?.is_dir() {
                 parent.remove_dir_all(&name)?;
@@ -441,7 +432,7 @@ impl Storage {
         }
         let path = path.clone();
         self.blocking(move |root| {
-            guard_private(root, &path, false)?;
+            let path = resolve_links(root, &path, false)?;
             Ok(root.create_dir(path.relative())?)
         })
         .await
@@ -454,7 +445,7 @@ impl Storage {
         };
         let path = path.clone();
         self.blocking(move |root| {
-            guard_private(root, &path, false)?;
+            let path = resolve_links(root, &path, false)?;
             let parent = root.open_dir(path.parent().relative())?;
             if parent.symlink_metadata(&name)?.is_dir() {
                 parent.remove_dir(&name)?;
@@ -482,8 +473,8 @@ impl Storage {
         };
         let (from, to) = (from.clone(), to.clone());
         self.blocking(move |root| {
-            guard_private(root, &from, false)?;
-            guard_private(root, &to, true)?;
+            let from = resolve_links(root, &from, false)?;
+            let to = resolve_links(root, &to, true)?;
             let source = root.symlink_metadata(from.relative())?;
             let destination = match root.metadata(to.relative()) {
                 Ok(existing) if existing.is_dir() => to.child(&name),
@@ -621,15 +612,16 @@ impl Drop for Upload {
 }
 
 /// What an upload to `target` needs: an existing parent directory, and no
-/// directory in the way.
-fn check_upload_target(root: &Dir, target: &VirtualPath) -> Result<()> {
-    guard_private(root, target, false)?;
+/// directory in the way. Returns the target with the links on its way
+/// resolved (a link at the end is replaced, not written through).
+fn check_upload_target(root: &Dir, target: &VirtualPath) -> Result<VirtualPath> {
+    let target = resolve_links(root, target, false)?;
     if !root.metadata(target.parent().relative())?.is_dir() {
         return Err(StorageError::NotADirectory);
     }
     match root.metadata(target.relative()) {
         Ok(existing) if existing.is_dir() => Err(StorageError::IsADirectory),
-        _ => Ok(()),
+        _ => Ok(target),
     }
 }
 
@@ -653,15 +645,18 @@ fn prune_partials(partials: &Dir, max_age: std::time::Duration) {
 /// The most links followed while checking one path, as the kernel's `ELOOP` limit.
 const MAX_LINK_HOPS: usize = 40;
 
-/// Refuses a path that reaches the private directory through links (e.g. a
-/// link `priv -> .miniftp` made by the owner of the tree): follows each
-/// link the way the kernel would, as seen from inside the root, and checks
-/// that no step lands on the private directory. With `follow_last` false,
-/// a link in the last component is not followed (`rm` and `mv` act on the
-/// link itself, and an upload replaces it). Anything that cannot be
-/// followed (missing, escaping, odd) is left to the operation itself,
-/// which the capability already confines.
-fn guard_private(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<()> {
+/// Resolves the links along `path` the way the kernel would, as seen from
+/// inside the root, and returns the path with them replaced by where they
+/// lead. It refuses a path that reaches the private directory through a
+/// link (e.g. `priv -> .miniftp`, made by the owner of the tree), and one
+/// whose link leads outside the root (`..` above it, or an absolute target
+/// elsewhere). An absolute target inside the root (`/srv/share/photos` when
+/// sharing `/srv/share`) is followed like a relative one, which the
+/// capability alone would refuse. With `follow_last` false, a link in the
+/// last component is kept (`rm` and `mv` act on the link itself, and an
+/// upload replaces it). What does not exist is left in place for the
+/// operation to report; the capability still confines whatever it does.
+fn resolve_links(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<VirtualPath> {
     let mut pending: Vec<String> = path.components().rev().map(str::to_owned).collect();
     let mut reached = VirtualPath::root();
     let mut hops = 0;
@@ -670,36 +665,59 @@ fn guard_private(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<()
             return Err(StorageError::Reserved);
         }
         let candidate = reached.child(&name);
-        if pending.is_empty() && !follow_last {
-            return Ok(());
-        }
-        let Ok(metadata) = root.symlink_metadata(candidate.relative()) else {
-            return Ok(());
-        };
-        if !metadata.is_symlink() {
-            reached = candidate;
-            continue;
+        let last = pending.is_empty();
+        let is_link = root
+            .symlink_metadata(candidate.relative())
+            .map(|metadata| metadata.is_symlink());
+        match is_link {
+            Ok(true) if follow_last || !last => {}
+            Ok(_) => {
+                reached = candidate;
+                continue;
+            }
+            Err(_) => {
+                // Missing: the rest cannot be resolved; the operation says so.
+                reached = candidate;
+                while let Some(name) = pending.pop() {
+                    reached = reached.child(&name);
+                }
+                return Ok(reached);
+            }
         }
         hops += 1;
-        let Ok(target) = root.read_link_contents(candidate.relative()) else {
-            return Ok(());
-        };
-        let Some(target) = target.to_str().filter(|target| !target.starts_with('/')) else {
-            return Ok(());
-        };
         if hops > MAX_LINK_HOPS {
-            return Ok(());
+            return Err(StorageError::LinkLoop);
         }
-        match reached.resolve(target) {
-            Ok(resolved) => {
-                pending.extend(resolved.components().rev().map(str::to_owned));
-                reached = VirtualPath::root();
-            }
-            Err(StorageError::Reserved) => return Err(StorageError::Reserved),
-            Err(_) => return Ok(()),
-        }
+        let target = root.read_link_contents(candidate.relative())?;
+        let target = target.to_str().ok_or(StorageError::InvalidName)?;
+        let (start, relative) = match target.strip_prefix('/') {
+            Some(_) => (VirtualPath::root(), inside_root(root, target)?),
+            None => (reached.clone(), target.to_owned()),
+        };
+        let resolved = start.resolve_within(&relative)?;
+        pending.extend(resolved.components().rev().map(str::to_owned));
+        reached = VirtualPath::root();
     }
-    Ok(())
+    Ok(reached)
+}
+
+/// An absolute link target as a path relative to the root, if it lies
+/// inside it.
+fn inside_root(root: &Dir, target: &str) -> Result<String> {
+    use std::os::fd::AsRawFd;
+    // The root's real path, as the kernel knows the open directory.
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd()))?;
+    let real = real.to_str().ok_or(StorageError::OutsideRoot)?;
+    let rest = if real == "/" {
+        Some(target)
+    } else {
+        target.strip_prefix(real)
+    };
+    match rest {
+        Some("") => Ok(".".to_owned()),
+        Some(rest) if rest.starts_with('/') => Ok(rest.trim_start_matches('/').to_owned()),
+        _ => Err(StorageError::OutsideRoot),
+    }
 }
 
 /// A random file name for a private temporary file.

@@ -62,6 +62,29 @@ impl VirtualPath {
         Ok(VirtualPath { components })
     }
 
+    /// Resolves a link's target against this directory as the kernel
+    /// would inside the root: unlike [`VirtualPath::resolve`], a `..` above
+    /// the root is an escape, not the root.
+    pub fn resolve_within(&self, target: &str) -> Result<VirtualPath, StorageError> {
+        let mut components = self.components.clone();
+        for part in target.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    components.pop().ok_or(StorageError::OutsideRoot)?;
+                }
+                name => {
+                    validate_name(name)?;
+                    components.push(name.to_owned());
+                }
+            }
+        }
+        if components.first().is_some_and(|first| first == PRIVATE_DIR) {
+            return Err(StorageError::Reserved);
+        }
+        Ok(VirtualPath { components })
+    }
+
     /// Whether this is the root itself.
     pub fn is_root(&self) -> bool {
         self.components.is_empty()

@@ -384,3 +384,48 @@ async fn links_into_the_private_directory_are_hidden_and_refused() {
     assert_eq!(server.read(".miniftp/uploads/pending.part"), b"partial");
     assert_eq!(server.read("f"), b"f");
 }
+
+#[tokio::test]
+async fn absolute_links_that_stay_inside_work_like_relative_ones() {
+    let server = TestServer::start().await;
+    server.write("real/photo.jpg", b"jpeg");
+    // As a script or a person would make them: absolute, into the root.
+    let real_root = std::fs::canonicalize(server.root.path()).unwrap();
+    server.symlink(real_root.join("real"), "alias");
+    server.symlink(real_root.join("real/photo.jpg"), "photo_link");
+    let mut client = RawClient::connect(server.address).await;
+    assert_eq!(
+        client.welcome,
+        "Current Directory: /:\n|\n-- alias\n-- real\n-- photo_link"
+    );
+    assert_eq!(client.info("photo_link").await, ("4".into(), "/".into()));
+    let (payload, status) = client.download("alias/photo.jpg").await;
+    assert_eq!((&payload[..], status.as_str()), (&b"jpeg"[..], "/"));
+    assert_eq!(client.command("cd alias").await, "/alias");
+    assert_eq!(client.upload("new.txt", b"new").await, "/alias");
+    assert_eq!(server.read("real/new.txt"), b"new");
+    assert_eq!(client.command("mkdir sub").await, "/alias");
+    assert!(server.path("real/sub").is_dir());
+    // rm acts on the link itself.
+    assert_eq!(client.command("rm /photo_link").await, "/alias");
+    assert!(!server.exists("photo_link"));
+    assert_eq!(server.read("real/photo.jpg"), b"jpeg");
+}
+
+#[tokio::test]
+async fn relative_links_that_climb_out_are_refused() {
+    let escape = Escape::start().await;
+    let server = &escape.server;
+    let outside_name = escape.outside.path().file_name().unwrap().to_owned();
+    let climbing = Path::new("..").join(&outside_name).join("secret.txt");
+    server.symlink(&climbing, "climb");
+    let mut client = RawClient::connect(server.address).await;
+    let refused = "error: path leads outside the shared root: climb";
+    assert_eq!(
+        client.info("climb").await,
+        (String::new(), refused.to_owned())
+    );
+    let (payload, status) = client.download("climb").await;
+    assert_eq!((&payload[..], status.as_str()), (&b""[..], refused));
+    assert_eq!(escape.secret(), b"secret");
+}
