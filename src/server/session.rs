@@ -22,7 +22,7 @@ use crate::protocol::frame::TokenDetector;
 use crate::protocol::request::escape;
 use crate::protocol::{PayloadShape, Request, TOKEN_LEN, Token, reply};
 use crate::storage::path::names_directory;
-use crate::storage::{EntryKind, Storage, StorageError, VirtualPath};
+use crate::storage::{EntryKind, Removal, Storage, StorageError, VirtualPath};
 
 /// How long a closing connection keeps discarding input so that the client
 /// can read the last message.
@@ -242,7 +242,7 @@ impl Session {
             return Err(describe_plainly(StorageError::RemoveDot, argument));
         }
         let target = self.resolve(argument)?;
-        match self.storage.remove(&target).await {
+        match self.storage.remove(&target, Removal::Entry).await {
             Ok(()) => Ok(()),
             Err(error) => Err(self.describe(error, argument).await),
         }

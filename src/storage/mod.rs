@@ -136,6 +136,15 @@ pub enum EntryKind {
     File,
 }
 
+/// How much [`Storage::remove`] may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// A file, a link, or an empty directory (`rm`).
+    Entry,
+    /// Also a directory with everything below it (`rm -r`).
+    Tree,
+}
+
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -404,27 +413,6 @@ impl Storage {
         .await
     }
 
-    /// Removes a file, a link, or a directory with everything below it.
-    /// Links are removed, never followed.
-    pub async fn remove_tree(&self, path: &VirtualPath) -> Result<()> {
-        let Some(name) = path.name().map(str::to_owned) else {
-            return Err(StorageError::RemoveRoot);
-        };
-        let path = path.clone();
-        self.blocking(move |root| {
-            let path = resolve_links(root, &path, false)?;
-            let parent = root.open_dir(path.parent().relative())?;
-            if parent.symlink_metadata(&name)?.is_dir() {
-                parent.remove_dir_all(&name)?;
-            } else {
-                parent.remove_file(&name)?;
-            }
-            sync_directory(&parent);
-            Ok(())
-        })
-        .await
-    }
-
     /// Creates one directory; its parent must exist.
     pub async fn make_directory(&self, path: &VirtualPath) -> Result<()> {
         if path.is_root() {
@@ -438,8 +426,9 @@ impl Storage {
         .await
     }
 
-    /// Removes a file, a link (never its target) or an empty directory.
-    pub async fn remove(&self, path: &VirtualPath) -> Result<()> {
+    /// Removes a file, a link (never its target) or an empty directory;
+    /// with [`Removal::Tree`], a directory with everything below it.
+    pub async fn remove(&self, path: &VirtualPath, removal: Removal) -> Result<()> {
         let Some(name) = path.name().map(str::to_owned) else {
             return Err(StorageError::RemoveRoot);
         };
@@ -447,10 +436,10 @@ impl Storage {
         self.blocking(move |root| {
             let path = resolve_links(root, &path, false)?;
             let parent = root.open_dir(path.parent().relative())?;
-            if parent.symlink_metadata(&name)?.is_dir() {
-                parent.remove_dir(&name)?;
-            } else {
-                parent.remove_file(&name)?;
+            match (parent.symlink_metadata(&name)?.is_dir(), removal) {
+                (true, Removal::Entry) => parent.remove_dir(&name)?,
+                (true, Removal::Tree) => parent.remove_dir_all(&name)?,
+                (false, _) => parent.remove_file(&name)?,
             }
             sync_directory(&parent);
             Ok(())

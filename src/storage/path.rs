@@ -39,50 +39,19 @@ impl VirtualPath {
         if argument.len() > MAX_PATH_LEN {
             return Err(StorageError::NameTooLong);
         }
-        let mut components = if argument.starts_with('/') {
+        let start = if argument.starts_with('/') {
             Vec::new()
         } else {
             self.components.clone()
         };
-        for part in argument.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => {
-                    components.pop();
-                }
-                name => {
-                    validate_name(name)?;
-                    components.push(name.to_owned());
-                }
-            }
-        }
-        if components.first().is_some_and(|first| first == PRIVATE_DIR) {
-            return Err(StorageError::Reserved);
-        }
-        Ok(VirtualPath { components })
+        walk(start, argument, AboveRoot::Stay)
     }
 
     /// Resolves a link's target against this directory as the kernel
     /// would inside the root: unlike [`VirtualPath::resolve`], a `..` above
     /// the root is an escape, not the root.
     pub fn resolve_within(&self, target: &str) -> Result<VirtualPath, StorageError> {
-        let mut components = self.components.clone();
-        for part in target.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => {
-                    components.pop().ok_or(StorageError::OutsideRoot)?;
-                }
-                name => {
-                    validate_name(name)?;
-                    components.push(name.to_owned());
-                }
-            }
-        }
-        if components.first().is_some_and(|first| first == PRIVATE_DIR) {
-            return Err(StorageError::Reserved);
-        }
-        Ok(VirtualPath { components })
+        walk(self.components.clone(), target, AboveRoot::Escape)
     }
 
     /// Whether this is the root itself.
@@ -139,6 +108,41 @@ impl fmt::Display for VirtualPath {
         }
         Ok(())
     }
+}
+
+/// What `..` at the root means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AboveRoot {
+    /// The root, as in a chroot (a client's paths).
+    Stay,
+    /// An escape (a link's target, which the kernel would follow outside).
+    Escape,
+}
+
+/// Applies the parts of `path` to `components`, validating each name.
+fn walk(
+    mut components: Vec<String>,
+    path: &str,
+    above_root: AboveRoot,
+) -> Result<VirtualPath, StorageError> {
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if components.pop().is_none() && above_root == AboveRoot::Escape {
+                    return Err(StorageError::OutsideRoot);
+                }
+            }
+            name => {
+                validate_name(name)?;
+                components.push(name.to_owned());
+            }
+        }
+    }
+    if components.first().is_some_and(|first| first == PRIVATE_DIR) {
+        return Err(StorageError::Reserved);
+    }
+    Ok(VirtualPath { components })
 }
 
 /// Whether an argument names a directory explicitly (a trailing `/`).

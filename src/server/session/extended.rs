@@ -14,7 +14,7 @@ use crate::connection::ConnectionError;
 use crate::digest::{self, Digest, Hasher};
 use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, MAX_MESSAGE_LEN, Message};
 use crate::storage::path::names_directory;
-use crate::storage::{Entry, EntryKind, StorageError, Upload, VirtualPath};
+use crate::storage::{Entry, EntryKind, Removal, StorageError, Upload, VirtualPath};
 
 /// The most uploads committed in one group (each holds an open file).
 const MAX_GROUP_COMMIT: usize = 256;
@@ -185,10 +185,12 @@ impl Session {
                 describe_plainly(StorageError::RemoveRoot, argument),
             ));
         }
-        let removed = match recursive {
-            true => self.storage.remove_tree(&target).await,
-            false => self.storage.remove(&target).await,
+        let removal = if recursive {
+            Removal::Tree
+        } else {
+            Removal::Entry
         };
+        let removed = self.storage.remove(&target, removal).await;
         removed.map_err(|error| (code_of(&error), describe_plainly(error, argument)))
     }
 
