@@ -92,7 +92,7 @@ async fn links_to_the_outside_are_refused_and_not_listed() {
     ));
     assert!(storage.create_upload(&at("out_dir/new")).await.is_err());
     assert!(storage.make_directory(&at("out_dir/new")).await.is_err());
-    assert!(storage.remove(&at("out_dir/secret")).await.is_err());
+    assert!(storage.remove(&at("out_dir/secret"), Removal::Entry).await.is_err());
     assert!(
         storage
             .rename(&at("out_dir/secret"), &at("stolen"), false)
@@ -173,7 +173,7 @@ async fn links_into_the_private_directory_are_refused() {
         ));
     }
     // The link itself can go: that does not reach what it names.
-    storage.remove(&at("priv")).await.unwrap();
+    storage.remove(&at("priv"), Removal::Entry).await.unwrap();
     assert!(tree.path(".miniftp/uploads").is_dir());
 }
 
