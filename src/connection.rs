@@ -93,7 +93,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Bounds every wait for incoming bytes (an idle timeout).
+    /// Bounds every wait for the peer: for its next bytes, and for it to
+    /// take what we send (an idle timeout).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
         self.read_timeout = timeout;
     }
@@ -207,14 +208,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut message = Vec::with_capacity(body.len() + TOKEN_LEN);
         message.extend_from_slice(body);
         message.extend_from_slice(self.token.as_bytes());
-        self.stream.write_all(&message).await?;
-        self.stream.flush().await
+        self.write_raw(&message).await
     }
 
     /// Writes raw bytes: part of a message whose token comes later.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await?;
-        self.stream.flush().await
+        let limit = self.read_timeout;
+        let stream = &mut self.stream;
+        bounded(limit, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await
     }
 
     /// Writes the token alone, ending the message in progress.
@@ -224,11 +229,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Streams `reader` to the peer as (part of) a message body.
+    /// A peer that reads nothing for the idle timeout ends the copy with
+    /// `TimedOut`: a stalled reader cannot hold the connection forever.
     pub async fn write_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> io::Result<u64> {
-        let mut reader = tokio::io::BufReader::with_capacity(SEND_CHUNK, reader);
-        let copied = tokio::io::copy_buf(&mut reader, &mut self.stream).await?;
-        self.stream.flush().await?;
-        Ok(copied)
+        let mut chunk = vec![0u8; SEND_CHUNK];
+        let mut copied = 0u64;
+        loop {
+            let read = reader.read(&mut chunk).await?;
+            if read == 0 {
+                return Ok(copied);
+            }
+            self.write_raw(&chunk[..read]).await?;
+            copied += read as u64;
+        }
     }
 
     /// Closes gracefully: shuts down the sending side so the peer reads
@@ -323,13 +336,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     async fn fill(&mut self) -> io::Result<usize> {
         self.buffer.reserve(READ_CHUNK);
-        let read = self.stream.read_buf(&mut self.buffer);
-        match self.read_timeout {
-            None => read.await,
-            Some(limit) => tokio::time::timeout(limit, read)
-                .await
-                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
-        }
+        bounded(self.read_timeout, self.stream.read_buf(&mut self.buffer)).await
     }
 }
 
@@ -349,7 +356,7 @@ impl Connection<tokio::net::TcpStream> {
             let chunk = usize::try_from(end - position)
                 .unwrap_or(usize::MAX)
                 .min(SENDFILE_CHUNK);
-            self.stream.writable().await?;
+            bounded(self.read_timeout, self.stream.writable()).await?;
             let sent = self.stream.try_io(tokio::io::Interest::WRITABLE, || {
                 rustix::fs::sendfile(&self.stream, file, Some(&mut position), chunk)
                     .map_err(io::Error::from)
@@ -362,6 +369,19 @@ impl Connection<tokio::net::TcpStream> {
             }
         }
         Ok(position - offset)
+    }
+}
+
+/// Bounds one wait for the peer (to send, or to read what we send).
+async fn bounded<T>(
+    limit: Option<Duration>,
+    wait: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    match limit {
+        None => wait.await,
+        Some(limit) => tokio::time::timeout(limit, wait)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
     }
 }
 

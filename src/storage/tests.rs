@@ -92,7 +92,12 @@ async fn links_to_the_outside_are_refused_and_not_listed() {
     ));
     assert!(storage.create_upload(&at("out_dir/new")).await.is_err());
     assert!(storage.make_directory(&at("out_dir/new")).await.is_err());
-    assert!(storage.remove(&at("out_dir/secret"), Removal::Entry).await.is_err());
+    assert!(
+        storage
+            .remove(&at("out_dir/secret"), Removal::Entry)
+            .await
+            .is_err()
+    );
     assert!(
         storage
             .rename(&at("out_dir/secret"), &at("stolen"), false)

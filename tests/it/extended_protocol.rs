@@ -538,3 +538,32 @@ async fn an_upload_whose_group_commit_fails_is_answered_with_the_failure() {
     assert!(server.path("x").is_dir());
     assert_eq!(server.pending_uploads(), 0);
 }
+
+#[tokio::test]
+async fn data_beyond_the_declared_size_is_dropped_and_the_upload_fails() {
+    let server = TestServer::start().await;
+    let mut client = FrameClient::connect(&server).await;
+    let id = client.id();
+    let upload = Message::Upload {
+        path: "small.bin".into(),
+        size: 10,
+        resume: false,
+    };
+    client.send(id, upload).await;
+    let flood = pseudo_random_bytes(1 << 20, 4);
+    client.send_data(id, &flood[..10]).await;
+    client.send_data(id, &flood).await;
+    client
+        .send(
+            id,
+            Message::End {
+                digest: *blake3::hash(&flood[..10]).as_bytes(),
+            },
+        )
+        .await;
+    let (_, reply) = client.receive().await;
+    assert_eq!(failure_code(&reply), ErrorCode::BadRequest);
+    assert!(!server.exists("small.bin"));
+    assert_eq!(server.pending_uploads(), 0);
+    assert_eq!(client.upload("after.txt", b"in step").await, done("/"));
+}

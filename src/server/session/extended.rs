@@ -19,6 +19,10 @@ use crate::storage::{Entry, EntryKind, Removal, StorageError, Upload, VirtualPat
 /// The most uploads committed in one group (each holds an open file).
 const MAX_GROUP_COMMIT: usize = 256;
 
+/// The most reply bytes held back while a pipelining client keeps sending;
+/// past it they are written, and TCP slows a client that does not read.
+const MAX_HELD_REPLIES: usize = 1024 * 1024;
+
 /// A failed request: its stable code and the reason for people.
 type Failure = (ErrorCode, String);
 
@@ -29,8 +33,8 @@ impl Session {
         let mut out = BytesMut::new();
         let mut pending = Vec::new();
         loop {
-            let group_full = pending.len() >= MAX_GROUP_COMMIT;
-            if (!self.connection.has_buffered_input() || group_full)
+            let held_back = pending.len() >= MAX_GROUP_COMMIT || out.len() >= MAX_HELD_REPLIES;
+            if (!self.connection.has_buffered_input() || held_back)
                 && !out.is_empty()
                 && self.flush_replies(&mut out, &mut pending).await.is_err()
             {
@@ -347,6 +351,16 @@ impl Session {
                 return Err(ConnectionError::ClosedMidMessage);
             };
             match header.kind {
+                Kind::Data if header.id == id && received.saturating_add(header.length) > size => {
+                    // More than announced: dropped, and the upload fails
+                    // (the size check below), so no client can fill the
+                    // disk past the size it declared (and was allowed).
+                    received = received.saturating_add(header.length);
+                    self.connection
+                        .read_data(header.length, &mut tokio::io::sink(), |_| {})
+                        .await?
+                        .ok();
+                }
                 Kind::Data if header.id == id => {
                     received += header.length;
                     let written = self
