@@ -423,11 +423,23 @@ impl Client {
             total: Some(self.size(remote).await?),
         };
         progress(start);
+        let expected = start.total.unwrap_or_default();
         self.run(async |transport| match transport {
             Transport::Classic(classic) => {
-                classic
+                let (received, directory) = classic
                     .download(remote, &mut writer, start, &mut progress)
-                    .await
+                    .await?;
+                if received != expected {
+                    // Cut short: the file holds the connection's token (an
+                    // original server sends it anyway) or changed meanwhile;
+                    // the rest of it was read as the status, so the
+                    // connection is out of step and must go.
+                    return Err(ClientError::Protocol(format!(
+                        "{remote}: received {received} of {expected} bytes; the file \
+                         contains the connection's token or changed during the download"
+                    )));
+                }
+                Ok((received, directory))
             }
             Transport::Extended(_) => Err(ClientError::NotConnected),
         })

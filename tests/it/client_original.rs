@@ -328,3 +328,33 @@ async fn an_empty_welcome_lists_nothing() {
     let client = server.connect().await;
     assert_eq!(client.welcome().entries, ["only a dir"]);
 }
+
+#[tokio::test]
+async fn a_file_holding_the_token_cut_short_by_the_original_is_not_kept() {
+    let server = OriginalServer::start().await;
+    let mut client = server.connect().await;
+    let token = client.forbidden_token().expect("a classic connection");
+    let mut data = pseudo_random_bytes(50_000, 8);
+    data[20_000..20_010].copy_from_slice(token.as_bytes());
+    std::fs::write(server.root.path().join("tokened.bin"), &data).unwrap();
+    let local = TempDir::new().unwrap();
+    let target = local.path().join("tokened.bin");
+    let error = client
+        .download_file("tokened.bin", &target, TransferOptions::default(), |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Protocol(_)), "{error}");
+    assert!(
+        error.to_string().contains("received 20000 of 50000 bytes"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read_dir(local.path()).unwrap().count(),
+        0,
+        "nothing kept"
+    );
+    // The connection was out of step: it is gone, and a new one works.
+    assert!(!client.is_connected());
+    client.reconnect().await.unwrap();
+    assert_eq!(client.size("tokened.bin").await.unwrap(), 50_000);
+}
