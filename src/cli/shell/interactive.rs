@@ -1,6 +1,7 @@
 //! The prompt: line editing and history (rustyline), completion, and
 //! recovery when the connection is lost or a command is cancelled.
 
+use miniftp::protocol::request::escape;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,7 +62,7 @@ fn prompt(
         let _ = editor.load_history(path);
     }
     loop {
-        let prompt = format!("miniftp:{}> ", shared.borrow().directory());
+        let prompt = format!("miniftp:{}> ", escape(shared.borrow().directory()));
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
             // Ctrl-C at the prompt clears the line.
@@ -88,7 +89,7 @@ fn prompt(
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Exit) => return Ok(None),
                 Err(failure) => {
-                    eprintln!("error: {failure}");
+                    eprintln!("error: {}", escape(&failure.to_string()));
                     if !recover(&mut shell) {
                         return Ok(Some(ExitCode::from(2)));
                     }

@@ -13,6 +13,7 @@ mod listing;
 mod progress;
 pub mod script;
 
+use miniftp::protocol::request::escape;
 use std::fmt;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -107,11 +108,13 @@ impl Shell {
         let mut text = format!(
             "Connected to {} ({protocol} protocol).\nCurrent directory: {}",
             self.client.address(),
-            welcome.directory
+            escape(&welcome.directory)
         );
+        // A server's text never reaches the terminal raw (no escape
+        // sequences, no forged lines).
         for name in &welcome.entries {
             text.push_str("\n  ");
-            text.push_str(name);
+            text.push_str(&escape(name));
         }
         text
     }

@@ -1,6 +1,7 @@
 //! Scripts (`-c`, `-b`): commands run in order without a prompt; the
 //! first failure stops the script unless told to keep going.
 
+use miniftp::protocol::request::escape;
 use std::process::ExitCode;
 
 use super::line::parse_script;
@@ -27,7 +28,7 @@ pub fn run(mut shell: Shell, script: &str, keep_going: bool) -> ExitCode {
             Ok(Flow::Exit) => break,
             Err(failure) => failure,
         };
-        eprintln!("miniftp: {text}: {failure}");
+        eprintln!("miniftp: {text}: {}", escape(&failure.to_string()));
         let code = match failure {
             Failure::Cancelled => return ExitCode::from(INTERRUPTED),
             Failure::Command(_) => COMMAND_FAILED,
