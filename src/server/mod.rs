@@ -130,7 +130,7 @@ pub async fn run(
     {
         tracing::warn!(
             remaining = tracker.len(),
-            "grace period over; closing remaining sessions"
+            "grace period over; abandoning the remaining sessions (their connections close on exit)"
         );
     }
 }

@@ -361,6 +361,11 @@ impl Storage {
                 let partial_path = partial_path.clone();
                 move |root| {
                     let target = check_upload_target(root, &target)?;
+                    // Interrupted uploads are bounded in age while the
+                    // server runs, not only at start.
+                    if let Ok(partials) = root.open_dir(PARTIAL_DIR) {
+                        prune_partials(&partials, PARTIAL_MAX_AGE);
+                    }
                     let file = root.open_with(
                         &partial_path,
                         OpenOptions::new().read(true).write(true).create(true),

@@ -13,6 +13,7 @@ use super::{Session, describe_plainly};
 use crate::connection::ConnectionError;
 use crate::digest::{self, Digest, Hasher};
 use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, MAX_MESSAGE_LEN, Message};
+use crate::protocol::request::escape;
 use crate::storage::path::names_directory;
 use crate::storage::{Entry, EntryKind, Removal, StorageError, Upload, VirtualPath};
 
@@ -414,7 +415,7 @@ impl Session {
                     id,
                     argument: argument.to_owned(),
                 });
-                tracing::info!(request = "Upload", path = %argument, bytes = received, elapsed = ?started.elapsed(), outcome = "ok, in a group commit");
+                tracing::info!(request = "Upload", path = %escape(argument), bytes = received, elapsed = ?started.elapsed(), outcome = "ok, in a group commit");
                 return Ok(());
             }
             Ok(upload) => upload
@@ -426,14 +427,14 @@ impl Session {
         let elapsed = started.elapsed();
         match outcome {
             Ok(()) => {
-                tracing::info!(request = "Upload", path = %argument, bytes = received - offset, resumed_from = offset, ?elapsed, outcome = "ok");
+                tracing::info!(request = "Upload", path = %escape(argument), bytes = received - offset, resumed_from = offset, ?elapsed, outcome = "ok");
                 Message::Done {
                     directory: self.directory.to_string(),
                 }
                 .encode(id, out);
             }
             Err(failure) => {
-                tracing::info!(request = "Upload", path = %argument, ?elapsed, outcome = %failure.1);
+                tracing::info!(request = "Upload", path = %escape(argument), ?elapsed, outcome = %failure.1);
                 failed(out, id, failure);
             }
         }
@@ -501,7 +502,7 @@ impl Session {
             }
             Ok(opened) => opened,
             Err(failure) => {
-                tracing::info!(request = "Download", path = %argument, outcome = %failure.1);
+                tracing::info!(request = "Download", path = %escape(argument), outcome = %failure.1);
                 failed(out, id, failure);
                 return Ok(());
             }
@@ -538,7 +539,7 @@ impl Session {
         }
         let digest = hashing.await.map_err(io::Error::other)??;
         Message::End { digest }.encode(id, out);
-        tracing::info!(request = "Download", path = %argument, bytes = sent, from = offset, elapsed = ?started.elapsed(), outcome = "ok");
+        tracing::info!(request = "Download", path = %escape(argument), bytes = sent, from = offset, elapsed = ?started.elapsed(), outcome = "ok");
         Ok(())
     }
 
@@ -568,7 +569,7 @@ impl Session {
                     Some(Err(error)) => error,
                     None => StorageError::Io(io::ErrorKind::Other),
                 };
-                tracing::warn!(path = %argument, %error, "group commit failed");
+                tracing::warn!(path = %escape(&argument), %error, "group commit failed");
                 let mut failure = BytesMut::new();
                 failed(
                     &mut failure,
