@@ -520,7 +520,8 @@ impl Upload {
         let mut file = self.file.take().expect("commit runs once");
         tokio::io::AsyncWriteExt::flush(&mut file).await?;
         file.sync_all().await?;
-        drop(file);
+        // The file (and a resumable upload's lock on it) stays open until
+        // it is in place: no second resumer can open and truncate it.
         let temporary_path = std::mem::take(&mut self.temporary_path);
         let target = self.target.clone();
         let result = self
@@ -536,6 +537,7 @@ impl Upload {
                 }
             })
             .await;
+        drop(file);
         if result.is_err() {
             self.temporary_path = temporary_path;
         }
@@ -551,10 +553,12 @@ impl Storage {
     /// succeeded survives a crash. One result per upload, in order.
     pub async fn commit_group(&self, uploads: Vec<Upload>) -> Vec<Result<()>> {
         let mut prepared = Vec::with_capacity(uploads.len());
+        // Held open until the renames are done, as in `Upload::commit`.
+        let mut files = Vec::with_capacity(uploads.len());
         for mut upload in uploads {
             let mut file = upload.file.take().expect("commit runs once");
             let flushed = tokio::io::AsyncWriteExt::flush(&mut file).await;
-            drop(file);
+            files.push(file);
             prepared.push((upload, flushed));
         }
         let (prepared, results) = self
@@ -584,6 +588,7 @@ impl Storage {
             .await
             .unwrap_or_else(|_| (Vec::new(), Vec::new()));
         drop(prepared);
+        drop(files);
         results
     }
 }

@@ -567,3 +567,29 @@ async fn data_beyond_the_declared_size_is_dropped_and_the_upload_fails() {
     assert_eq!(server.pending_uploads(), 0);
     assert_eq!(client.upload("after.txt", b"in step").await, done("/"));
 }
+
+#[tokio::test]
+async fn a_foreign_frame_inside_an_upload_is_refused_before_the_close() {
+    let server = TestServer::start().await;
+    server.write("keep.txt", b"old");
+    let mut client = FrameClient::connect(&server).await;
+    let mut batch = BytesMut::new();
+    Message::Upload {
+        path: "keep.txt".into(),
+        size: 5,
+        resume: false,
+    }
+    .encode(1, &mut batch);
+    Message::Stat {
+        path: "keep.txt".into(),
+    }
+    .encode(2, &mut batch);
+    client.connection.write_raw(&batch).await.unwrap();
+    let (id, reply) = client.receive().await;
+    assert_eq!((id, failure_code(&reply)), (0, ErrorCode::BadRequest));
+    assert!(
+        client.connection.read_header().await.unwrap().is_none(),
+        "then the server closes"
+    );
+    assert_eq!(server.read("keep.txt"), b"old");
+}

@@ -70,7 +70,19 @@ impl Session {
             };
             if let Err(error) = self.serve_frame(header, &mut out, &mut pending).await {
                 tracing::debug!(%error, "extended session failed");
-                return "connection failed";
+                let violation = match &error {
+                    ConnectionError::Frame(_) => true,
+                    ConnectionError::Io(error) => error.kind() == io::ErrorKind::InvalidData,
+                    _ => false,
+                };
+                if !violation {
+                    return "connection failed";
+                }
+                // Out of step for good: say why before closing.
+                failed(&mut out, 0, (ErrorCode::BadRequest, error.to_string()));
+                let _ = self.flush_replies(&mut out, &mut pending).await;
+                self.connection.close_gracefully(super::CLOSE_LINGER).await;
+                return "protocol error";
             }
         }
     }
