@@ -59,12 +59,20 @@ pub async fn hash_prefix<R: AsyncRead + Unpin>(
 
 /// Hashes the first `length` bytes of a file with positional reads (so the
 /// file's offset is left alone), blocking: run it on the blocking pool.
-pub fn hash_file_blocking(file: &std::fs::File, length: u64) -> std::io::Result<Digest> {
+/// Gives up with `Interrupted` once `cancel` is set.
+pub fn hash_file_blocking(
+    file: &std::fs::File,
+    length: u64,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> std::io::Result<Digest> {
     use std::os::unix::fs::FileExt;
     let mut hasher = Hasher::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut position = 0;
     while position < length {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
         let want = buffer
             .len()
             .min(usize::try_from(length - position).unwrap_or(usize::MAX));
@@ -76,11 +84,6 @@ pub fn hash_file_blocking(file: &std::fs::File, length: u64) -> std::io::Result<
         position += read as u64;
     }
     Ok(hasher.finalize().into())
-}
-
-/// A digest in hexadecimal, for messages and logs.
-pub fn to_hex(digest: &Digest) -> String {
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -105,15 +108,19 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 249) as u8).collect();
         file.write_all(&data).unwrap();
+        let go_on = std::sync::atomic::AtomicBool::new(false);
         assert_eq!(
-            &hash_file_blocking(&file, 700_000).unwrap(),
+            &hash_file_blocking(&file, 700_000, &go_on).unwrap(),
             blake3::hash(&data).as_bytes()
         );
         assert_eq!(
-            &hash_file_blocking(&file, 10).unwrap(),
+            &hash_file_blocking(&file, 10, &go_on).unwrap(),
             blake3::hash(&data[..10]).as_bytes()
         );
-        assert!(hash_file_blocking(&file, 700_001).is_err());
+        assert!(hash_file_blocking(&file, 700_001, &go_on).is_err());
+        let cancelled = std::sync::atomic::AtomicBool::new(true);
+        let error = hash_file_blocking(&file, 700_000, &cancelled).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::Interrupted);
     }
 
     #[tokio::test]

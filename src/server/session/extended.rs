@@ -534,14 +534,22 @@ impl Session {
         // the file change between the two, the client's check fails and it
         // keeps nothing.
         let file = file.into_std().await;
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hashing = {
             let file = file.try_clone()?;
-            tokio::task::spawn_blocking(move || digest::hash_file_blocking(&file, size))
+            let cancel = std::sync::Arc::clone(&cancel);
+            tokio::task::spawn_blocking(move || digest::hash_file_blocking(&file, size, &cancel))
         };
+        // If sending fails, the hash is abandoned rather than left to read
+        // the rest of a possibly huge file on the blocking pool.
         let sent = self
             .connection
             .send_file(&file, offset, size - offset)
-            .await?;
+            .await;
+        if sent.is_err() {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let sent = sent?;
         if sent < size - offset {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
