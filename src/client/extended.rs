@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ const CHUNK: usize = 1 << 20;
 /// The most jobs of a pipeline in flight (sent, not yet answered).
 const WINDOW: usize = 4096;
 
-type ReadSide = Join<OwnedReadHalf, Sink>;
+type ReadSide = Join<Counted<OwnedReadHalf>, Sink>;
 type WriteSide = Join<Empty, StallGuard<OwnedWriteHalf>>;
 
 /// A connection that has switched to the extended protocol.
@@ -135,9 +135,17 @@ impl Extended {
             ));
         }
         let (read, write) = stream.into_split();
+        // Replies arriving count as progress for the writer too: while the
+        // server streams a long download it reads no requests, and that is
+        // no stall.
+        let activity = Arc::new(AtomicU64::new(0));
+        let read = Counted {
+            inner: read,
+            activity: Arc::clone(&activity),
+        };
         let mut reader = Connection::new(tokio::io::join(read, tokio::io::sink()), token);
         reader.set_read_timeout(Some(timeout));
-        let guarded = StallGuard::new(write, timeout);
+        let guarded = StallGuard::new(write, timeout, activity);
         let writer = Connection::new(tokio::io::join(tokio::io::empty(), guarded), token);
         let writing = Arc::new(AtomicBool::new(false));
         Ok(Extended {
@@ -934,14 +942,20 @@ pub(super) struct StallGuard<W> {
     inner: W,
     limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
+    /// Bytes received so far on the other half, and what they were when
+    /// the current wait began: the peer is alive while they move.
+    activity: Arc<AtomicU64>,
+    seen: u64,
 }
 
 impl<W> StallGuard<W> {
-    fn new(inner: W, limit: Duration) -> StallGuard<W> {
+    fn new(inner: W, limit: Duration, activity: Arc<AtomicU64>) -> StallGuard<W> {
         StallGuard {
             inner,
             limit,
             stalled: None,
+            seen: activity.load(Ordering::Relaxed),
+            activity,
         }
     }
 
@@ -955,10 +969,38 @@ impl<W> StallGuard<W> {
         match sleep.as_mut().poll(context) {
             Poll::Ready(()) => {
                 self.stalled = None;
+                let now = self.activity.load(Ordering::Relaxed);
+                if now != self.seen {
+                    // Replies kept coming: wait another period.
+                    self.seen = now;
+                    return self.check(context);
+                }
                 Poll::Ready(io::ErrorKind::TimedOut.into())
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// A reader that counts the bytes read through it.
+pub(super) struct Counted<R> {
+    inner: R,
+    activity: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buffer.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(context, buffer);
+        let read = buffer.filled().len() - before;
+        if read > 0 {
+            self.activity.fetch_add(read as u64, Ordering::Relaxed);
+        }
+        polled
     }
 }
 
@@ -984,5 +1026,49 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for StallGuard<W> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(context)
+    }
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A writer whose peer never reads: every write past one byte blocks.
+    fn stuck() -> (tokio::io::DuplexStream, tokio::io::DuplexStream) {
+        tokio::io::duplex(1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_writer_with_no_replies_stalls_after_the_limit() {
+        let (writer, _peer) = stuck();
+        let mut guard = StallGuard::new(writer, Duration::from_secs(30), Arc::default());
+        let started = tokio::time::Instant::now();
+        let error = guard.write_all(&[0u8; 64]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed().as_secs(), 30);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_writer_is_not_stalled_while_replies_arrive() {
+        let (writer, _peer) = stuck();
+        let activity = Arc::new(AtomicU64::new(0));
+        let mut guard = StallGuard::new(writer, Duration::from_secs(30), Arc::clone(&activity));
+        let replies = tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                activity.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let started = tokio::time::Instant::now();
+        let error = guard.write_all(&[0u8; 64]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        // Replies came every 20 s until 200 s; only then did it stall.
+        assert!(
+            started.elapsed().as_secs() >= 200,
+            "{:?}",
+            started.elapsed()
+        );
+        replies.await.unwrap();
     }
 }
