@@ -12,7 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::protocol::extended::{FrameError, HEADER_LEN, Header};
-use crate::protocol::frame::TokenScanner;
+use crate::protocol::frame::{TokenDetector, TokenScanner};
 use crate::protocol::{TOKEN_LEN, Token};
 
 /// How much is read from the socket at a time.
@@ -369,6 +369,26 @@ impl Connection<tokio::net::TcpStream> {
             }
         }
         Ok(position - offset)
+    }
+}
+
+/// Whether a body read to its end contains `token`, in which case it cannot
+/// travel as a classic message (the receiver would cut it short there).
+/// Server and client both check before sending a file classically.
+pub async fn contains_token<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    token: &Token,
+) -> io::Result<bool> {
+    let mut detector = TokenDetector::new(token);
+    let mut buffer = vec![0u8; SEND_CHUNK];
+    loop {
+        let read = reader.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(false);
+        }
+        if detector.feed(&buffer[..read]) {
+            return Ok(true);
+        }
     }
 }
 

@@ -7,15 +7,11 @@ use std::path::{Path, PathBuf};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::error::ClientError;
 use crate::digest::{self, Hasher};
 use crate::protocol::Token;
-use crate::protocol::frame::TokenDetector;
-
-/// How much of a file is read at a time while looking for the token.
-const SCAN_CHUNK: usize = 256 << 10;
 
 /// Opens a local file to upload; it must exist and be a regular file.
 pub(super) async fn open_for_upload(path: &Path) -> Result<(File, u64), ClientError> {
@@ -41,17 +37,9 @@ pub(super) async fn contains_token(
         path: path.to_owned(),
         source,
     };
-    let mut detector = TokenDetector::new(token);
-    let mut buffer = vec![0u8; SCAN_CHUNK];
-    let found = loop {
-        let read = file.read(&mut buffer).await.map_err(local)?;
-        if read == 0 {
-            break false;
-        }
-        if detector.feed(&buffer[..read]) {
-            break true;
-        }
-    };
+    let found = crate::connection::contains_token(file, token)
+        .await
+        .map_err(local)?;
     file.seek(io::SeekFrom::Start(0)).await.map_err(local)?;
     Ok(found)
 }

@@ -22,7 +22,7 @@ use crate::connection::Connection;
 use crate::protocol::{Token, reply};
 use crate::storage::Storage;
 
-pub use pacing::Pacer;
+use pacing::Pacer;
 use session::Session;
 
 /// How many "server busy" answers may be in flight at once; past that an

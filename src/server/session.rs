@@ -16,9 +16,8 @@ mod extended;
 
 use super::pacing::Pacer;
 use crate::config::ServerConfig;
-use crate::connection::{Connection, ConnectionError, PayloadFailure};
+use crate::connection::{Connection, ConnectionError, PayloadFailure, contains_token};
 use crate::protocol::extended::{upgrade_accepted, upgrade_request};
-use crate::protocol::frame::TokenDetector;
 use crate::protocol::request::escape;
 use crate::protocol::{PayloadShape, Request, TOKEN_LEN, Token, reply};
 use crate::storage::path::names_directory;
@@ -334,7 +333,7 @@ impl Session {
         };
         // A file holding the token would be cut short by the receiver: look
         // for it before sending a single byte.
-        match contains_token(&mut file, size, self.connection.token()).await {
+        match contains_token(&mut (&mut file).take(size), self.connection.token()).await {
             Ok(false) => {}
             Ok(true) => {
                 self.send(b"").await?;
@@ -451,25 +450,4 @@ fn describe_plainly(error: StorageError, argument: &str) -> String {
         StorageError::EmptyName => error.to_string(),
         error => format!("{error}: {}", escape(argument)),
     }
-}
-
-/// Whether the first `size` bytes of `file` contain `token`.
-async fn contains_token(file: &mut tokio::fs::File, size: u64, token: &Token) -> io::Result<bool> {
-    let mut detector = TokenDetector::new(token);
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut remaining = size;
-    while remaining > 0 {
-        let want = buffer
-            .len()
-            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-        let read = file.read(&mut buffer[..want]).await?;
-        if read == 0 {
-            break;
-        }
-        remaining -= read as u64;
-        if detector.feed(&buffer[..read]) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
