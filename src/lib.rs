@@ -17,6 +17,7 @@
 //! The binary (`src/main.rs`) only parses arguments, sets up logging and
 //! calls in.
 
+pub mod accounts;
 pub mod client;
 pub mod config;
 pub mod connection;
@@ -25,5 +26,5 @@ pub mod protocol;
 pub mod server;
 pub mod storage;
 
-pub use config::ServerConfig;
+pub use config::{Access, ServerConfig};
 pub use storage::Storage;

@@ -72,6 +72,7 @@ impl ServeArgs {
             max_upload_size: self.max_upload_size,
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             pacing: !self.no_pacing,
+            ..ServerConfig::default()
         }
     }
 }
