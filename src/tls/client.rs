@@ -248,9 +248,16 @@ fn handshake_error(error: io::Error, address: String, trust: &ClientTrust) -> Tl
         return match tls_error {
             // The first bytes are not a TLS record: a plain-TCP server's
             // token, most likely.
-            rustls::Error::InvalidMessage(_) => TlsError::NotTls {
+            rustls::Error::InvalidMessage(invalid) => TlsError::NotTls {
                 address,
-                detail: tls_error.to_string(),
+                detail: match invalid {
+                    rustls::InvalidMessage::InvalidContentType
+                    | rustls::InvalidMessage::UnknownProtocolVersion
+                    | rustls::InvalidMessage::MessageTooLarge => {
+                        "its first bytes are not a TLS record".to_owned()
+                    }
+                    _ => tls_error.to_string(),
+                },
             },
             rustls::Error::InvalidCertificate(reason) => TlsError::BadCertificate {
                 address,
@@ -272,14 +279,29 @@ fn handshake_error(error: io::Error, address: String, trust: &ClientTrust) -> Tl
 }
 
 fn certificate_reason(error: &CertificateError, ca_file: Option<&Path>) -> String {
-    match (error, ca_file) {
-        (CertificateError::UnknownIssuer, Some(ca_file)) => {
-            format!("it is not signed by the CA in {}", ca_file.display())
+    match error {
+        CertificateError::UnknownIssuer => match ca_file {
+            Some(ca_file) => format!("it is not signed by the CA in {}", ca_file.display()),
+            None => "it is not signed by a trusted root".to_owned(),
+        },
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            format!("{error} (connect with a name the certificate lists)")
         }
-        (
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            _,
-        ) => format!("{error} (connect with a name the certificate lists)"),
+        CertificateError::Expired => "it has expired".to_owned(),
+        CertificateError::ExpiredContext { time, not_after } => format!(
+            "it expired {} day(s) ago",
+            time.as_secs().saturating_sub(not_after.as_secs()) / 86_400
+        ),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "it is not valid yet (is this machine's clock right?)".to_owned()
+        }
+        CertificateError::Revoked => "it has been revoked".to_owned(),
+        CertificateError::BadEncoding => "it is malformed".to_owned(),
+        CertificateError::BadSignature => {
+            "a signature does not verify: the certificate is forged, \
+             or the server does not hold its private key"
+                .to_owned()
+        }
         _ => error.to_string(),
     }
 }
