@@ -6,6 +6,7 @@
 //! be large (uploads, downloads) are streamed, never held whole.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -340,25 +341,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
-impl Connection<tokio::net::TcpStream> {
-    /// Sends `length` bytes of `file` from `offset` with `sendfile(2)`:
-    /// straight from the page cache to the socket, through no buffer of
-    /// ours. Returns the bytes sent, fewer if the file shrank meanwhile.
+impl Connection<crate::stream::Stream> {
+    /// Sends `length` bytes of `file` from `offset`. On plain TCP this is
+    /// `sendfile(2)`: straight from the page cache to the socket, through no
+    /// buffer of ours; over TLS or a capped stream the bytes go through a
+    /// bounded buffer. Returns the bytes sent, fewer if the file shrank
+    /// meanwhile.
     pub async fn send_file(
         &mut self,
         file: &std::fs::File,
         offset: u64,
         length: u64,
     ) -> io::Result<u64> {
+        if self.stream.raw_socket().is_none() {
+            return self.copy_file(file, offset, length).await;
+        }
         let mut position = offset;
         let end = offset.saturating_add(length);
         while position < end {
             let chunk = usize::try_from(end - position)
                 .unwrap_or(usize::MAX)
                 .min(SENDFILE_CHUNK);
-            bounded(self.read_timeout, self.stream.writable()).await?;
-            let sent = self.stream.try_io(tokio::io::Interest::WRITABLE, || {
-                rustix::fs::sendfile(&self.stream, file, Some(&mut position), chunk)
+            let socket = self.stream.raw_socket().expect("checked above");
+            bounded(self.read_timeout, socket.writable()).await?;
+            let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(socket, file, Some(&mut position), chunk)
                     .map_err(io::Error::from)
             });
             match sent {
@@ -367,6 +374,49 @@ impl Connection<tokio::net::TcpStream> {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => return Err(error),
             }
+        }
+        Ok(position - offset)
+    }
+
+    /// [`Connection::send_file`] through two buffers that take turns: one is
+    /// filled on the blocking pool while the other is written.
+    async fn copy_file(
+        &mut self,
+        file: &std::fs::File,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let file = Arc::new(file.try_clone()?);
+        let end = offset.saturating_add(length);
+        let read_ahead = |mut chunk: Vec<u8>, position: u64| {
+            let file = Arc::clone(&file);
+            let wanted = usize::try_from(end - position)
+                .unwrap_or(usize::MAX)
+                .min(DATA_CHUNK);
+            chunk.resize(wanted, 0);
+            tokio::task::spawn_blocking(move || {
+                let read = file.read_at(&mut chunk, position)?;
+                chunk.truncate(read);
+                Ok::<_, io::Error>(chunk)
+            })
+        };
+        let mut position = offset;
+        let mut spare = Vec::with_capacity(DATA_CHUNK);
+        let mut next =
+            (position < end).then(|| read_ahead(Vec::with_capacity(DATA_CHUNK), position));
+        while let Some(reading) = next.take() {
+            let chunk = reading.await.map_err(io::Error::other)??;
+            if chunk.is_empty() {
+                break;
+            }
+            let after = position + chunk.len() as u64;
+            if after < end {
+                next = Some(read_ahead(std::mem::take(&mut spare), after));
+            }
+            self.write_raw(&chunk).await?;
+            spare = chunk;
+            position = after;
         }
         Ok(position - offset)
     }

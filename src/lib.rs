@@ -25,6 +25,7 @@ pub mod digest;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+pub mod stream;
 pub mod tls;
 
 pub use config::{Access, ServerConfig};

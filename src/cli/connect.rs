@@ -3,11 +3,13 @@
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use miniftp::client::{Client, ClientConfig, DEFAULT_PORT, Protocol};
+use miniftp::client::{Client, ClientConfig, Credentials, DEFAULT_PORT, Password, Protocol};
+use miniftp::tls::{ClientTrust, Fingerprint};
 
 use super::shell::{self, Confirm, Shell};
 
@@ -32,9 +34,19 @@ use super::shell::{self, Confirm, Shell};
 /// (info sizes, listings, transfer summaries), and stop at the first
 /// failure. Without a terminal, rm -r of a directory needs -f.
 ///
+/// With NAME@HOST the client logs in to the account NAME: the password is
+/// read from MINIFTP_PASSWORD if set, otherwise asked for without echo. It
+/// is sent only over TLS or to this host (see --allow-insecure-login).
+///
+/// With --tls the connection is encrypted. The server's certificate is
+/// checked against --ca, or the system's roots; a server with a certificate
+/// of its own (miniftp serve --tls makes one) is trusted on first use, as
+/// ssh does: its fingerprint is shown, you are asked once, and it is
+/// recorded in the known-hosts file. A changed certificate is refused.
+///
 /// Exit codes: 0 every command succeeded; 1 a command failed; 2 the
-/// connection failed or was lost (a server that stops answering included);
-/// 130 interrupted.
+/// connection failed or was lost (a server that stops answering, a refused
+/// login or certificate included); 130 interrupted.
 ///
 /// Examples:
 ///   miniftp connect                                shell on 127.0.0.1:65438
@@ -45,11 +57,14 @@ use super::shell::{self, Confirm, Shell};
 ///   miniftp connect -c 'ul -r photos; ls -l photos' upload a tree, then list it
 ///   miniftp connect -c 'rm -rf old'                remove a tree (no question)
 ///   miniftp connect old-server --timeout 5         give up after 5 s of silence
+///   miniftp connect --tls alice@files.example.org  log in over TLS
+///   MINIFTP_PASSWORD=... miniftp connect --tls --accept-new bob@host -c ls
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ConnectArgs {
-    /// The server, HOST[:PORT] (port 65438 if not given).
-    #[arg(value_name = "HOST[:PORT]", default_value = "127.0.0.1")]
+    /// The server, [NAME@]HOST[:PORT] (port 65438 if not given); with NAME,
+    /// log in to that account.
+    #[arg(value_name = "[NAME@]HOST[:PORT]", default_value = "127.0.0.1")]
     address: String,
 
     /// Run COMMANDS (separated by ; or new lines) instead of a prompt.
@@ -78,6 +93,80 @@ pub struct ConnectArgs {
     /// (for comparisons; no ls, stat, resume or verification then).
     #[arg(long)]
     classic: bool,
+
+    /// Encrypt the connection with TLS.
+    #[arg(long, help_heading = "Security")]
+    tls: bool,
+
+    /// Trust only certificates signed by this CA (PEM); implies --tls.
+    #[arg(long, value_name = "FILE", help_heading = "Security")]
+    ca: Option<PathBuf>,
+
+    /// Record an unknown server's fingerprint without asking (for scripts);
+    /// a changed one is still refused.
+    #[arg(long, help_heading = "Security")]
+    accept_new: bool,
+
+    /// Where fingerprints of servers trusted on first use are kept.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MINIFTP_KNOWN_HOSTS",
+        help_heading = "Security"
+    )]
+    known_hosts: Option<PathBuf>,
+
+    /// Send the password even over plain TCP to another host (only on a
+    /// network you trust).
+    #[arg(long, help_heading = "Security")]
+    allow_insecure_login: bool,
+}
+
+/// `NAME@HOST` as the account and the rest.
+fn split_account(address: &str) -> (Option<&str>, &str) {
+    match address.rsplit_once('@') {
+        Some((user, host)) if !user.is_empty() => (Some(user), host),
+        _ => (None, address),
+    }
+}
+
+/// The password for `user`: `MINIFTP_PASSWORD`, or asked without echo.
+fn password_for(user: &str, host: &str) -> anyhow::Result<Password> {
+    if let Ok(password) = std::env::var("MINIFTP_PASSWORD") {
+        return Ok(Password::new(password));
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "a password is needed for {user}@{host}: set MINIFTP_PASSWORD, or run on a terminal"
+        );
+    }
+    let password = rpassword::prompt_password(format!("{user}@{host}'s password: "))
+        .context("cannot read the password")?;
+    Ok(Password::new(password))
+}
+
+/// Asks on the terminal whether to trust a server seen for the first time.
+fn ask_to_trust(server: &str, fingerprint: &Fingerprint) -> bool {
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprintln!(
+        "The server {server} presented a certificate that is not signed by a known authority."
+    );
+    eprintln!("Its SHA-256 fingerprint is:\n  {fingerprint}");
+    eprintln!("Compare it with the one `miniftp serve --tls` printed when it started.");
+    loop {
+        eprint!("Trust this server and remember it? [yes/no] ");
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).unwrap_or(0) == 0 {
+            return false;
+        }
+        match answer.trim().to_ascii_lowercase().as_str() {
+            "yes" | "y" => return true,
+            "no" | "n" | "" => return false,
+            _ => eprintln!("Please answer yes or no."),
+        }
+    }
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -123,13 +212,36 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let address = with_port(&args.address);
+    let (user, host) = split_account(&args.address);
+    let address = with_port(host);
+    let login = match user {
+        Some(user) => Some(Credentials {
+            user: user.to_owned(),
+            password: password_for(user, host)?,
+        }),
+        None => None,
+    };
+    let tls = (args.tls || args.ca.is_some()).then(|| {
+        Arc::new(ClientTrust {
+            ca_file: args.ca.clone(),
+            known_hosts: args
+                .known_hosts
+                .clone()
+                .unwrap_or_else(miniftp::tls::default_known_hosts),
+            accept_new: args.accept_new,
+            ask: Some(Arc::new(ask_to_trust)),
+            handshake_timeout: args.timeout,
+        })
+    });
     let config = ClientConfig {
         timeout: args.timeout,
         protocol: match args.classic {
             true => Protocol::Classic,
             false => Protocol::Auto,
         },
+        tls,
+        login,
+        allow_insecure_login: args.allow_insecure_login,
     };
     // A prompt, or a script typed on a terminal, can ask for confirmation;
     // a script read from standard input or without a terminal cannot.
@@ -173,6 +285,17 @@ mod tests {
         for (given, expected) in cases {
             assert_eq!(with_port(given), expected, "{given}");
         }
+    }
+
+    #[test]
+    fn an_account_comes_before_the_at() {
+        assert_eq!(
+            split_account("alice@files.lan:7000"),
+            (Some("alice"), "files.lan:7000")
+        );
+        assert_eq!(split_account("files.lan"), (None, "files.lan"));
+        assert_eq!(split_account("@files.lan"), (None, "@files.lan"));
+        assert_eq!(split_account("a@b@host"), (Some("a@b"), "host"));
     }
 
     #[test]

@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use crate::stream::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::net::TcpStream;
 
 use super::error::ClientError;
 use super::{Progress, ProgressWriter};
@@ -41,14 +41,14 @@ pub(super) enum Upgrade {
 
 /// A classic connection in step: every command has had all its replies.
 pub(super) struct Classic {
-    connection: Connection<TcpStream>,
+    connection: Connection<Stream>,
     timeout: Duration,
 }
 
 impl Classic {
     /// Reads the token and the welcome from a freshly connected server.
     pub async fn open(
-        stream: TcpStream,
+        stream: Stream,
         timeout: Duration,
     ) -> Result<(Classic, Welcome), ClientError> {
         let connection = tokio::time::timeout(timeout, Connection::accept_token(stream))
@@ -92,7 +92,7 @@ impl Classic {
     }
 
     /// The connection, to go on with another protocol.
-    pub fn into_connection(self) -> Connection<TcpStream> {
+    pub fn into_connection(self) -> Connection<Stream> {
         self.connection
     }
 

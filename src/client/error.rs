@@ -114,6 +114,22 @@ pub enum ClientError {
     /// and the connection goes on.
     #[error("writing the download failed: {0}")]
     Sink(#[source] io::Error),
+    /// TLS could not be set up, or the server could not be trusted.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A login was asked for, but the password would travel in clear to
+    /// another host.
+    #[error(
+        "refusing to send a password in clear to {address}: connect with --tls (or, on a trusted network, --allow-insecure-login)"
+    )]
+    InsecureLogin {
+        /// The address as given.
+        address: String,
+    },
+    /// A login was asked for, but the server speaks only the classic
+    /// protocol, which has no logins.
+    #[error("this server does not support logins (it speaks only the classic protocol)")]
+    LoginUnsupported,
 }
 
 impl ClientError {
@@ -126,6 +142,9 @@ impl ClientError {
             | ClientError::Closed
             | ClientError::NotConnected
             | ClientError::Protocol(_)
+            | ClientError::Tls(_)
+            | ClientError::InsecureLogin { .. }
+            | ClientError::LoginUnsupported
             | ClientError::Connect { .. } => true,
             ClientError::TokenInFile {
                 connection_dropped, ..

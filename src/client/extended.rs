@@ -19,10 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::stream::{ReadHalf, Stream, WriteHalf};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, Empty, Join, Sink};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
@@ -46,8 +45,8 @@ const CHUNK: usize = 1 << 20;
 /// The most jobs of a pipeline in flight (sent, not yet answered).
 const WINDOW: usize = 4096;
 
-type ReadSide = Join<Counted<OwnedReadHalf>, Sink>;
-type WriteSide = Join<Empty, StallGuard<OwnedWriteHalf>>;
+type ReadSide = Join<Counted<ReadHalf>, Sink>;
+type WriteSide = Join<Empty, StallGuard<WriteHalf>>;
 
 /// A connection that has switched to the extended protocol.
 pub(super) struct Extended {
@@ -123,7 +122,7 @@ type JobResult = Result<Outcome, ClientError>;
 impl Extended {
     /// Takes over a classic connection that the server just switched.
     pub fn new(
-        connection: Connection<TcpStream>,
+        connection: Connection<Stream>,
         directory: String,
         timeout: Duration,
     ) -> Result<Extended, ClientError> {
@@ -683,7 +682,11 @@ impl Replies {
                     return Ok((Outcome::Listing(listing), Some(directory)));
                 }
                 (
-                    Kind::ChangeDirectory | Kind::MakeDirectory | Kind::Remove | Kind::Rename,
+                    Kind::ChangeDirectory
+                    | Kind::MakeDirectory
+                    | Kind::Remove
+                    | Kind::Rename
+                    | Kind::Login,
                     Message::Done { directory },
                 ) => return Ok((Outcome::Done, Some(directory))),
                 (kind, other) => {

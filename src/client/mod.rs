@@ -19,6 +19,7 @@ mod tree;
 
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,8 +32,10 @@ pub use local::RESUMABLE_SUFFIX;
 use crate::digest::Hasher;
 use crate::protocol::Request;
 use crate::protocol::extended::Message;
-pub use crate::protocol::extended::{EntryInfo, ErrorCode};
+pub use crate::protocol::extended::{EntryInfo, ErrorCode, Password};
 use crate::protocol::reply::Welcome;
+use crate::stream::Stream;
+use crate::tls::ClientTrust;
 use classic::{Classic, Upgrade};
 use extended::{Extended, Job, Outcome};
 use local::PartialFile;
@@ -52,8 +55,17 @@ pub enum Protocol {
     Classic,
 }
 
+/// An account to log in to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The account's name.
+    pub user: String,
+    /// Its password (never shown by `Debug`).
+    pub password: Password,
+}
+
 /// A client's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The longest the client waits for the server to connect or to send
     /// the next bytes of an answer (or to take the next bytes sent). A
@@ -62,6 +74,27 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Which protocol to speak. Default [`Protocol::Auto`].
     pub protocol: Protocol,
+    /// Speak TLS, trusting the server as this says. Default: plain TCP.
+    pub tls: Option<Arc<ClientTrust>>,
+    /// Log in to this account after connecting (extended protocol only).
+    /// Default: no login.
+    pub login: Option<Credentials>,
+    /// Send the password even over plain TCP to another host. Default off:
+    /// a login needs TLS, unless the server is on this host.
+    pub allow_insecure_login: bool,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ClientConfig")
+            .field("timeout", &self.timeout)
+            .field("protocol", &self.protocol)
+            .field("tls", &self.tls.is_some())
+            .field("login", &self.login)
+            .field("allow_insecure_login", &self.allow_insecure_login)
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -69,6 +102,9 @@ impl Default for ClientConfig {
         ClientConfig {
             timeout: Duration::from_secs(30),
             protocol: Protocol::Auto,
+            tls: None,
+            login: None,
+            allow_insecure_login: false,
         }
     }
 }
@@ -563,6 +599,22 @@ impl Client {
     }
 }
 
+/// `HOST:PORT` (or `[V6]:PORT`) as the host and the port; the default port
+/// when none is given.
+fn split_address(address: &str) -> (&str, u16) {
+    if let Some((host, port)) = address.rsplit_once(':')
+        && !host.is_empty()
+        && (!host.contains(':') || host.ends_with(']'))
+        && let Ok(port) = port.parse()
+    {
+        return (host.trim_start_matches('[').trim_end_matches(']'), port);
+    }
+    (
+        address.trim_start_matches('[').trim_end_matches(']'),
+        DEFAULT_PORT,
+    )
+}
+
 /// The error of a source that ended before the size announced.
 fn ended_early(read: u64, size: u64) -> std::io::Error {
     std::io::Error::new(
@@ -594,20 +646,51 @@ impl Transport {
         config: &ClientConfig,
         ask: bool,
     ) -> Result<(Transport, Welcome), ClientError> {
-        let (mut classic, welcome) =
-            Classic::open(Transport::connect(address, config).await?, config.timeout).await?;
+        let stream = Transport::connect(address, config).await?;
+        let private = stream.is_tls()
+            || stream
+                .tcp()
+                .peer_addr()
+                .is_ok_and(|peer| peer.ip().is_loopback());
+        if config.login.is_some() && !private && !config.allow_insecure_login {
+            return Err(ClientError::InsecureLogin {
+                address: address.to_owned(),
+            });
+        }
+        let (mut classic, mut welcome) = Classic::open(stream, config.timeout).await?;
         // Only our server names `/`; the original names a real path.
         if !ask || welcome.directory != "/" {
+            if config.login.is_some() {
+                return Err(ClientError::LoginUnsupported);
+            }
             return Ok((Transport::Classic(classic), welcome));
         }
         match classic.ask_upgrade().await {
             Upgrade::Accepted => {
-                let extended = Extended::new(
+                let mut extended = Extended::new(
                     classic.into_connection(),
                     welcome.directory.clone(),
                     config.timeout,
                 )?;
+                if let Some(credentials) = &config.login {
+                    extended
+                        .command(Message::Login {
+                            user: credentials.user.clone(),
+                            password: credentials.password.clone(),
+                        })
+                        .await?;
+                    // The welcome listed nothing, or the anonymous directory:
+                    // what counts now is the account's home.
+                    let (entries, directory) = extended.list("/").await?;
+                    welcome = Welcome {
+                        directory,
+                        entries: entries.into_iter().map(|entry| entry.name).collect(),
+                    };
+                }
                 Ok((Transport::Extended(extended), welcome))
+            }
+            Upgrade::Refused | Upgrade::NoAnswer if config.login.is_some() => {
+                Err(ClientError::LoginUnsupported)
             }
             Upgrade::Refused => Ok((Transport::Classic(classic), welcome)),
             Upgrade::NoAnswer => {
@@ -619,17 +702,24 @@ impl Transport {
         }
     }
 
-    async fn connect(address: &str, config: &ClientConfig) -> Result<TcpStream, ClientError> {
+    async fn connect(address: &str, config: &ClientConfig) -> Result<Stream, ClientError> {
         let connect = |source| ClientError::Connect {
             address: address.to_owned(),
             source,
         };
-        let stream = tokio::time::timeout(config.timeout, TcpStream::connect(address))
+        let tcp = tokio::time::timeout(config.timeout, TcpStream::connect(address))
             .await
             .map_err(|_| connect(std::io::ErrorKind::TimedOut.into()))?
             .map_err(connect)?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+        let _ = tcp.set_nodelay(true);
+        let Some(trust) = &config.tls else {
+            return Ok(Stream::plain(tcp));
+        };
+        let (host, port) = split_address(address);
+        let tls = tokio::time::timeout(config.timeout, crate::tls::connect(tcp, host, port, trust))
+            .await
+            .map_err(|_| ClientError::TimedOut(config.timeout))??;
+        Ok(Stream::tls(tls))
     }
 
     fn is_extended(&self) -> bool {

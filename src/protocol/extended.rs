@@ -55,6 +55,8 @@ pub enum Kind {
     Upload = 0x07,
     /// Client: fetch a file, possibly from an offset.
     Download = 0x08,
+    /// Client: log in to an account (first, on a server with accounts).
+    Login = 0x09,
     /// Either side: raw file bytes.
     Data = 0x10,
     /// Either side: the end of a transfer, with the whole file's digest.
@@ -85,6 +87,7 @@ impl Kind {
             0x06 => List,
             0x07 => Upload,
             0x08 => Download,
+            0x09 => Login,
             0x10 => Data,
             0x11 => End,
             0x20 => Done,
@@ -187,6 +190,11 @@ pub enum ErrorCode {
     DigestMismatch = 11,
     /// Any other failure on the server.
     Internal = 12,
+    /// A login failed: unknown name or wrong password (never said which),
+    /// or the address is banned for failing too often.
+    LoginFailed = 13,
+    /// The server has accounts and this session has not logged in.
+    LoginRequired = 14,
 }
 
 impl ErrorCode {
@@ -204,6 +212,8 @@ impl ErrorCode {
             9 => TooLarge,
             10 => NoSpace,
             11 => DigestMismatch,
+            13 => LoginFailed,
+            14 => LoginRequired,
             // Unknown codes from a newer peer are still failures.
             _ => Internal,
         }
@@ -221,6 +231,29 @@ pub struct EntryInfo {
     pub size: u64,
     /// Modification time in seconds since the Unix epoch, if known.
     pub modified: Option<i64>,
+}
+
+/// A password in a login request: its `Debug` never shows it, so that it
+/// cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Password {
+        Password(password.into())
+    }
+
+    /// The password itself, for checking it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Password(***)")
+    }
 }
 
 /// A non-data frame's content.
@@ -279,6 +312,13 @@ pub enum Message {
         /// First byte wanted (resume).
         offset: u64,
     },
+    /// See [`Kind::Login`].
+    Login {
+        /// The account's name.
+        user: String,
+        /// Its password.
+        password: Password,
+    },
     /// See [`Kind::End`].
     End {
         /// BLAKE3 of the whole file, from byte 0.
@@ -326,6 +366,7 @@ impl Message {
             Message::List { .. } => Kind::List,
             Message::Upload { .. } => Kind::Upload,
             Message::Download { .. } => Kind::Download,
+            Message::Login { .. } => Kind::Login,
             Message::End { .. } => Kind::End,
             Message::Done { .. } => Kind::Done,
             Message::Failed { .. } => Kind::Failed,
@@ -364,6 +405,10 @@ impl Message {
             Message::Download { path, offset } => {
                 put_text(out, path);
                 out.put_u64(*offset);
+            }
+            Message::Login { user, password } => {
+                put_text(out, user);
+                put_text(out, password.expose());
             }
             Message::End { digest } => out.put_slice(digest),
             Message::Done { directory } => put_text(out, directory),
@@ -420,6 +465,10 @@ impl Message {
             Kind::Download => Message::Download {
                 path: text(body)?,
                 offset: number(body)?,
+            },
+            Kind::Login => Message::Login {
+                user: text(body)?,
+                password: Password(text(body)?),
             },
             Kind::End => {
                 let mut digest = [0u8; DIGEST_LEN];
@@ -560,6 +609,10 @@ mod tests {
                 .prop_map(|(path, size, resume)| Message::Upload { path, size, resume }),
             (any::<String>(), any::<u64>())
                 .prop_map(|(path, offset)| Message::Download { path, offset }),
+            (any::<String>(), any::<String>()).prop_map(|(user, password)| Message::Login {
+                user,
+                password: Password::new(password)
+            }),
             any::<[u8; 32]>().prop_map(|digest| Message::End { digest }),
             any::<String>().prop_map(|directory| Message::Done { directory }),
             any::<String>().prop_map(|message| Message::Failed {

@@ -5,6 +5,9 @@ use super::request::escape;
 /// The welcome sent to a client beyond the connection limit.
 pub const BUSY: &str = "error: server busy, try again later";
 
+/// [`BUSY`]'s reason, for [`error`].
+pub const BUSY_REASON: &str = "server busy, try again later";
+
 /// The status sent before closing on an over-long command.
 pub const COMMAND_TOO_LONG: &str = "error: command too long";
 

@@ -3,6 +3,8 @@
 //! Shutdown is an argument: when the token is cancelled the server stops
 //! accepting, idle sessions close, commands in flight get a grace period.
 
+mod guard;
+mod handshake;
 mod pacing;
 mod peer_queue;
 mod session;
@@ -11,26 +13,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::ServerConfig;
+use crate::config::{Access, ServerConfig};
 use crate::connection::Connection;
 use crate::protocol::{Token, reply};
-use crate::storage::Storage;
+use crate::storage::{Storage, VirtualPath};
+use crate::stream::Stream;
 
+use guard::Guard;
+pub use guard::Refusal;
 use pacing::Pacer;
 use session::Session;
 
-/// How many "server busy" answers may be in flight at once; past that an
-/// excess connection is simply closed.
-const MAX_BUSY_ANSWERS: usize = 64;
+/// How many refusals ("server busy", "banned") may be in flight at once;
+/// past that an excess connection is simply closed.
+const MAX_REFUSALS: usize = 64;
 
-/// How long a "server busy" answer may take before it is abandoned.
-const BUSY_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// What every session of a server shares.
+pub(crate) struct Shared {
+    config: Arc<ServerConfig>,
+    /// The whole tree, as a session without an account sees it (read-only
+    /// when the server is).
+    root: Storage,
+    /// With accounts: what an anonymous session sees, if it may come in.
+    anonymous: Option<Storage>,
+    guard: Arc<Guard>,
+}
 
 /// Serves `storage` on `listener` until `shutdown` is cancelled, then waits
 /// up to the configured grace period for sessions to finish.
@@ -41,6 +54,32 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let config = Arc::new(config);
+    let root = match config.read_only {
+        true => storage.read_only(),
+        false => storage,
+    };
+    let anonymous = match (&config.accounts, &config.anonymous) {
+        (Some(_), Some(anonymous)) => {
+            match anonymous_storage(&root, &anonymous.home, anonymous.access).await {
+                Ok(storage) => Some(storage),
+                Err(error) => {
+                    tracing::error!(%error, home = %anonymous.home, "cannot open the anonymous directory; anonymous access is off");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let shared = Arc::new(Shared {
+        guard: Arc::new(Guard::new(
+            config.max_connections_per_ip,
+            config.login_failures.clone(),
+        )),
+        config: Arc::clone(&config),
+        root,
+        anonymous,
+    });
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     // tokio listens with a backlog of 128: a burst of connections beyond it
     // overflows the accept queue, and with SYN cookies a client whose
     // handshake was dropped there believes it is connected and waits for a
@@ -53,7 +92,7 @@ pub async fn run(
         tracing::warn!(%error, backlog, "could not enlarge the listen backlog");
     }
     let connections = Arc::new(Semaphore::new(config.max_connections));
-    let busy_answers = Arc::new(Semaphore::new(MAX_BUSY_ANSWERS));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let tracker = TaskTracker::new();
     let next_id = AtomicU64::new(1);
     let mut accept_backoff = Duration::from_millis(10);
@@ -80,41 +119,58 @@ pub async fn run(
             }
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("connection", id, %peer);
+        let span = tracing::info_span!("connection", id, %peer, user = tracing::field::Empty);
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(parent: &span, %error, "could not set TCP_NODELAY");
         }
-        match Arc::clone(&connections).try_acquire_owned() {
-            Ok(permit) => {
-                let session = Session::new(stream, storage.clone(), Arc::clone(&config));
+        let admitted = match Arc::clone(&connections).try_acquire_owned() {
+            Ok(permit) => shared
+                .guard
+                .admit(peer.ip())
+                .map(|address_permit| (permit, address_permit))
+                .map_err(|refusal| refusal.message()),
+            Err(_) => Err(reply::BUSY_REASON.to_owned()),
+        };
+        match admitted {
+            Ok(permits) => {
+                let shared = Arc::clone(&shared);
+                let tls = tls.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(
                     async move {
+                        let _permits = permits;
                         tracing::info!("connection opened");
-                        let summary = session.run(shutdown).await;
+                        let Some(stream) = handshake::open(stream, tls.as_ref(), &shared.config).await else {
+                            return;
+                        };
+                        let summary = Session::new(stream, peer, shared).run(shutdown).await;
                         tracing::info!(commands = summary.commands, reason = %summary.reason, "connection closed");
-                        drop(permit);
                     }
                     .instrument(span),
                 );
             }
-            Err(_) => match Arc::clone(&busy_answers).try_acquire_owned() {
+            Err(reason) => match Arc::clone(&refusals).try_acquire_owned() {
                 Ok(permit) => {
-                    let pacing = config.pacing;
+                    let config = Arc::clone(&config);
+                    let tls = tls.clone();
                     tracker.spawn(
                         async move {
-                            tracing::warn!("connection refused: server busy");
-                            let _ = tokio::time::timeout(
-                                BUSY_ANSWER_TIMEOUT,
-                                answer_busy(stream, pacing),
-                            )
-                            .await;
+                            tracing::warn!(%reason, "connection refused");
+                            let refuse = async {
+                                if let Some(stream) =
+                                    handshake::open(stream, tls.as_ref(), &config).await
+                                {
+                                    answer_and_close(stream, config.pacing, &reply::error(&reason))
+                                        .await;
+                                }
+                            };
+                            let _ = tokio::time::timeout(config.handshake_timeout, refuse).await;
                             drop(permit);
                         }
                         .instrument(span),
                     );
                 }
-                Err(_) => tracing::warn!(parent: &span, "connection dropped: server busy"),
+                Err(_) => tracing::warn!(parent: &span, %reason, "connection dropped"),
             },
         }
     }
@@ -135,22 +191,32 @@ pub async fn run(
     }
 }
 
-/// Tells a client beyond the connection limit that the server is busy: its
-/// token, then the busy message as its welcome, then the connection closes.
-async fn answer_busy(stream: TcpStream, pacing: bool) {
-    let mut pacer = pacing.then(|| Pacer::new(&stream));
+/// The anonymous directory as anonymous sessions see it.
+async fn anonymous_storage(
+    root: &Storage,
+    home: &str,
+    access: Access,
+) -> crate::storage::Result<Storage> {
+    let home = VirtualPath::root().resolve(home)?;
+    let storage = root.subtree(&home).await?;
+    Ok(match access {
+        Access::ReadOnly => storage.read_only(),
+        Access::ReadWrite => storage,
+    })
+}
+
+/// Tells a client why it is turned away: its token, then `status` as its
+/// welcome, then the connection closes.
+async fn answer_and_close(stream: Stream, pacing: bool, status: &str) {
+    let mut pacer = (pacing && !stream.is_tls()).then(|| Pacer::new(stream.tcp()));
     let mut connection = Connection::new(stream, Token::generate());
     if connection.write_token().await.is_err() {
         return;
     }
     if let Some(pacer) = pacer.as_mut() {
-        pacer.wait_until_read(connection.stream()).await;
+        pacer.wait_until_read(connection.stream().tcp()).await;
     }
-    if connection
-        .write_message(reply::BUSY.as_bytes())
-        .await
-        .is_ok()
-    {
+    if connection.write_message(status.as_bytes()).await.is_ok() {
         connection.close_gracefully(session::CLOSE_LINGER).await;
     }
 }

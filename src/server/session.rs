@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 mod extended;
+mod login;
 
+use super::Shared;
 use super::pacing::Pacer;
 use crate::config::ServerConfig;
 use crate::connection::{Connection, ConnectionError, PayloadFailure, contains_token};
@@ -22,6 +23,8 @@ use crate::protocol::request::escape;
 use crate::protocol::{PayloadShape, Request, TOKEN_LEN, Token, reply};
 use crate::storage::path::names_directory;
 use crate::storage::{EntryKind, Removal, Storage, StorageError, VirtualPath};
+use crate::stream::Stream;
+use login::LoginState;
 
 /// How long a closing connection keeps discarding input so that the client
 /// can read the last message.
@@ -41,11 +44,17 @@ enum Flow {
     Upgrade,
 }
 
-/// A session's state: its connection, current directory and pacing.
+/// A session's state: its connection, who it is, what it sees (its storage
+/// and current directory) and pacing.
 pub(super) struct Session {
-    connection: Connection<TcpStream>,
+    connection: Connection<Stream>,
+    /// The tree this session sees: the root, an account's home, or the
+    /// anonymous directory; read-only where the access says so.
     storage: Storage,
     config: Arc<ServerConfig>,
+    shared: Arc<Shared>,
+    peer: std::net::SocketAddr,
+    login: LoginState,
     directory: VirtualPath,
     /// Present while the client speaks the classic protocol and pacing is on.
     pacer: Option<Pacer>,
@@ -54,15 +63,25 @@ pub(super) struct Session {
 }
 
 impl Session {
-    /// A session for a freshly accepted client.
-    pub fn new(stream: TcpStream, storage: Storage, config: Arc<ServerConfig>) -> Session {
-        let pacer = config.pacing.then(|| Pacer::new(&stream));
+    /// A session for a freshly accepted client from `peer` (its TLS
+    /// handshake, if any, done).
+    pub fn new(stream: Stream, peer: std::net::SocketAddr, shared: Arc<Shared>) -> Session {
+        let config = Arc::clone(&shared.config);
+        // A client that speaks TLS is not the original client: no pacing.
+        let pacer = (config.pacing && !stream.is_tls()).then(|| Pacer::new(stream.tcp()));
         let mut connection = Connection::new(stream, Token::generate());
-        connection.set_read_timeout(Some(config.idle_timeout));
+        let (login, storage) = LoginState::at_start(&shared);
+        connection.set_read_timeout(Some(match login {
+            LoginState::Required { .. } => config.handshake_timeout.min(config.idle_timeout),
+            _ => config.idle_timeout,
+        }));
         Session {
             connection,
             storage,
             config,
+            shared,
+            peer,
+            login,
             directory: VirtualPath::root(),
             pacer,
             unread_output: false,
@@ -81,6 +100,21 @@ impl Session {
             return summary;
         }
         loop {
+            if self.login.expired() {
+                tracing::info!("login timed out");
+                if self
+                    .send(reply::error("login timed out").as_bytes())
+                    .await
+                    .is_ok()
+                {
+                    self.connection.close_gracefully(CLOSE_LINGER).await;
+                }
+                summary.reason = "login timed out";
+                break;
+            }
+            if let Some(left) = self.login.time_left() {
+                self.connection.set_read_timeout(Some(left));
+            }
             let message = tokio::select! {
                 biased;
                 message = self.connection.read_message(self.config.max_command_len) => message,
@@ -93,6 +127,11 @@ impl Session {
             let raw = match message {
                 Ok(Some(raw)) => raw,
                 Ok(None) => break,
+                Err(ConnectionError::Io(error))
+                    if error.kind() == io::ErrorKind::TimedOut && self.login.is_required() =>
+                {
+                    continue; // Said and closed at the top of the loop.
+                }
                 Err(error) => {
                     summary.reason = self.refuse(error).await;
                     break;
@@ -123,7 +162,12 @@ impl Session {
     async fn greet(&mut self) -> io::Result<()> {
         self.connection.write_token().await?;
         self.unread_output = true;
-        let (directories, files) = match self.storage.list(&VirtualPath::root()).await {
+        let listing = match self.login {
+            // Before a required login, the tree is nobody's business.
+            LoginState::Required { .. } => Ok(Vec::new()),
+            _ => self.storage.list(&VirtualPath::root()).await,
+        };
+        let (directories, files) = match listing {
             Ok(entries) => entries
                 .into_iter()
                 .partition::<Vec<_>, _>(|entry| entry.kind == EntryKind::Directory),
@@ -168,7 +212,13 @@ impl Session {
             self.send(upgrade_accepted().as_bytes()).await?;
             return Ok(Flow::Upgrade);
         }
-        let request = match Request::parse(&raw) {
+        let parsed = match (Request::parse(&raw), &self.login) {
+            (Ok(Request::Exit), _) => Ok(Request::Exit),
+            (Ok(_), LoginState::Required { .. }) => Err(login::CLASSIC_LOGIN_REQUIRED.to_owned()),
+            (Ok(request), _) => Ok(request),
+            (Err(error), _) => Err(error.to_string()),
+        };
+        let request = match parsed {
             Ok(request) => request,
             Err(error) => {
                 match PayloadShape::of_command(&raw) {
@@ -438,7 +488,7 @@ impl Session {
             return;
         }
         if let Some(pacer) = self.pacer.as_mut() {
-            pacer.wait_until_read(self.connection.stream()).await;
+            pacer.wait_until_read(self.connection.stream().tcp()).await;
         }
         self.unread_output = false;
     }

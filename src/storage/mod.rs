@@ -27,11 +27,12 @@ use rand::distr::Alphanumeric;
 
 pub use path::VirtualPath;
 
-/// Where temporary uploads live, relative to the root.
-const UPLOAD_DIR: &str = ".miniftp/uploads";
+/// Where temporary uploads live, relative to the private directory.
+const UPLOAD_DIR: &str = "uploads";
 
-/// Where interrupted extended-protocol uploads wait to be resumed.
-const PARTIAL_DIR: &str = ".miniftp/partial";
+/// Where interrupted extended-protocol uploads wait to be resumed, relative
+/// to the private directory.
+const PARTIAL_DIR: &str = "partial";
 
 /// How long an interrupted upload is kept for resuming.
 pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
@@ -94,6 +95,9 @@ pub enum StorageError {
     /// The client sees: "too many levels of symbolic links".
     #[error("too many levels of symbolic links")]
     LinkLoop,
+    /// The client sees: "permission denied (read-only access)".
+    #[error("permission denied (read-only access)")]
+    ReadOnly,
     /// The client sees: "i/o error ({0})".
     #[error("i/o error ({0})")]
     Io(io::ErrorKind),
@@ -158,10 +162,19 @@ pub struct Entry {
     pub modified: Option<SystemTime>,
 }
 
-/// The shared root. Cheap to clone: clones share the capability.
+/// The shared root, or a part of it (an account's home), as one client may
+/// use it. Cheap to clone: clones share the capabilities.
 #[derive(Clone)]
 pub struct Storage {
+    /// The tree this storage shows: the root, or a home under it.
     root: Arc<Dir>,
+    /// The root's private directory, where uploads are prepared.
+    private: Arc<Dir>,
+    /// Names the tree among the root's subtrees (empty for the root), so
+    /// that partial uploads of two homes never meet.
+    scope: Arc<str>,
+    /// Refuse every change.
+    read_only: bool,
 }
 
 impl Storage {
@@ -169,19 +182,72 @@ impl Storage {
     /// removing uploads left behind by a crash.
     pub fn open(root: &Path) -> io::Result<Storage> {
         let root = Dir::open_ambient_dir(root, ambient_authority())?;
-        root.create_dir_all(UPLOAD_DIR)?;
-        let uploads = root.open_dir(UPLOAD_DIR)?;
+        root.create_dir_all(path::PRIVATE_DIR)?;
+        let private = root.open_dir(path::PRIVATE_DIR)?;
+        private.create_dir_all(UPLOAD_DIR)?;
+        let uploads = private.open_dir(UPLOAD_DIR)?;
         for entry in uploads.entries()? {
             let name = entry?.file_name();
             if let Err(error) = uploads.remove_file(&name) {
                 tracing::warn!(?name, %error, "could not remove a leftover upload");
             }
         }
-        root.create_dir_all(PARTIAL_DIR)?;
-        prune_partials(&root.open_dir(PARTIAL_DIR)?, PARTIAL_MAX_AGE);
+        private.create_dir_all(PARTIAL_DIR)?;
+        prune_partials(&private.open_dir(PARTIAL_DIR)?, PARTIAL_MAX_AGE);
         Ok(Storage {
             root: Arc::new(root),
+            private: Arc::new(private),
+            scope: Arc::from(""),
+            read_only: false,
         })
+    }
+
+    /// The same tree, with every change refused ([`StorageError::ReadOnly`]).
+    pub fn read_only(&self) -> Storage {
+        Storage {
+            read_only: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether changes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The directory `home` of this tree as a tree of its own, the jail
+    /// closing around it: an account's view. Created (with its parents)
+    /// if missing, even in a read-only storage. Links on the way are
+    /// followed only within this tree.
+    pub async fn subtree(&self, home: &VirtualPath) -> Result<Storage> {
+        let home = home.clone();
+        let (dir, resolved) = self
+            .blocking(move |root| {
+                let home = resolve_links(root, &home, true)?;
+                if !home.is_root() {
+                    root.create_dir_all(home.relative())?;
+                }
+                let dir = match home.is_root() {
+                    true => root.try_clone()?,
+                    false => root.open_dir(home.relative())?,
+                };
+                Ok((dir, home))
+            })
+            .await?;
+        Ok(Storage {
+            root: Arc::new(dir),
+            private: Arc::clone(&self.private),
+            scope: Arc::from(format!("{}{}", self.scope, resolved)),
+            read_only: self.read_only,
+        })
+    }
+
+    /// Refuses a change when the storage is read-only.
+    fn check_writable(&self) -> Result<()> {
+        match self.read_only {
+            true => Err(StorageError::ReadOnly),
+            false => Ok(()),
+        }
     }
 
     /// Runs a short filesystem operation (a few metadata calls) in place.
@@ -316,6 +382,7 @@ impl Storage {
     /// visible only through [`Upload::commit`]. Refuses early what the
     /// commit would refuse (a directory, a missing parent).
     pub async fn create_upload(&self, path: &VirtualPath) -> Result<Upload> {
+        self.check_writable()?;
         if path.is_root() {
             return Err(StorageError::IsADirectory);
         }
@@ -325,9 +392,10 @@ impl Storage {
         let (file, target) = self
             .blocking({
                 let temporary_path = temporary_path.clone();
+                let private = Arc::clone(&self.private);
                 move |root| {
                     let target = check_upload_target(root, &target)?;
-                    let file = root.open_with(
+                    let file = private.open_with(
                         &temporary_path,
                         OpenOptions::new().write(true).create_new(true),
                     )?;
@@ -350,23 +418,25 @@ impl Storage {
     /// private, kept for [`PARTIAL_MAX_AGE`], and locked while in use (a
     /// second client resuming the same upload starts afresh instead).
     pub async fn resume_upload(&self, path: &VirtualPath, size: u64) -> Result<(Upload, u64)> {
+        self.check_writable()?;
         if path.is_root() {
             return Err(StorageError::IsADirectory);
         }
-        let key = blake3::hash(format!("{path}\0{size}").as_bytes()).to_hex();
+        let key = blake3::hash(format!("{}\0{path}\0{size}", self.scope).as_bytes()).to_hex();
         let partial_path = format!("{PARTIAL_DIR}/{}", &key[..32]);
         let target = path.clone();
         let opened = self
             .blocking({
                 let partial_path = partial_path.clone();
+                let private = Arc::clone(&self.private);
                 move |root| {
                     let target = check_upload_target(root, &target)?;
                     // Interrupted uploads are bounded in age while the
                     // server runs, not only at start.
-                    if let Ok(partials) = root.open_dir(PARTIAL_DIR) {
+                    if let Ok(partials) = private.open_dir(PARTIAL_DIR) {
                         prune_partials(&partials, PARTIAL_MAX_AGE);
                     }
-                    let file = root.open_with(
+                    let file = private.open_with(
                         &partial_path,
                         OpenOptions::new().read(true).write(true).create(true),
                     )?;
@@ -406,6 +476,7 @@ impl Storage {
     /// Creates a directory and any missing parents; an existing directory
     /// is fine.
     pub async fn make_directories(&self, path: &VirtualPath) -> Result<()> {
+        self.check_writable()?;
         let path = path.clone();
         self.blocking(move |root| {
             let path = resolve_links(root, &path, true)?;
@@ -420,6 +491,7 @@ impl Storage {
 
     /// Creates one directory; its parent must exist.
     pub async fn make_directory(&self, path: &VirtualPath) -> Result<()> {
+        self.check_writable()?;
         if path.is_root() {
             return Err(StorageError::AlreadyExists);
         }
@@ -434,6 +506,7 @@ impl Storage {
     /// Removes a file, a link (never its target) or an empty directory;
     /// with [`Removal::Tree`], a directory with everything below it.
     pub async fn remove(&self, path: &VirtualPath, removal: Removal) -> Result<()> {
+        self.check_writable()?;
         let Some(name) = path.name().map(str::to_owned) else {
             return Err(StorageError::RemoveRoot);
         };
@@ -462,6 +535,7 @@ impl Storage {
         to: &VirtualPath,
         to_names_directory: bool,
     ) -> Result<VirtualPath> {
+        self.check_writable()?;
         let Some(name) = from.name().map(str::to_owned) else {
             return Err(StorageError::PermissionDenied);
         };
@@ -528,8 +602,9 @@ impl Upload {
             .storage
             .blocking({
                 let temporary_path = temporary_path.clone();
+                let private = Arc::clone(&self.storage.private);
                 move |root| {
-                    root.rename(&temporary_path, root, target.relative())?;
+                    private.rename(&temporary_path, root, target.relative())?;
                     if let Ok(parent) = root.open_dir(target.parent().relative()) {
                         sync_directory(&parent);
                     }
@@ -561,6 +636,7 @@ impl Storage {
             files.push(file);
             prepared.push((upload, flushed));
         }
+        let private = Arc::clone(&self.private);
         let (prepared, results) = self
             .blocking(move |root| {
                 let flushed = sync_filesystem(root);
@@ -570,7 +646,7 @@ impl Storage {
                         (Err(error), _) | (_, Err(error)) => {
                             Err(io::Error::new(error.kind(), error.to_string()).into())
                         }
-                        (Ok(()), Ok(())) => root
+                        (Ok(()), Ok(())) => private
                             .rename(&upload.temporary_path, root, upload.target.relative())
                             .map_err(StorageError::from),
                     };
@@ -605,7 +681,7 @@ impl Drop for Upload {
     fn drop(&mut self) {
         if !self.temporary_path.is_empty() && !self.keep_on_drop {
             // A single unlink: cheap enough to do inline.
-            let _ = self.storage.root.remove_file(&self.temporary_path);
+            let _ = self.storage.private.remove_file(&self.temporary_path);
         }
     }
 }

@@ -128,7 +128,9 @@ async fn a_link_swapped_in_during_an_upload_is_not_followed() {
         Err(StorageError::OutsideRoot)
     ));
     tree.outside_untouched();
-    let uploads = std::fs::read_dir(tree.path(UPLOAD_DIR)).unwrap().count();
+    let uploads = std::fs::read_dir(tree.path(".miniftp/uploads"))
+        .unwrap()
+        .count();
     assert_eq!(uploads, 0, "a failed commit leaves no temporary file");
 }
 
@@ -187,5 +189,10 @@ async fn leftover_uploads_are_removed_at_open() {
     let tree = Tree::new();
     std::fs::write(tree.path(".miniftp/uploads/crashed.part"), b"half").unwrap();
     let _reopened = Storage::open(tree.root.path()).unwrap();
-    assert_eq!(std::fs::read_dir(tree.path(UPLOAD_DIR)).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(tree.path(".miniftp/uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

@@ -36,6 +36,7 @@ async fn connect_with(address: SocketAddr, protocol: Protocol) -> Client {
     let config = ClientConfig {
         protocol,
         timeout: Duration::from_secs(10),
+        ..ClientConfig::default()
     };
     Client::connect(&address.to_string(), config)
         .await

@@ -11,6 +11,8 @@ mod client_shell;
 
 mod extended_protocol;
 
+mod security_accounts;
+
 mod server_commands;
 mod server_crash;
 mod server_jail;

@@ -41,6 +41,19 @@ impl Session {
             {
                 return "connection failed";
             }
+            if self.login.expired() {
+                failed(
+                    &mut out,
+                    0,
+                    (ErrorCode::LoginRequired, "login timed out".to_owned()),
+                );
+                let _ = self.flush_replies(&mut out, &mut pending).await;
+                self.connection.close_gracefully(super::CLOSE_LINGER).await;
+                return "login timed out";
+            }
+            if let Some(left) = self.login.time_left() {
+                self.connection.set_read_timeout(Some(left));
+            }
             let header = tokio::select! {
                 biased;
                 header = self.connection.read_header() => header,
@@ -64,6 +77,9 @@ impl Session {
                     return "protocol error";
                 }
                 Err(ConnectionError::Io(error)) if error.kind() == io::ErrorKind::TimedOut => {
+                    if self.login.is_required() {
+                        continue; // Said and closed at the top of the loop.
+                    }
                     return "idle timeout";
                 }
                 Err(_) => return "connection failed",
@@ -113,7 +129,24 @@ impl Session {
         };
         let started = std::time::Instant::now();
         let kind = message.kind();
+        if self.login.is_required() && kind != Kind::Login {
+            if let Message::Upload { resume: false, .. } = message {
+                // The data follows at once: skip it to stay in step.
+                self.skip_transfer(id).await?;
+            }
+            tracing::info!(request = ?kind, outcome = "login required");
+            failed(
+                out,
+                id,
+                (
+                    ErrorCode::LoginRequired,
+                    "log in first: this server needs an account".to_owned(),
+                ),
+            );
+            return Ok(());
+        }
         let result = match message {
+            Message::Login { user, password } => self.log_in(&user, &password).await,
             Message::ChangeDirectory { path } => self.extended_change_directory(&path).await,
             Message::MakeDirectory { path, parents } => {
                 self.extended_make_directory(&path, parents).await
@@ -676,7 +709,9 @@ fn code_of(error: &StorageError) -> ErrorCode {
         | StorageError::NameTooLong
         | StorageError::Reserved
         | StorageError::LinkLoop => ErrorCode::InvalidPath,
-        StorageError::PermissionDenied | StorageError::RemoveRoot => ErrorCode::PermissionDenied,
+        StorageError::PermissionDenied | StorageError::RemoveRoot | StorageError::ReadOnly => {
+            ErrorCode::PermissionDenied
+        }
         StorageError::RemoveDot | StorageError::IntoItself => ErrorCode::BadRequest,
         StorageError::TooLarge => ErrorCode::TooLarge,
         StorageError::NoSpace => ErrorCode::NoSpace,

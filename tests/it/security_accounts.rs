@@ -1,0 +1,514 @@
+//! Accounts and permissions: logins, homes that jail each account, read-only
+//! accounts and servers, anonymous access beside accounts, failed logins
+//! slowed down then banned, and passwords kept out of the logs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use miniftp::accounts::Accounts;
+use miniftp::client::{
+    Client, ClientConfig, ClientError, Credentials, ErrorCode, Password, Protocol, TransferOptions,
+};
+use miniftp::config::{AnonymousAccess, LoginFailurePolicy};
+use miniftp::{Access, ServerConfig};
+use tempfile::TempDir;
+
+use crate::support::{RawClient, TestServer};
+
+/// alice (read-write, home `alice`), bob (read-write, home `bob`) and
+/// carol (read-only, home `shared`).
+fn accounts() -> Arc<Accounts> {
+    let mut accounts = Accounts::new();
+    accounts
+        .add("alice", "alice's secret", None, Access::ReadWrite)
+        .unwrap();
+    accounts
+        .add("bob", "bob's secret", None, Access::ReadWrite)
+        .unwrap();
+    accounts
+        .add("carol", "carol's secret", Some("shared"), Access::ReadOnly)
+        .unwrap();
+    Arc::new(accounts)
+}
+
+/// A server with those accounts, no delay on failed logins (the growing
+/// delay has its own tests with paused time), and files in each home.
+async fn server_with(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    let mut config = ServerConfig {
+        accounts: Some(accounts()),
+        login_failures: LoginFailurePolicy {
+            first_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            ..LoginFailurePolicy::default()
+        },
+        ..ServerConfig::default()
+    };
+    configure(&mut config);
+    let server = TestServer::start_with(config).await;
+    server.write("alice/a.txt", b"alice's file");
+    server.write("bob/b.txt", b"bob's file");
+    server.write("bob/inner/deep.txt", b"deep");
+    server.write("shared/s.txt", b"shared file");
+    server.write("public/p.txt", b"public file");
+    server.write("top.txt", b"at the root");
+    server
+}
+
+fn as_user(user: &str, password: &str) -> ClientConfig {
+    ClientConfig {
+        login: Some(Credentials {
+            user: user.to_owned(),
+            password: Password::new(password),
+        }),
+        ..ClientConfig::default()
+    }
+}
+
+async fn log_in(server: &TestServer, user: &str) -> Client {
+    let password = format!("{user}'s secret");
+    Client::connect(&server.address.to_string(), as_user(user, &password))
+        .await
+        .unwrap_or_else(|error| panic!("{user} logs in: {error}"))
+}
+
+/// Every file under `root` (private directory aside) with its contents.
+fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, directory: &Path, into: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let relative = path.strip_prefix(base).unwrap().display().to_string();
+            if relative == ".miniftp" {
+                continue;
+            }
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                into.insert(format!("{relative}/"), Vec::new());
+                walk(base, &path, into);
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                into.insert(relative, target.display().to_string().into_bytes());
+            } else {
+                into.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    walk(root, root, &mut files);
+    files
+}
+
+fn code(error: &ClientError) -> Option<ErrorCode> {
+    error.code()
+}
+
+#[tokio::test]
+async fn an_account_logs_in_to_its_home() {
+    let server = server_with(|_| {}).await;
+    let mut alice = log_in(&server, "alice").await;
+    assert_eq!(alice.directory(), "/");
+    assert_eq!(alice.welcome().entries, ["a.txt"]);
+    let names: Vec<_> = alice
+        .list("/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    assert_eq!(names, ["a.txt"]);
+    let mut sink = Vec::new();
+    alice.download("a.txt", &mut sink, |_| {}).await.unwrap();
+    assert_eq!(sink, b"alice's file");
+    alice
+        .upload(&b"new"[..], 3, "new.txt", |_| {})
+        .await
+        .unwrap();
+    assert_eq!(server.read("alice/new.txt"), b"new");
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_names_are_refused_alike() {
+    let server = server_with(|_| {}).await;
+    let address = server.address.to_string();
+    let wrong = Client::connect(&address, as_user("alice", "not it"))
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    let unknown = Client::connect(&address, as_user("mallory", "anything"))
+        .await
+        .err()
+        .expect("an unknown name is refused");
+    assert_eq!(code(&wrong), Some(ErrorCode::LoginFailed));
+    assert_eq!(code(&unknown), Some(ErrorCode::LoginFailed));
+    assert_eq!(wrong.to_string(), unknown.to_string(), "never say which");
+    assert!(
+        wrong.to_string().contains("wrong name or password"),
+        "{wrong}"
+    );
+}
+
+#[tokio::test]
+async fn homes_are_jails_for_every_command() {
+    let server = server_with(|_| {}).await;
+    // A link in alice's home to bob's: the jail must refuse to follow it.
+    server.symlink("../bob", "alice/to-bob");
+    let before = snapshot(&server.path("bob"));
+    let mut alice = log_in(&server, "alice").await;
+
+    // Climbing out is clamped at the home: these name alice's own entries.
+    alice.change_directory("..").await.unwrap();
+    assert_eq!(alice.directory(), "/");
+    alice.change_directory("/../..").await.unwrap();
+    assert_eq!(alice.directory(), "/");
+
+    let outside = [
+        "../bob/b.txt",
+        "/../bob/b.txt",
+        "to-bob/b.txt",
+        "../../top.txt",
+    ];
+    for path in outside {
+        assert!(alice.size(path).await.is_err(), "info {path}");
+        assert!(alice.stat(path).await.is_err(), "stat {path}");
+        let mut sink = Vec::new();
+        let downloaded = alice.download(path, &mut sink, |_| {}).await;
+        assert!(downloaded.is_err() && sink.is_empty(), "dl {path}");
+        assert!(alice.remove(path).await.is_err(), "rm {path}");
+        assert!(alice.remove_tree(path).await.is_err(), "rm -r {path}");
+        assert!(
+            alice.rename(path, "stolen.txt").await.is_err(),
+            "mv {path} in"
+        );
+    }
+    assert!(alice.list("to-bob").await.is_err(), "ls through a link");
+    assert!(
+        alice.change_directory("to-bob").await.is_err(),
+        "cd through a link"
+    );
+    assert!(alice.list("../bob").await.is_err(), "ls ../bob");
+
+    // Writes aimed outside land inside the home, or are refused.
+    let _ = alice.make_directory("../bob/planted").await;
+    let _ = alice.make_directories("to-bob/planted/deeper").await;
+    let _ = alice.rename("a.txt", "../bob/a.txt").await;
+    let _ = alice.rename("a.txt", "to-bob/a.txt").await;
+    let _ = alice.upload(&b"x"[..], 1, "../bob/b.txt", |_| {}).await;
+    let local = TempDir::new().unwrap();
+    let x = local.path().join("x");
+    std::fs::write(&x, b"x").unwrap();
+    let resume = TransferOptions { resume: true };
+    let _ = alice.upload_file(&x, "to-bob/b.txt", resume, |_| {}).await;
+    let _ = alice
+        .upload_file(&x, "../bob/inner/deep.txt", resume, |_| {})
+        .await;
+
+    assert_eq!(
+        snapshot(&server.path("bob")),
+        before,
+        "bob's home is untouched"
+    );
+    assert_eq!(server.read("top.txt"), b"at the root");
+    // And bob still sees exactly his own files.
+    let mut bob = log_in(&server, "bob").await;
+    let names: Vec<_> = bob
+        .list("/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    assert_eq!(names, ["inner", "b.txt"]);
+}
+
+#[tokio::test]
+async fn a_read_only_account_changes_nothing() {
+    let server = server_with(|_| {}).await;
+    let before = snapshot(server.root.path());
+    let mut carol = log_in(&server, "carol").await;
+    let mut sink = Vec::new();
+    carol
+        .download("s.txt", &mut sink, |_| {})
+        .await
+        .expect("reading is allowed");
+    assert_eq!(sink, b"shared file");
+    assert_every_change_is_refused(&mut carol).await;
+    assert_eq!(snapshot(server.root.path()), before);
+}
+
+#[tokio::test]
+async fn a_read_only_server_changes_nothing_in_either_protocol() {
+    let server = TestServer::start_with(ServerConfig {
+        read_only: true,
+        ..ServerConfig::default()
+    })
+    .await;
+    server.write("s.txt", b"shared file");
+    server.write("dir/inner.txt", b"inner");
+    let before = snapshot(server.root.path());
+    let mut extended = Client::connect(&server.address.to_string(), ClientConfig::default())
+        .await
+        .unwrap();
+    assert_every_change_is_refused(&mut extended).await;
+
+    let mut classic = RawClient::connect(server.address).await;
+    for command in ["mkdir new", "rm s.txt", "rm dir", "mv s.txt t.txt"] {
+        let status = classic.command(command).await;
+        assert!(
+            status.starts_with("error: permission denied (read-only access)"),
+            "{command}: {status}"
+        );
+    }
+    let status = classic.upload("s.txt", b"replaced").await;
+    assert!(
+        status.starts_with("error: permission denied (read-only access)"),
+        "{status}"
+    );
+    let (data, status) = classic.download("s.txt").await;
+    assert_eq!((&data[..], status.as_str()), (&b"shared file"[..], "/"));
+    assert_eq!(snapshot(server.root.path()), before);
+}
+
+/// Tries every mutating command (each refused as a permission problem).
+async fn assert_every_change_is_refused(client: &mut Client) {
+    let refused = |result: Result<(), ClientError>, what: &str| {
+        let error = result.expect_err(what);
+        assert_eq!(
+            code(&error),
+            Some(ErrorCode::PermissionDenied),
+            "{what}: {error}"
+        );
+        assert!(error.to_string().contains("read-only"), "{what}: {error}");
+    };
+    refused(client.make_directory("new").await, "mkdir");
+    refused(client.make_directories("new/deeper").await, "mkdir -p");
+    refused(client.remove("s.txt").await, "rm");
+    refused(client.remove_tree("dir").await, "rm -r");
+    refused(client.rename("s.txt", "moved.txt").await, "mv");
+    let local = TempDir::new().unwrap();
+    let replacement = local.path().join("replacement");
+    std::fs::write(&replacement, b"replaced").unwrap();
+    for resume in [false, true] {
+        let uploaded = client
+            .upload_file(&replacement, "s.txt", TransferOptions { resume }, |_| {})
+            .await
+            .map(drop);
+        refused(uploaded, "ul");
+    }
+    // The connection is still in step.
+    assert_eq!(client.size("s.txt").await.unwrap(), 11);
+}
+
+#[tokio::test]
+async fn without_a_login_nothing_is_allowed() {
+    let server = server_with(|_| {}).await;
+    // Our client, without an account: the extended protocol says why.
+    let mut client = Client::connect(&server.address.to_string(), ClientConfig::default())
+        .await
+        .unwrap();
+    assert!(client.welcome().entries.is_empty(), "the tree is not shown");
+    for error in [
+        client.list("/").await.unwrap_err(),
+        client.stat("top.txt").await.unwrap_err(),
+        client.make_directory("x").await.unwrap_err(),
+        client
+            .upload(&b"x"[..], 1, "x", |_| {})
+            .await
+            .map(drop)
+            .unwrap_err(),
+    ] {
+        assert_eq!(code(&error), Some(ErrorCode::LoginRequired), "{error}");
+    }
+    // A classic client: told so, and kept in step across payloads.
+    let mut classic = RawClient::connect(server.address).await;
+    let (data, status) = classic.info("top.txt").await;
+    assert_eq!(data, "");
+    assert!(status.starts_with("error: login required"), "{status}");
+    let status = classic.upload("planted.txt", b"data").await;
+    assert!(status.starts_with("error: login required"), "{status}");
+    let (data, status) = classic.download("top.txt").await;
+    assert!(
+        data.is_empty() && status.starts_with("error: login required"),
+        "{status}"
+    );
+    assert!(!server.exists("planted.txt"));
+    assert!(!server.exists("x"));
+}
+
+#[tokio::test]
+async fn a_login_must_come_within_the_handshake_timeout() {
+    let server = server_with(|config| config.handshake_timeout = Duration::from_millis(200)).await;
+    let mut classic = RawClient::connect(server.address).await;
+    let lines = classic
+        .read_until_closed_within(Duration::from_secs(10))
+        .await;
+    assert_eq!(lines, ["error: login timed out"]);
+}
+
+#[tokio::test]
+async fn anonymous_access_is_the_way_in_for_classic_clients() {
+    let server = server_with(|config| {
+        config.anonymous = Some(AnonymousAccess {
+            access: Access::ReadOnly,
+            home: "public".to_owned(),
+        })
+    })
+    .await;
+    let mut classic = RawClient::connect(server.address).await;
+    let (data, status) = classic.download("p.txt").await;
+    assert_eq!((&data[..], status.as_str()), (&b"public file"[..], "/"));
+    let (_, status) = classic.download("../alice/a.txt").await;
+    assert!(status.starts_with("error: no such file"), "{status}");
+    let status = classic.upload("q.txt", b"data").await;
+    assert!(
+        status.starts_with("error: permission denied (read-only access)"),
+        "{status}"
+    );
+    assert!(!server.exists("public/q.txt"));
+    // An account may still log in, and sees its home, not the public one.
+    let alice = log_in(&server, "alice").await;
+    assert_eq!(alice.welcome().entries, ["a.txt"]);
+}
+
+#[tokio::test]
+async fn repeated_failures_ban_the_address() {
+    let server = server_with(|config| {
+        config.login_failures.ban_after = 3;
+        config.login_failures.ban_for = Duration::from_secs(3600);
+    })
+    .await;
+    let address = server.address.to_string();
+    for attempt in 1..=3 {
+        let error = Client::connect(&address, as_user("alice", "guess"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(
+            code(&error),
+            Some(ErrorCode::LoginFailed),
+            "attempt {attempt}"
+        );
+        if attempt == 3 {
+            assert!(error.to_string().contains("banned"), "{error}");
+        }
+    }
+    // Banned: even the right password, even a connection without a login.
+    let error = Client::connect(&address, as_user("alice", "alice's secret"))
+        .await
+        .err()
+        .expect("banned");
+    assert!(
+        error.to_string().contains("too many failed logins"),
+        "{error}"
+    );
+    let mut raw = RawClient::connect(server.address).await;
+    assert!(
+        raw.welcome
+            .starts_with("error: too many failed logins from your address; try again in"),
+        "{}",
+        raw.welcome
+    );
+    assert!(raw.read_until_closed().await.is_empty());
+}
+
+#[tokio::test]
+async fn connections_per_address_are_capped() {
+    let server = TestServer::start_with(ServerConfig {
+        max_connections_per_ip: Some(2),
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut first = RawClient::connect(server.address).await;
+    let mut second = RawClient::connect(server.address).await;
+    let mut third = RawClient::connect(server.address).await;
+    assert_eq!(
+        third.welcome,
+        "error: too many connections from your address, try again later"
+    );
+    assert!(third.read_until_closed().await.is_empty());
+    // The first two are served as usual.
+    assert_eq!(first.command("mkdir a").await, "/");
+    assert_eq!(second.command("mkdir b").await, "/");
+}
+
+/// Collects what the server logs while a session logs in, right and wrong.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn passwords_never_reach_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let server = server_with(|_| {}).await;
+    let address = server.address.to_string();
+    let mut alice = log_in(&server, "alice").await;
+    alice.size("a.txt").await.unwrap();
+    let _ = Client::connect(&address, as_user("alice", "hunter2-wrong")).await;
+    let _ = Client::connect(&address, as_user("hunter2-name", "hunter2-password")).await;
+    drop(alice);
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("logged in"),
+        "the logs say who logged in:\n{logs}"
+    );
+    assert!(logs.contains("login failed"), "and who failed:\n{logs}");
+    for secret in [
+        "alice's secret",
+        "hunter2-wrong",
+        "hunter2-password",
+        "argon2",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} appears in the logs:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_classic_only_connection_cannot_log_in() {
+    let server = server_with(|_| {}).await;
+    let config = ClientConfig {
+        protocol: Protocol::Classic,
+        ..as_user("alice", "alice's secret")
+    };
+    let error = Client::connect(&server.address.to_string(), config)
+        .await
+        .err()
+        .expect("no login in the classic protocol");
+    assert!(matches!(error, ClientError::LoginUnsupported), "{error}");
+}
+
+#[tokio::test]
+async fn homes_are_created_when_first_used() {
+    let root = TempDir::new().unwrap();
+    let server = TestServer::serve(
+        root,
+        ServerConfig {
+            accounts: Some(accounts()),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    assert!(!server.exists("alice"));
+    let alice = log_in(&server, "alice").await;
+    assert!(server.path("alice").is_dir());
+    assert!(alice.welcome().entries.is_empty());
+}
