@@ -557,10 +557,13 @@ async fn a_bad_known_hosts_line_stops_the_connection() {
     );
 }
 
-/// A server whose certificate is the recorded one but whose key is not:
-/// the fingerprint matches, the handshake signature does not.
-#[tokio::test]
-async fn a_recorded_certificate_without_its_key_fails_the_handshake() {
+/// A server config speaking only `version`, presenting `chain` whatever
+/// `key` is (rustls's own builder would refuse a key that does not match).
+fn server_config(
+    version: &'static rustls::SupportedProtocolVersion,
+    chain: Vec<CertificateDer<'static>>,
+    key: &rcgen::KeyPair,
+) -> Arc<rustls::ServerConfig> {
     #[derive(Debug)]
     struct Fixed(Arc<rustls::sign::CertifiedKey>);
     impl rustls::server::ResolvesServerCert for Fixed {
@@ -571,42 +574,56 @@ async fn a_recorded_certificate_without_its_key_fails_the_handshake() {
             Some(self.0.clone())
         }
     }
-
-    let dir = tempfile::tempdir().unwrap();
-    let real = load_server_identity(None, None, dir.path()).unwrap();
-    let chain = identity::read_certificates(&real.certificate).unwrap();
-    let impostor_key = rcgen::KeyPair::generate().unwrap();
     let signing_key = provider()
         .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(impostor_key.serialize_der().into()))
+        .load_private_key(PrivateKeyDer::Pkcs8(key.serialize_der().into()))
         .unwrap();
-    let impostor = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+    let certified = rustls::sign::CertifiedKey::new(chain, signing_key);
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[version])
         .unwrap()
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Fixed(Arc::new(rustls::sign::CertifiedKey::new(
-            chain,
-            signing_key,
-        )))));
-    let port = serve(vec![Arc::new(impostor)]).await;
+        .with_cert_resolver(Arc::new(Fixed(Arc::new(certified))));
+    Arc::new(config)
+}
 
-    let known_hosts = known_hosts_dir();
-    std::fs::create_dir_all(known_hosts.path.parent().unwrap()).unwrap();
-    std::fs::write(
-        &known_hosts.path,
-        format!("127.0.0.1:{port} {}\n", real.fingerprint),
-    )
-    .unwrap();
-    let trust = ClientTrust::new(known_hosts.path.clone());
-    let error = connect_to("127.0.0.1", port, &trust).await.unwrap_err();
-    assert!(
-        matches!(error, TlsError::BadCertificate { .. }),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains("does not hold its private key"),
-        "{error}"
-    );
+/// A server whose certificate is the recorded one but whose key is not:
+/// the fingerprint matches, the handshake signature does not. In TLS 1.2
+/// and 1.3 alike, while the real server passes in both.
+#[tokio::test]
+async fn a_recorded_certificate_without_its_key_fails_the_handshake() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let impostor_key = rcgen::KeyPair::generate().unwrap();
+    let certificate = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let chain = vec![certificate.der().clone()];
+    let fingerprint = Fingerprint::of(certificate.der());
+
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let real = serve(vec![server_config(version, chain.clone(), &key)]).await;
+        let impostor = serve(vec![server_config(version, chain.clone(), &impostor_key)]).await;
+        let known_hosts = known_hosts_dir();
+        std::fs::create_dir_all(known_hosts.path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &known_hosts.path,
+            format!("127.0.0.1:{real} {fingerprint}\n127.0.0.1:{impostor} {fingerprint}\n"),
+        )
+        .unwrap();
+        let trust = ClientTrust::new(known_hosts.path.clone());
+
+        connect_to("127.0.0.1", real, &trust).await.unwrap();
+        let error = connect_to("127.0.0.1", impostor, &trust).await.unwrap_err();
+        assert!(
+            matches!(error, TlsError::BadCertificate { .. }),
+            "{version:?}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains("does not hold its private key"),
+            "{version:?}: {error}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
