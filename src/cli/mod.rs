@@ -5,6 +5,7 @@ mod completions;
 mod connect;
 mod serve;
 mod shell;
+mod user;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,7 @@ enum Command {
     Connect(connect::ConnectArgs),
     Completions(completions::CompletionsArgs),
     Man(completions::ManArgs),
+    User(user::UserArgs),
 }
 
 /// Runs the command line; the process's exit code.
@@ -66,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Connect(args) => connect::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
+        Command::User(args) => user::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod cli_user;
+
 mod client_extended;
 mod client_operations;
 mod client_original;
