@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli_serve_config;
 mod cli_user;
 
 mod client_extended;

@@ -1,0 +1,228 @@
+//! `miniftp serve`: share a directory. The settings come from a file, the
+//! environment and flags ([`settings`]); this module turns them into a
+//! [`ServerConfig`], warns about what is exposed, and runs the server.
+
+mod settings;
+mod size;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{ArgAction, Args, ValueHint};
+use miniftp::accounts::Accounts;
+use miniftp::config::{AnonymousAccess, LoginFailurePolicy};
+use miniftp::tls::ServerIdentity;
+use miniftp::{Access, ServerConfig, Storage};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use settings::{Anonymous, Layer, Settings};
+
+/// Share a directory over TCP.
+///
+/// Serves ROOT (default: the current directory) to any number of clients at
+/// once. Prints one line naming the address and root (and one with the TLS
+/// certificate's fingerprint), then logs connections and commands on
+/// standard error. Ctrl-C or SIGTERM stops it gracefully: no new
+/// connections, commands in flight finish within the grace period.
+///
+/// Every setting can also come from a configuration file (--config, TOML)
+/// or an environment variable: a flag overrides its variable, which
+/// overrides the file. In the file each key is the flag's name with '_' for
+/// '-' (max_upload_size = "1G", read_only = true); --print-config shows them
+/// all. A switch such as --read-only means --read-only=true; --read-only=false
+/// turns off what the file or the environment turned on.
+///
+/// Listening beyond this machine (--host 0.0.0.0) without TLS, or without
+/// accounts, is warned about at start.
+///
+/// Examples:
+///   miniftp serve                              share . on 127.0.0.1:65438
+///   miniftp serve ~/public --port 0            pick a free port (printed)
+///   miniftp serve /srv/files --host 0.0.0.0 --tls --users users.toml
+///   miniftp serve /srv/files --host 0.0.0.0 --read-only --rate-limit 10M
+///   miniftp serve --config /etc/miniftp.toml   settings from a file
+///   miniftp serve --print-config > miniftp.toml   start a configuration file
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ServeArgs {
+    /// Boxed: the settings are most of `miniftp`'s arguments, and the
+    /// subcommands live in one enum.
+    #[command(flatten)]
+    layer: Box<Layer>,
+
+    /// Read settings from this TOML file (flags and MINIFTP_* variables
+    /// override it)
+    #[arg(
+        long,
+        env = "MINIFTP_CONFIG",
+        help_heading = "Configuration",
+        value_name = "FILE",
+        value_hint = ValueHint::FilePath,
+    )]
+    config: Option<PathBuf>,
+
+    /// Print the effective settings as a configuration file, and exit
+    #[arg(long, help_heading = "Configuration", action = ArgAction::SetTrue)]
+    print_config: bool,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, or prints the settings.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => Layer::read(path)?,
+        None => Layer::default(),
+    };
+    let settings = Settings::resolve(args.layer.over(file))?;
+    if args.print_config {
+        print!("{}", settings.to_toml()?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
+    runtime.block_on(serve(settings))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The server's configuration, and its TLS identity if any, from the
+/// settings: reads the users file and the certificate (or generates one).
+fn server_config(settings: &Settings) -> anyhow::Result<(ServerConfig, Option<ServerIdentity>)> {
+    let identity = match settings.tls {
+        true => Some(miniftp::tls::load_server_identity(
+            settings.cert.as_deref(),
+            settings.key.as_deref(),
+            &settings.state_dir,
+        )?),
+        false => None,
+    };
+    let accounts = match &settings.users {
+        Some(path) => Some(Arc::new(Accounts::load(path)?)),
+        None => None,
+    };
+    let anonymous = match settings.anonymous {
+        Anonymous::Off => None,
+        Anonymous::Ro => Some(Access::ReadOnly),
+        Anonymous::Rw => Some(Access::ReadWrite),
+    }
+    .map(|access| AnonymousAccess {
+        access,
+        home: settings.anonymous_home.clone(),
+    });
+    let config = ServerConfig {
+        max_connections: settings.max_connections,
+        max_connections_per_ip: (settings.max_connections_per_ip != 0)
+            .then_some(settings.max_connections_per_ip),
+        idle_timeout: Duration::from_secs(settings.idle_timeout),
+        handshake_timeout: Duration::from_secs(settings.handshake_timeout),
+        max_command_len: settings.max_command_len,
+        max_upload_size: settings.max_upload_size,
+        rate_limit: (settings.rate_limit != 0).then_some(settings.rate_limit),
+        shutdown_grace: Duration::from_secs(settings.shutdown_grace),
+        pacing: !settings.no_pacing,
+        read_only: settings.read_only,
+        tls: identity
+            .as_ref()
+            .map(|identity| Arc::clone(&identity.config)),
+        accounts,
+        anonymous,
+        allow_insecure_login: settings.allow_insecure_login,
+        login_failures: LoginFailurePolicy {
+            ban_after: settings.login_ban_after,
+            ban_for: Duration::from_secs(settings.login_ban_time),
+            ..LoginFailurePolicy::default()
+        },
+    };
+    Ok((config, identity))
+}
+
+/// Raises the soft limit on open files to the hard limit: each client costs
+/// a descriptor (two while it transfers a file), and a common soft limit of
+/// 1,024 would be below the default connection limit.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(%error, "could not raise the open file limit");
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    raise_open_file_limit();
+    let root = std::fs::canonicalize(&settings.root)
+        .with_context(|| format!("cannot share {}", settings.root.display()))?;
+    let storage =
+        Storage::open(&root).with_context(|| format!("cannot share {}", root.display()))?;
+    let (config, identity) = server_config(&settings)?;
+    let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+    let address = listener.local_addr()?;
+    println!("miniftp: serving {} on {address}", root.display());
+    if let Some(identity) = &identity {
+        println!(
+            "miniftp: TLS certificate {}, SHA-256 fingerprint {}",
+            identity.certificate.display(),
+            identity.fingerprint
+        );
+    }
+    std::io::stdout().flush()?;
+    warn_about_exposure(address, &config);
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    miniftp::server::run(listener, storage, config, shutdown).await;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Warns, at start, about settings that leave the files or the passwords
+/// open to anyone on the network.
+fn warn_about_exposure(address: SocketAddr, config: &ServerConfig) {
+    let beyond_loopback = !address.ip().is_loopback();
+    if beyond_loopback && config.tls.is_none() {
+        tracing::warn!(
+            %address,
+            "listening beyond this machine without TLS: anyone on the network can read \
+             the traffic, passwords included: use --tls"
+        );
+    }
+    if beyond_loopback && config.accounts.is_none() && !config.read_only {
+        tracing::warn!(
+            %address,
+            "listening beyond this machine without accounts: anyone who reaches the port \
+             can read and change every file: use --users, or --read-only"
+        );
+    }
+    if config.allow_insecure_login && config.tls.is_none() {
+        tracing::warn!(
+            "--allow-insecure-login without TLS: passwords from other machines cross the \
+             network in clear text, for anyone on the way to read"
+        );
+    }
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
