@@ -15,6 +15,7 @@ mod client_shell;
 mod extended_protocol;
 
 mod security_accounts;
+mod security_tls;
 
 mod server_commands;
 mod server_crash;
