@@ -7,10 +7,16 @@
 //!   and replies. Shared by server and client; knows no disk and no socket.
 //! - [`connection`]: the only code that touches a connection's bytes; turns
 //!   a stream into messages and back, streaming large bodies.
+//! - [`stream`]: what a connection runs on: plain TCP or TLS, optionally
+//!   capped in bandwidth.
+//! - [`tls`]: TLS identities for the server and trust for the client
+//!   (CA files, system roots, known hosts trusted on first use).
 //! - [`digest`]: BLAKE3 digests computed as transfers stream past.
 //! - [`storage`]: the shared tree behind one jail (virtual paths, a
 //!   directory capability, atomic uploads). Knows no wire and no session.
-//! - [`server`]: accepts connections and runs a session per client.
+//! - [`server`]: accepts connections (admission, TLS handshake, abuse
+//!   limits) and runs a session per client (login, classic and extended).
+//! - [`accounts`]: the users file: names, argon2id hashes, homes, access.
 //! - [`client`]: connects to a server; one typed method per operation.
 //! - [`config`]: the server's limits, with documented defaults.
 //!

@@ -192,7 +192,7 @@ fn record(path: &Path, address: &str, fingerprint: &Fingerprint) -> Result<(), T
         })?;
     }
     write_atomically(path, text.as_bytes(), 0o600).map_err(write_error)?;
-    tracing::info!(%address, %fingerprint, known_hosts = %path.display(), "recorded a server's certificate");
+    tracing::debug!(%address, %fingerprint, known_hosts = %path.display(), "recorded a server's certificate");
     Ok(())
 }
 

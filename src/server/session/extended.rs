@@ -140,7 +140,7 @@ impl Session {
                 id,
                 (
                     ErrorCode::LoginRequired,
-                    "log in first: this server needs an account".to_owned(),
+                    "log in first: this server needs an account (connect as NAME@HOST)".to_owned(),
                 ),
             );
             return Ok(());
