@@ -493,7 +493,7 @@ fn a_server_on_loopback_warns_of_nothing() {
 }
 
 #[test]
-fn with_tls_the_fingerprint_is_printed_and_read_only_needs_no_accounts() {
+fn with_tls_the_fingerprint_is_printed_and_read_only_is_still_readable_by_all() {
     let dir = TempDir::new().unwrap();
     let args = [
         "--host",
@@ -521,7 +521,15 @@ fn with_tls_the_fingerprint_is_printed_and_read_only_needs_no_accounts() {
         "{file}"
     );
     assert_eq!(fingerprint.len(), 32 * 3 - 1, "{fingerprint}");
-    assert_eq!(server.start_up_warnings(), Vec::<String>::new());
+    let warnings = server.start_up_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains(
+            "without accounts: anyone who reaches the port can read every file: \
+             use --users to require a login"
+        ),
+        "{warnings:#?}"
+    );
     drop(server);
 
     // The same certificate next time.

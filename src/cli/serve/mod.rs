@@ -193,12 +193,19 @@ fn warn_about_exposure(address: SocketAddr, config: &ServerConfig) {
              the traffic, passwords included: use --tls"
         );
     }
-    if beyond_loopback && config.accounts.is_none() && !config.read_only {
-        tracing::warn!(
-            %address,
-            "listening beyond this machine without accounts: anyone who reaches the port \
-             can read and change every file: use --users, or --read-only"
-        );
+    if beyond_loopback && config.accounts.is_none() {
+        match config.read_only {
+            false => tracing::warn!(
+                %address,
+                "listening beyond this machine without accounts: anyone who reaches the port \
+                 can read and change every file: use --users, or --read-only"
+            ),
+            true => tracing::warn!(
+                %address,
+                "listening beyond this machine without accounts: anyone who reaches the port \
+                 can read every file: use --users to require a login"
+            ),
+        }
     }
     if config.allow_insecure_login && config.tls.is_none() {
         tracing::warn!(
