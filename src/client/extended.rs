@@ -45,6 +45,11 @@ const CHUNK: usize = 1 << 20;
 /// The most jobs of a pipeline in flight (sent, not yet answered).
 const WINDOW: usize = 4096;
 
+/// The slowest pace (bytes per second) at which a server is expected to
+/// read back and hash the part of an upload it kept, before it says how much
+/// that is; the wait for its answer grows with the file's size at this pace.
+const RESUME_HASH_PACE: u64 = 50 * 1024 * 1024;
+
 type ReadSide = Join<Counted<ReadHalf>, Sink>;
 type WriteSide = Join<Empty, StallGuard<WriteHalf>>;
 
@@ -266,7 +271,17 @@ impl Extended {
         };
         self.requests.push(id, &upload);
         self.requests.flush().await?;
-        let offset = match self.replies.message(id).await? {
+        // Before it answers, the server reads back and hashes what it kept,
+        // up to the whole file: allow for that at a slow disk's pace.
+        let hashing = Duration::from_secs(size / RESUME_HASH_PACE);
+        self.replies
+            .connection
+            .set_read_timeout(Some(self.replies.timeout.saturating_add(hashing)));
+        let answer = self.replies.message(id).await;
+        self.replies
+            .connection
+            .set_read_timeout(Some(self.replies.timeout));
+        let offset = match answer? {
             Message::UploadFrom { offset } if offset <= size => offset,
             Message::Failed { code, message } => return Err(refusal(code, message)),
             other => return Err(protocol(format!("{other:?} instead of an offset"))),

@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// With accounts: what an anonymous session sees, if it may come in.
     anonymous: Option<Storage>,
     guard: Arc<Guard>,
+    /// Slots for the digests computed beside downloads, one per core.
+    hashing: Arc<Semaphore>,
 }
 
 /// Serves `storage` on `listener` until `shutdown` is cancelled, then waits
@@ -78,6 +80,9 @@ pub async fn run(
         config: Arc::clone(&config),
         root,
         anonymous,
+        hashing: Arc::new(Semaphore::new(
+            std::thread::available_parallelism().map_or(2, usize::from),
+        )),
     });
     let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     // tokio listens with a backlog of 128: a burst of connections beyond it

@@ -1157,3 +1157,77 @@ async fn trees_named_by_their_destination_and_into_existing_directories() {
     assert_eq!(tree(&local.path().join("fresh")), source);
     assert_eq!(tree(&local.path().join("into/src")), source);
 }
+
+/// A stand-in server that switches to the extended protocol, then answers a
+/// resumable upload only after `delay` (as a server reading back and
+/// hashing a large kept part would), with a refusal.
+async fn slow_to_resume(delay: Duration) -> SocketAddr {
+    use miniftp::connection::Connection;
+    use miniftp::protocol::Token;
+    use miniftp::protocol::extended::{Message, upgrade_accepted};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut connection = Connection::new(stream, Token::generate());
+        connection.write_token().await.unwrap();
+        connection
+            .write_message(b"Current Directory: /:\n|")
+            .await
+            .unwrap();
+        connection.read_message(1024).await.unwrap();
+        connection
+            .write_message(upgrade_accepted().as_bytes())
+            .await
+            .unwrap();
+        let header = connection.read_header().await.unwrap().unwrap();
+        connection.read_body(header.length).await.unwrap();
+        tokio::time::sleep(delay).await;
+        let mut out = bytes::BytesMut::new();
+        Message::Failed {
+            code: ErrorCode::NoSpace,
+            message: "stand-in refusal".to_owned(),
+        }
+        .encode(header.id, &mut out);
+        connection.write_raw(&out).await.unwrap();
+        // Hold the connection until the client leaves.
+        let _ = connection.read_header().await;
+    });
+    address
+}
+
+#[tokio::test]
+async fn the_wait_for_a_resume_offset_grows_with_the_files_size() {
+    let local = TempDir::new().unwrap();
+    let (small, large) = (local.path().join("small"), local.path().join("large"));
+    std::fs::write(&small, b"a small file").unwrap();
+    // Sparse: 100 MiB allows the server 2 s more at 50 MiB/s.
+    std::fs::File::create(&large)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
+    let config = ClientConfig {
+        timeout: Duration::from_millis(300),
+        ..ClientConfig::default()
+    };
+    let delay = Duration::from_millis(900);
+
+    let mut client = Client::connect(&slow_to_resume(delay).await.to_string(), config.clone())
+        .await
+        .unwrap();
+    let error = client
+        .upload_file(&large, "large", RESUME, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(code(&error), ErrorCode::NoSpace, "{error}");
+
+    // A small file gets only the usual timeout.
+    let mut client = Client::connect(&slow_to_resume(delay).await.to_string(), config)
+        .await
+        .unwrap();
+    let error = client
+        .upload_file(&small, "small", RESUME, |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::TimedOut(_)), "{error:?}");
+}

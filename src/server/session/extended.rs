@@ -571,7 +571,16 @@ impl Session {
         let hashing = {
             let file = file.try_clone()?;
             let cancel = std::sync::Arc::clone(&cancel);
-            tokio::task::spawn_blocking(move || digest::hash_file_blocking(&file, size, &cancel))
+            let slots = std::sync::Arc::clone(&self.shared.hashing);
+            // Hashes wait for a slot (one per core), so that a thousand
+            // downloads do not become a thousand blocking threads.
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                tokio::task::spawn_blocking(move || {
+                    digest::hash_file_blocking(&file, size, &cancel)
+                })
+                .await
+            })
         };
         // If sending fails, the hash is abandoned rather than left to read
         // the rest of a possibly huge file on the blocking pool.
@@ -590,7 +599,10 @@ impl Session {
             )
             .into());
         }
-        let digest = hashing.await.map_err(io::Error::other)??;
+        let digest = hashing
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)??;
         Message::End { digest }.encode(id, out);
         tracing::info!(request = "Download", path = %escape(argument), bytes = sent, from = offset, elapsed = ?started.elapsed(), outcome = "ok");
         Ok(())
