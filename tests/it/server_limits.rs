@@ -228,3 +228,86 @@ async fn five_hundred_clients_at_once_keep_their_data_apart() {
     assert_eq!(server.visible_entries("/").len(), CLIENTS + 1);
     assert_eq!(server.pending_uploads(), 0);
 }
+
+#[tokio::test]
+async fn an_extended_upload_over_the_size_limit_is_refused_before_its_data() {
+    use miniftp::client::{Client, ClientConfig, ErrorCode, TransferOptions};
+    let config = ServerConfig {
+        max_upload_size: Some(1000),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(config).await;
+    server.write("existing", b"existing");
+    let mut client = Client::connect(&server.address.to_string(), ClientConfig::default())
+        .await
+        .unwrap();
+    assert!(client.is_extended());
+    let big = pseudo_random_bytes(3 << 20, 2);
+    let error = client
+        .upload(&big[..], big.len() as u64, "existing", |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::TooLarge), "{error}");
+    let local = tempfile::TempDir::new().unwrap();
+    let file = local.path().join("big");
+    std::fs::write(&file, &big).unwrap();
+    let resumable = TransferOptions { resume: true };
+    let error = client
+        .upload_file(&file, "huge", resumable, |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::TooLarge), "{error}");
+    assert_eq!(server.read("existing"), b"existing");
+    assert_eq!(server.visible_entries("/"), ["existing"]);
+    assert_eq!(server.pending_uploads(), 0);
+    // Still in step.
+    client
+        .upload(&[1u8; 1000][..], 1000, "fits", |_| {})
+        .await
+        .unwrap();
+    assert_eq!(server.read("fits"), [1; 1000]);
+}
+
+/// With paused time the clock jumps from one timer to the next whenever
+/// every task waits, so the elapsed time measured here is the time the
+/// rate limit imposes, not how fast this machine happens to be.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_paces_each_connection_in_virtual_time() {
+    use miniftp::client::{Client, ClientConfig};
+    const RATE: u64 = 64 * 1024;
+    let config = ServerConfig {
+        rate_limit: Some(RATE),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(config).await;
+    let data = pseudo_random_bytes(640 * 1024, 5);
+    server.write("file.bin", &data);
+    let mut client = Client::connect(&server.address.to_string(), ClientConfig::default())
+        .await
+        .unwrap();
+
+    let started = tokio::time::Instant::now();
+    let mut back = Vec::new();
+    client
+        .download("file.bin", &mut back, |_| {})
+        .await
+        .unwrap();
+    let download = started.elapsed().as_secs_f64();
+    assert_eq!(sha256(&back), sha256(&data));
+
+    let started = tokio::time::Instant::now();
+    client
+        .upload(&data[..], data.len() as u64, "copy.bin", |_| {})
+        .await
+        .unwrap();
+    let upload = started.elapsed().as_secs_f64();
+    assert_eq!(sha256(&server.read("copy.bin")), sha256(&data));
+
+    // 640 KiB at 64 KiB/s is 10 s, less the first burst the bucket holds.
+    for (what, seconds) in [("download", download), ("upload", upload)] {
+        assert!(
+            (9.5..=10.5).contains(&seconds),
+            "{what} took {seconds:.2} s of virtual time"
+        );
+    }
+}
