@@ -25,6 +25,12 @@ pub struct ServerConfig {
     /// beyond `max_connections`. Default: none (the binary sets 64 when it
     /// listens beyond loopback).
     pub max_connections_per_ip: Option<usize>,
+    /// Whether peers on loopback escape `max_connections_per_ip`. They are
+    /// this machine's own users, or a local relay (a TLS terminator, an ssh
+    /// tunnel) through which every remote client arrives from 127.0.0.1,
+    /// where a per-address cap would cap the whole service. Default true;
+    /// tests turn it off to exercise the cap.
+    pub per_ip_exempts_loopback: bool,
     /// How long a connection may wait between messages. Default 300 s.
     pub idle_timeout: Duration,
     /// How long a new connection may take to finish its TLS handshake and,
@@ -101,6 +107,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_connections: 1024,
             max_connections_per_ip: None,
+            per_ip_exempts_loopback: true,
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             max_command_len: 64 * 1024,

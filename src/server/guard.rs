@@ -49,6 +49,7 @@ impl Refusal {
 #[derive(Debug)]
 pub struct Guard {
     per_address: Option<usize>,
+    exempts_loopback: bool,
     policy: LoginFailurePolicy,
     state: Mutex<State>,
     /// Bounds the password checks running at once.
@@ -89,10 +90,16 @@ impl Drop for AddressPermit {
 
 impl Guard {
     /// A guard allowing `per_address` connections per address (`None`: any
-    /// number), answering failed logins as `policy` says.
-    pub fn new(per_address: Option<usize>, policy: LoginFailurePolicy) -> Guard {
+    /// number; loopback addresses too only unless `exempts_loopback`),
+    /// answering failed logins as `policy` says.
+    pub fn new(
+        per_address: Option<usize>,
+        exempts_loopback: bool,
+        policy: LoginFailurePolicy,
+    ) -> Guard {
         Guard {
             per_address,
+            exempts_loopback,
             policy,
             state: Mutex::default(),
             password_checks: Semaphore::new(CONCURRENT_PASSWORD_CHECKS),
@@ -110,7 +117,8 @@ impl Guard {
         }
         let mut state = self.lock();
         let count = state.connections.entry(address).or_insert(0);
-        if self.per_address.is_some_and(|limit| *count >= limit) {
+        let counted = !(self.exempts_loopback && address.is_loopback());
+        if counted && self.per_address.is_some_and(|limit| *count >= limit) {
             return Err(Refusal::TooManyFromAddress);
         }
         *count += 1;
@@ -207,7 +215,7 @@ mod tests {
 
     #[test]
     fn each_address_gets_its_share_and_gets_it_back() {
-        let guard = Arc::new(Guard::new(Some(2), policy()));
+        let guard = Arc::new(Guard::new(Some(2), true, policy()));
         let first = guard.admit(ADDRESS).unwrap();
         let _second = guard.admit(ADDRESS).unwrap();
         assert_eq!(
@@ -217,16 +225,30 @@ mod tests {
         let _other = guard.admit(OTHER).unwrap();
         drop(first);
         let _third = guard.admit(ADDRESS).unwrap();
-        let unlimited = Arc::new(Guard::new(None, policy()));
+        let unlimited = Arc::new(Guard::new(None, true, policy()));
         let permits: Vec<_> = (0..100)
             .map(|_| unlimited.admit(ADDRESS).unwrap())
             .collect();
         assert_eq!(permits.len(), 100);
     }
 
+    #[test]
+    fn loopback_peers_escape_the_cap_unless_told_otherwise() {
+        let local = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let exempting = Arc::new(Guard::new(Some(1), true, policy()));
+        let permits: Vec<_> = (0..10).map(|_| exempting.admit(local).unwrap()).collect();
+        assert_eq!(permits.len(), 10);
+        let strict = Arc::new(Guard::new(Some(1), false, policy()));
+        let _first = strict.admit(local).unwrap();
+        assert_eq!(
+            strict.admit(local).unwrap_err(),
+            Refusal::TooManyFromAddress
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failures_wait_longer_each_time_then_ban_until_the_ban_ends() {
-        let guard = Arc::new(Guard::new(None, policy()));
+        let guard = Arc::new(Guard::new(None, true, policy()));
         let delays: Vec<_> = (0..3).map(|_| guard.login_failed(ADDRESS)).collect();
         assert_eq!(
             delays,
@@ -259,7 +281,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_success_or_time_forgets_earlier_failures() {
-        let guard = Arc::new(Guard::new(None, policy()));
+        let guard = Arc::new(Guard::new(None, true, policy()));
         guard.login_failed(ADDRESS);
         guard.login_failed(ADDRESS);
         guard.login_succeeded(ADDRESS);

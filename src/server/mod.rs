@@ -75,6 +75,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         guard: Arc::new(Guard::new(
             config.max_connections_per_ip,
+            config.per_ip_exempts_loopback,
             config.login_failures.clone(),
         )),
         config: Arc::clone(&config),

@@ -417,6 +417,7 @@ async fn repeated_failures_ban_the_address() {
 async fn connections_per_address_are_capped() {
     let server = TestServer::start_with(ServerConfig {
         max_connections_per_ip: Some(2),
+        per_ip_exempts_loopback: false,
         ..ServerConfig::default()
     })
     .await;

@@ -116,6 +116,7 @@ fn server_config(settings: &Settings) -> anyhow::Result<(ServerConfig, Option<Se
         max_connections: settings.max_connections,
         max_connections_per_ip: (settings.max_connections_per_ip != 0)
             .then_some(settings.max_connections_per_ip),
+        per_ip_exempts_loopback: true,
         idle_timeout: Duration::from_secs(settings.idle_timeout),
         handshake_timeout: Duration::from_secs(settings.handshake_timeout),
         max_command_len: settings.max_command_len,

@@ -90,7 +90,8 @@ pub struct Layer {
     )]
     pub max_connections: Option<usize>,
 
-    /// Most clients at once from one IP address; 0 for no limit [default: 64,
+    /// Most clients at once from one IP address (clients on loopback, such
+    /// as a local TLS relay, are not counted); 0 for no limit [default: 64,
     /// or no limit when listening on loopback]
     #[arg(
         long,
