@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, OpenOptions};
+use cap_std::fs::{Dir, Metadata, OpenOptions};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
@@ -328,7 +328,11 @@ impl Storage {
         // A few metadata calls on a local disk take microseconds: done in
         // place, as the handoff to the blocking pool would cost more.
         self.in_place(move |root| {
-            let metadata = root.metadata(resolve_links(root, &path, true)?.relative())?;
+            let (resolved, known) = resolve_links_keeping(root, &path, true)?;
+            let metadata = match known {
+                Some(metadata) => metadata,
+                None => root.metadata(resolved.relative())?,
+            };
             let kind = if metadata.is_dir() {
                 EntryKind::Directory
             } else if metadata.is_file() {
@@ -732,6 +736,17 @@ const MAX_LINK_HOPS: usize = 40;
 /// upload replaces it). What does not exist is left in place for the
 /// operation to report; the capability still confines whatever it does.
 fn resolve_links(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<VirtualPath> {
+    resolve_links_keeping(root, path, follow_last).map(|(path, _)| path)
+}
+
+/// [`resolve_links`], keeping the metadata of the last component when it
+/// was looked at and is no link: what a `stat` would fetch again (the
+/// second look costs an open, a stat and a close, most of a `stat`'s time).
+fn resolve_links_keeping(
+    root: &Dir,
+    path: &VirtualPath,
+    follow_last: bool,
+) -> Result<(VirtualPath, Option<Metadata>)> {
     let mut pending: Vec<String> = path.components().rev().map(str::to_owned).collect();
     let mut reached = VirtualPath::root();
     let mut hops = 0;
@@ -741,13 +756,13 @@ fn resolve_links(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<Vi
         }
         let candidate = reached.child(&name);
         let last = pending.is_empty();
-        let is_link = root
-            .symlink_metadata(candidate.relative())
-            .map(|metadata| metadata.is_symlink());
-        match is_link {
-            Ok(true) if follow_last || !last => {}
-            Ok(_) => {
+        match root.symlink_metadata(candidate.relative()) {
+            Ok(metadata) if metadata.is_symlink() && (follow_last || !last) => {}
+            Ok(metadata) => {
                 reached = candidate;
+                if last && !metadata.is_symlink() {
+                    return Ok((reached, Some(metadata)));
+                }
                 continue;
             }
             Err(_) => {
@@ -756,7 +771,7 @@ fn resolve_links(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<Vi
                 while let Some(name) = pending.pop() {
                     reached = reached.child(&name);
                 }
-                return Ok(reached);
+                return Ok((reached, None));
             }
         }
         hops += 1;
@@ -773,7 +788,7 @@ fn resolve_links(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<Vi
         pending.extend(resolved.components().rev().map(str::to_owned));
         reached = VirtualPath::root();
     }
-    Ok(reached)
+    Ok((reached, None))
 }
 
 /// An absolute link target as a path relative to the root, if it lies
