@@ -10,12 +10,19 @@
 //!
 //! The server runs as a separate process (the real `miniftp serve`), so its
 //! peak RSS is its own; the client side runs in this process.
+//!
+//! What TLS costs is measured against a second server on the same root,
+//! started with `--tls` (a self-signed certificate in a temporary state
+//! directory, trusted on first use by the client): the same big transfers,
+//! TLS and plain alternated so that the VM's noise falls on both alike.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use miniftp::client::{Client, ClientConfig, Protocol, TransferOptions};
+use miniftp::tls::ClientTrust;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -44,39 +51,75 @@ const SMALL: Sizes = Sizes {
     clients: 50,
 };
 
+/// Rounds of the TLS comparison: TLS and plain alternated, best of each.
+const TLS_ROUNDS: usize = 3;
+
 /// The server under test, stopped on drop.
 struct Server {
     child: Child,
     address: String,
+    /// How clients trust it, when it speaks TLS.
+    tls: Option<Arc<ClientTrust>>,
+}
+
+/// How the server under test is reached.
+enum Transport<'a> {
+    Plain,
+    /// `--tls` with a self-signed certificate kept in `state`; clients
+    /// record its fingerprint in `known_hosts` on first use.
+    Tls {
+        state: &'a Path,
+        known_hosts: &'a Path,
+    },
 }
 
 impl Server {
-    fn start(root: &Path, max_connections: usize) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_miniftp"))
-            .args(["-q", "serve"])
-            .arg(root)
-            .args([
-                "--port",
-                "0",
-                "--max-connections",
-                &max_connections.to_string(),
-            ])
+    fn start(root: &Path, max_connections: usize, transport: Transport) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_miniftp"));
+        command.args(["-q", "serve"]).arg(root).args([
+            "--port",
+            "0",
+            "--max-connections",
+            &max_connections.to_string(),
+        ]);
+        let tls = match transport {
+            Transport::Plain => None,
+            Transport::Tls { state, known_hosts } => {
+                command.arg("--tls").arg("--state-dir").arg(state);
+                Some(Arc::new(ClientTrust {
+                    accept_new: true,
+                    ..ClientTrust::new(known_hosts.to_owned())
+                }))
+            }
+        };
+        let mut child = command
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the server");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-            &mut line,
-        )
-        .expect("the server's first line");
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("the server's first line");
         let address = line
             .trim()
             .rsplit(' ')
             .next()
             .expect("an address")
             .to_owned();
-        Server { child, address }
+        if tls.is_some() {
+            // Read the fingerprint line too: were the pipe closed first, the
+            // server would fail to print it.
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut stdout, &mut line).expect("the TLS line");
+            assert!(
+                line.starts_with("miniftp: TLS certificate"),
+                "not the TLS line: {line:?}"
+            );
+        }
+        Server {
+            child,
+            address,
+            tls,
+        }
     }
 
     /// Resets the peak RSS the kernel tracks for the server.
@@ -112,6 +155,61 @@ fn reset_peak(pid: u32) {
 
 fn own_peak_mib() -> f64 {
     status_kib(std::process::id(), "VmHWM") as f64 / 1024.0
+}
+
+/// CPU seconds (user + system) a process has used so far, all its threads.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after
+    // the command name (in parentheses, which may hold spaces); in clock
+    // ticks, 100 a second on Linux.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// What one transfer took: time, peak RSS and CPU time of both ends.
+#[derive(Clone, Copy)]
+struct Measure {
+    elapsed: Duration,
+    server_peak: f64,
+    client_peak: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+}
+
+/// Measures from its start (which resets both peaks) to [`Meter::stop`].
+struct Meter {
+    started: Instant,
+    server_cpu: f64,
+    client_cpu: f64,
+}
+
+impl Meter {
+    fn start(server: &Server) -> Meter {
+        server.reset_peak();
+        reset_peak(std::process::id());
+        Meter {
+            server_cpu: cpu_seconds(server.child.id()),
+            client_cpu: cpu_seconds(std::process::id()),
+            started: Instant::now(),
+        }
+    }
+
+    fn stop(self, server: &Server) -> Measure {
+        Measure {
+            elapsed: self.started.elapsed(),
+            server_peak: server.peak_mib(),
+            client_peak: own_peak_mib(),
+            server_cpu: cpu_seconds(server.child.id()) - self.server_cpu,
+            client_cpu: cpu_seconds(std::process::id()) - self.client_cpu,
+        }
+    }
 }
 
 /// One line of the table.
@@ -216,6 +314,7 @@ fn write_random_file(path: &Path, size: u64) {
 async fn connect(server: &Server, protocol: Protocol) -> Client {
     let config = ClientConfig {
         protocol,
+        tls: server.tls.clone(),
         ..ClientConfig::default()
     };
     Client::connect(&server.address, config)
@@ -223,43 +322,37 @@ async fn connect(server: &Server, protocol: Protocol) -> Client {
         .expect("connect")
 }
 
-/// `ul` then `dl` of one big file; returns the two durations and the peaks.
+/// `ul`, `dl` to disk and `dl` to memory of one big file, measured.
 async fn big_transfer(
     server: &Server,
     protocol: Protocol,
     local: &Path,
     size: u64,
-) -> [(Duration, f64, f64); 3] {
+) -> [Measure; 3] {
     let mut client = connect(server, protocol).await;
     assert_eq!(client.is_extended(), protocol == Protocol::Auto);
-    server.reset_peak();
-    reset_peak(std::process::id());
-    let started = Instant::now();
+    let meter = Meter::start(server);
     client
         .upload_file(local, "big.bin", TransferOptions::default(), |_| {})
         .await
         .expect("upload");
-    let up = (started.elapsed(), server.peak_mib(), own_peak_mib());
+    let up = meter.stop(server);
     let target = local.with_extension("back");
-    server.reset_peak();
-    reset_peak(std::process::id());
-    let started = Instant::now();
+    let meter = Meter::start(server);
     let received = client
         .download_file("big.bin", &target, TransferOptions::default(), |_| {})
         .await
         .expect("download");
-    let down = (started.elapsed(), server.peak_mib(), own_peak_mib());
+    let down = meter.stop(server);
     assert_eq!(received, size);
     std::fs::remove_file(&target).unwrap();
     // The same download into memory: the protocol without the client's disk.
-    server.reset_peak();
-    reset_peak(std::process::id());
-    let started = Instant::now();
+    let meter = Meter::start(server);
     let received = client
         .download("big.bin", tokio::io::sink(), |_| {})
         .await
         .expect("download to memory");
-    let to_memory = (started.elapsed(), server.peak_mib(), own_peak_mib());
+    let to_memory = meter.stop(server);
     assert_eq!(received, size);
     client.remove("big.bin").await.unwrap();
     [up, down, to_memory]
@@ -417,7 +510,7 @@ async fn main() {
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("one.txt"), b"12345").unwrap();
     write_random_file(&root.join("mib.bin"), 1 << 20);
-    let server = Server::start(&root, sizes.clients + 64);
+    let server = Server::start(&root, sizes.clients + 64, Transport::Plain);
     let mut rows = Vec::new();
 
     let big = work.path().join("big.bin");
@@ -441,12 +534,14 @@ async fn main() {
         format!("{ceiling_rate:.0}"),
         format!("{:.2}", disk / ceiling_rate),
     ));
+    let mut plain_extended = Vec::new();
     for (protocol, name) in [(Protocol::Auto, "extended"), (Protocol::Classic, "classic")] {
         let [up, down, to_memory] = big_transfer(&server, protocol, &big, sizes.big_file).await;
-        for (verb, (elapsed, server_peak, client_peak)) in
-            [("ul", up), ("dl", down), ("dl to memory", to_memory)]
-        {
-            let rate = mib_per_s(sizes.big_file, elapsed);
+        if protocol == Protocol::Auto {
+            plain_extended.push([up, down, to_memory]);
+        }
+        for (verb, measure) in [("ul", up), ("dl", down), ("dl to memory", to_memory)] {
+            let rate = mib_per_s(sizes.big_file, measure.elapsed);
             rows.push(row(
                 format!("{verb} {label} {name} (MiB/s) vs ceiling"),
                 format!("{rate:.0}"),
@@ -455,9 +550,74 @@ async fn main() {
             ));
             rows.push(row(
                 "  peak RSS server / client (MiB)".to_owned(),
-                format!("{server_peak:.1}"),
-                format!("{client_peak:.1}"),
+                format!("{:.1}", measure.server_peak),
+                format!("{:.1}", measure.client_peak),
                 String::new(),
+            ));
+        }
+    }
+
+    // TLS against plain, extended protocol, same root and file: the plain
+    // transfers above are the first plain round, then TLS and plain
+    // alternate so that neither gets the quieter moments.
+    let tls_server = Server::start(
+        &root,
+        64,
+        Transport::Tls {
+            state: &work.path().join("tls-state"),
+            known_hosts: &work.path().join("known_hosts"),
+        },
+    );
+    let mut tls_extended = Vec::new();
+    for round in 0..TLS_ROUNDS {
+        tls_extended.push(big_transfer(&tls_server, Protocol::Auto, &big, sizes.big_file).await);
+        if round + 1 < TLS_ROUNDS {
+            plain_extended.push(big_transfer(&server, Protocol::Auto, &big, sizes.big_file).await);
+        }
+    }
+    drop(tls_server);
+    let gib = sizes.big_file as f64 / f64::from(1 << 30);
+    for (index, verb) in ["ul", "dl", "dl to memory"].into_iter().enumerate() {
+        // The best of each: the least disturbed round. CPU time, which the
+        // VM's noise inflates less than elapsed time, says what bounds it.
+        let best = |runs: &[[Measure; 3]],
+                    figure: &dyn Fn(&Measure) -> f64,
+                    better: fn(f64, f64) -> f64| {
+            runs.iter()
+                .map(|run| figure(&run[index]))
+                .reduce(better)
+                .expect("a round")
+        };
+        let rate = |measure: &Measure| mib_per_s(sizes.big_file, measure.elapsed);
+        let (tls, plain) = (
+            best(&tls_extended, &rate, f64::max),
+            best(&plain_extended, &rate, f64::max),
+        );
+        rows.push(row(
+            format!("{verb} {label} extended TLS vs plain (MiB/s), best of {TLS_ROUNDS}"),
+            format!("{tls:.0}"),
+            format!("{plain:.0}"),
+            format!("{:.2}", tls / plain),
+        ));
+        rows.push(row(
+            "  peak RSS server / client with TLS, highest (MiB)",
+            format!("{:.1}", best(&tls_extended, &|m| m.server_peak, f64::max)),
+            format!("{:.1}", best(&tls_extended, &|m| m.client_peak, f64::max)),
+            String::new(),
+        ));
+        for (side, cpu) in [
+            ("server", (|m| m.server_cpu) as fn(&Measure) -> f64),
+            ("client", |m| m.client_cpu),
+        ] {
+            let (tls, plain) = (
+                best(&tls_extended, &cpu, f64::min) / gib,
+                best(&plain_extended, &cpu, f64::min) / gib,
+            );
+            rows.push(row(
+                format!("  {side} CPU s per GiB, TLS vs plain, least"),
+                format!("{tls:.2}"),
+                format!("{plain:.2}"),
+                format!("{:.2}", tls / plain),
             ));
         }
     }
@@ -523,12 +683,12 @@ async fn main() {
     ));
 
     println!(
-        "{:<60} {:>10} {:>10} {:>7}",
+        "{:<64} {:>10} {:>10} {:>7}",
         "figure", "ours", "baseline", "ratio"
     );
     for row in rows {
         println!(
-            "{:<60} {:>10} {:>10} {:>7}",
+            "{:<64} {:>10} {:>10} {:>7}",
             row.figure, row.ours, row.baseline, row.ratio
         );
     }
