@@ -14,6 +14,8 @@ mod client_shell;
 
 mod extended_protocol;
 
+mod properties;
+
 mod security_accounts;
 mod security_tls;
 
