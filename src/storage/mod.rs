@@ -34,6 +34,10 @@ const UPLOAD_DIR: &str = "uploads";
 /// to the private directory.
 const PARTIAL_DIR: &str = "partial";
 
+/// The deepest path whose `stat` runs in place on the session's worker
+/// rather than on the blocking pool.
+const IN_PLACE_DEPTH: usize = 32;
+
 /// How long an interrupted upload is kept for resuming.
 pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
@@ -324,11 +328,26 @@ impl Storage {
 
     /// Describes what `path` names, following links that stay inside.
     pub async fn stat(&self, path: &VirtualPath) -> Result<Entry> {
-        let path = path.clone();
         // A few metadata calls on a local disk take microseconds: done in
-        // place, as the handoff to the blocking pool would cost more.
-        self.in_place(move |root| {
-            let (resolved, known) = resolve_links_keeping(root, &path, true)?;
+        // place, as the handoff to the blocking pool would cost more. But
+        // links are resolved one component at a time, each from the root, so
+        // the cost grows with the square of the depth (a 2,048-level path
+        // takes a third of a second): deep paths go to the blocking pool,
+        // never stalling the other sessions' worker.
+        if path.components().count() > IN_PLACE_DEPTH {
+            let path = path.clone();
+            let storage = self.clone();
+            return self
+                .blocking(move |root| storage.stat_now(root, &path))
+                .await;
+        }
+        self.in_place(|root| self.stat_now(root, path)).await
+    }
+
+    /// [`Storage::stat`]'s work, on whichever thread.
+    fn stat_now(&self, root: &Dir, path: &VirtualPath) -> Result<Entry> {
+        {
+            let (resolved, known) = resolve_links_keeping(root, path, true)?;
             let metadata = match known {
                 Some(metadata) => metadata,
                 None => root.metadata(resolved.relative())?,
@@ -350,8 +369,7 @@ impl Storage {
                 },
                 modified: metadata.modified().ok().map(|time| time.into_std()),
             })
-        })
-        .await
+        }
     }
 
     /// Checks that `path` is a directory one can change into.

@@ -196,3 +196,26 @@ async fn leftover_uploads_are_removed_at_open() {
         0
     );
 }
+
+#[tokio::test]
+async fn deep_paths_are_described_off_the_worker_with_their_links_checked() {
+    let tree = Tree::new();
+    let depth = IN_PLACE_DEPTH + 8;
+    let deep = vec!["d"; depth].join("/");
+    std::fs::create_dir_all(tree.path(&deep)).unwrap();
+    std::fs::write(tree.path(&format!("{deep}/file")), b"12345").unwrap();
+    tree.link(tree.outside.path(), &format!("{deep}/out"));
+    let entry = tree
+        .storage
+        .stat(&at(&format!("/{deep}/file")))
+        .await
+        .unwrap();
+    assert_eq!((entry.kind, entry.size), (EntryKind::File, 5));
+    let entry = tree.storage.stat(&at(&format!("/{deep}"))).await.unwrap();
+    assert_eq!(entry.kind, EntryKind::Directory);
+    assert!(matches!(
+        tree.storage.stat(&at(&format!("/{deep}/out/secret"))).await,
+        Err(StorageError::OutsideRoot)
+    ));
+    tree.outside_untouched();
+}
