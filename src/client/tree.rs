@@ -7,6 +7,15 @@ use std::path::{Path, PathBuf};
 use super::extended::{Job, Outcome};
 use super::{Client, ClientError, Progress, TreeSummary, local, unexpected};
 
+/// The deepest a downloaded tree may go. The server shows links to
+/// directories as directories, so a link loop on its side would otherwise
+/// make a tree without end.
+const MAX_TREE_DEPTH: usize = 64;
+
+/// The most directories a downloaded tree may hold, for the same reason (two
+/// loops in one directory double the walk at every level).
+const MAX_TREE_DIRECTORIES: usize = 100_000;
+
 impl Client {
     /// `ul -r`: uploads the directory `local` into the remote directory
     /// `remote` (made, with its parents, if missing), with everything below:
@@ -97,7 +106,20 @@ impl Client {
         // Breadth first: every listing of a level in one pipeline.
         let mut level = vec![String::new()];
         let mut first = true;
+        let mut depth = 0;
         while !level.is_empty() {
+            depth += 1;
+            if depth > MAX_TREE_DEPTH || directories.len() > MAX_TREE_DIRECTORIES {
+                let reason = format!(
+                    "the tree goes deeper than {MAX_TREE_DEPTH} levels or holds more than \
+                     {MAX_TREE_DIRECTORIES} directories (a loop of links on the server?); \
+                     stopped there"
+                );
+                summary
+                    .failures
+                    .push((level[0].clone(), ClientError::Protocol(reason)));
+                break;
+            }
             let jobs = level
                 .iter()
                 .map(|relative| Job::List(join_remote(remote, relative)))

@@ -1231,3 +1231,23 @@ async fn the_wait_for_a_resume_offset_grows_with_the_files_size() {
         .unwrap_err();
     assert!(matches!(error, ClientError::TimedOut(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_download_of_a_tree_without_end_stops_and_says_why() {
+    let server = TestServer::start().await;
+    // Deeper than any tree the client follows: what a loop of links on the
+    // server looks like from the client's side.
+    let deep = vec!["d"; 70].join("/");
+    std::fs::create_dir_all(server.path(&deep)).unwrap();
+    let local = TempDir::new().unwrap();
+    let mut client = connect(server.address).await;
+    let summary = client
+        .download_tree("d", &local.path().join("d"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(summary.failures.len(), 1, "{:?}", summary.failures);
+    let reason = summary.failures[0].1.to_string();
+    assert!(reason.contains("deeper than 64 levels"), "{reason}");
+    assert!(local.path().join(vec!["d"; 64].join("/")).is_dir());
+    assert!(!local.path().join(vec!["d"; 66].join("/")).exists());
+}
