@@ -230,7 +230,12 @@ fn the_printed_settings_read_back_as_the_same_settings() {
     let help = miniftp(dir.path()).args(["serve", "-h"]).assert().success();
     let flags: Vec<String> = stdout(&help)
         .lines()
-        .filter(|line| line.trim_start().starts_with('-'))
+        // A flag's line starts within the first columns; a wrapped
+        // description goes on further in.
+        .filter(|line| {
+            let indent = line.len() - line.trim_start().len();
+            indent <= 6 && line.trim_start().starts_with('-')
+        })
         .filter_map(|line| {
             line.split_whitespace()
                 .find_map(|word| word.strip_prefix("--"))
