@@ -250,7 +250,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// `linger`, so that unread input does not turn the close into a reset
     /// that would destroy what the peer has not read yet.
     pub async fn close_gracefully(&mut self, linger: Duration) {
-        if self.stream.shutdown().await.is_err() {
+        // Over TLS shutting down writes a last record: a peer that reads
+        // nothing must not hold it up for longer than the linger either.
+        if !matches!(
+            tokio::time::timeout(linger, self.stream.shutdown()).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
         let drain = async {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use miniftp::client::{Client, ClientConfig, Credentials, DEFAULT_PORT, Password, Protocol};
+use miniftp::client::{
+    Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol,
+};
 use miniftp::tls::{ClientTrust, Fingerprint};
 
 use super::shell::{self, Confirm, Shell};
@@ -130,6 +132,19 @@ fn split_account(address: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// Whether `address` (`HOST:PORT`) is this machine: every address it
+/// resolves to is loopback. A name that does not resolve counts as this
+/// host here; the connection will say what is wrong with it.
+fn on_this_host(address: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match address.to_socket_addrs() {
+        Ok(addresses) => addresses
+            .into_iter()
+            .all(|address| address.ip().is_loopback()),
+        Err(_) => true,
+    }
+}
+
 /// The password for `user`: `MINIFTP_PASSWORD`, or asked without echo.
 fn password_for(user: &str, host: &str) -> anyhow::Result<Password> {
     if let Ok(password) = std::env::var("MINIFTP_PASSWORD") {
@@ -214,6 +229,17 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the runtime")?;
     let (user, host) = split_account(&args.address);
     let address = with_port(host);
+    let tls_asked = args.tls || args.ca.is_some();
+    if user.is_some() && !tls_asked && !args.allow_insecure_login && !on_this_host(&address) {
+        // Said before the password is typed, not after.
+        eprintln!(
+            "miniftp: {}",
+            ClientError::InsecureLogin {
+                address: address.clone()
+            }
+        );
+        return Ok(ExitCode::from(2));
+    }
     let login = match user {
         Some(user) => Some(Credentials {
             user: user.to_owned(),
@@ -221,7 +247,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         }),
         None => None,
     };
-    let tls = (args.tls || args.ca.is_some()).then(|| {
+    let tls = tls_asked.then(|| {
         Arc::new(ClientTrust {
             ca_file: args.ca.clone(),
             known_hosts: args

@@ -112,6 +112,8 @@ impl Guard {
 
     /// Lets a new connection from `address` in, or says why not.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<AddressPermit, Refusal> {
+        // An IPv4 client of a dual-stack socket is the same client as over IPv4.
+        let address = address.to_canonical();
         if let Some(left) = self.ban_left(address) {
             return Err(Refusal::Banned(left));
         }
@@ -130,6 +132,7 @@ impl Guard {
 
     /// How much of a ban on `address` is left, if it is banned.
     pub fn ban_left(&self, address: IpAddr) -> Option<Duration> {
+        let address = address.to_canonical();
         let now = Instant::now();
         let state = self.lock();
         let until = state.failures.get(&address)?.banned_until?;
@@ -139,6 +142,7 @@ impl Guard {
     /// Records a failed login from `address`. Returns how long to wait
     /// before answering it, and whether the address is now banned.
     pub fn login_failed(&self, address: IpAddr) -> (Duration, bool) {
+        let address = address.to_canonical();
         let now = Instant::now();
         let mut state = self.lock();
         if state.failures.len() >= MAX_REMEMBERED_ADDRESSES {
@@ -147,6 +151,16 @@ impl Guard {
                 failures.banned_until.is_some_and(|until| until > now)
                     || now.saturating_duration_since(failures.last) < ban_for
             });
+            // Still full of recent ones: the longest quiet goes.
+            if state.failures.len() >= MAX_REMEMBERED_ADDRESSES
+                && let Some(quietest) = state
+                    .failures
+                    .iter()
+                    .min_by_key(|(_, failures)| failures.last)
+                    .map(|(address, _)| *address)
+            {
+                state.failures.remove(&quietest);
+            }
         }
         let failures = state.failures.entry(address).or_insert(Failures {
             count: 0,
@@ -176,6 +190,7 @@ impl Guard {
 
     /// Forgets the failures of `address` after it logged in.
     pub fn login_succeeded(&self, address: IpAddr) {
+        let address = address.to_canonical();
         let mut state = self.lock();
         if state
             .failures

@@ -61,12 +61,9 @@ async fn secure(tcp: TcpStream, acceptor: &TlsAcceptor, config: &ServerConfig) -
         }
         Ok(Ok(_)) | Err(_) => {
             tracing::warn!("refused a client that does not speak TLS");
-            super::answer_and_close(
-                Stream::plain(tcp),
-                config.pacing,
-                &reply::error(TLS_REQUIRED),
-            )
-            .await;
+            let status = reply::error(TLS_REQUIRED);
+            let refusal = super::answer_and_close(Stream::plain(tcp), config.pacing, &status);
+            let _ = tokio::time::timeout(config.handshake_timeout, refusal).await;
             return None;
         }
     }

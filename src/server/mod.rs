@@ -56,20 +56,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let config = Arc::new(config);
+    create_homes(&storage, &config).await;
     let root = match config.read_only {
         true => storage.read_only(),
         false => storage,
     };
     let anonymous = match (&config.accounts, &config.anonymous) {
-        (Some(_), Some(anonymous)) => {
-            match anonymous_storage(&root, &anonymous.home, anonymous.access).await {
-                Ok(storage) => Some(storage),
-                Err(error) => {
-                    tracing::error!(%error, home = %anonymous.home, "cannot open the anonymous directory; anonymous access is off");
-                    None
-                }
+        (Some(_), Some(anonymous)) => match view(&root, &anonymous.home, anonymous.access).await {
+            Ok(storage) => Some(storage),
+            Err(error) => {
+                tracing::error!(%error, home = %anonymous.home, "cannot open the anonymous directory; anonymous access is off");
+                None
             }
-        }
+        },
         _ => None,
     };
     let shared = Arc::new(Shared {
@@ -108,6 +107,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
+        let accepted_at = tokio::time::Instant::now();
         let (stream, peer) = match accepted {
             Ok(accepted) => {
                 accept_backoff = Duration::from_millis(10);
@@ -149,7 +149,9 @@ pub async fn run(
                         let Some(stream) = handshake::open(stream, tls.as_ref(), &shared.config).await else {
                             return;
                         };
-                        let summary = Session::new(stream, peer, shared).run(shutdown).await;
+                        let summary = Session::new(stream, peer, accepted_at, shared)
+                            .run(shutdown)
+                            .await;
                         tracing::info!(commands = summary.commands, reason = %summary.reason, "connection closed");
                     }
                     .instrument(span),
@@ -197,8 +199,9 @@ pub async fn run(
     }
 }
 
-/// The anonymous directory as anonymous sessions see it.
-async fn anonymous_storage(
+/// What a session with `access` to `home` (relative to the root) sees:
+/// that directory as its root, read-only if either it or the server is.
+pub(crate) async fn view(
     root: &Storage,
     home: &str,
     access: Access,
@@ -209,6 +212,25 @@ async fn anonymous_storage(
         Access::ReadOnly => storage.read_only(),
         Access::ReadWrite => storage,
     })
+}
+
+/// Makes the homes of the accounts, and the anonymous directory, that do
+/// not exist yet: the operator's doing, at start, so that no client ever
+/// changes the disk by logging in (not even on a read-only server).
+async fn create_homes(storage: &Storage, config: &ServerConfig) {
+    let Some(accounts) = &config.accounts else {
+        return;
+    };
+    let anonymous = config.anonymous.iter().map(|anonymous| &anonymous.home);
+    for home in accounts
+        .iter()
+        .map(|account| &account.home)
+        .chain(anonymous)
+    {
+        if let Err(error) = view(storage, home, Access::ReadWrite).await {
+            tracing::error!(%error, %home, "cannot make a home directory");
+        }
+    }
 }
 
 /// Tells a client why it is turned away: its token, then `status` as its

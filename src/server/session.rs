@@ -65,12 +65,17 @@ pub(super) struct Session {
 impl Session {
     /// A session for a freshly accepted client from `peer` (its TLS
     /// handshake, if any, done).
-    pub fn new(stream: Stream, peer: std::net::SocketAddr, shared: Arc<Shared>) -> Session {
+    pub fn new(
+        stream: Stream,
+        peer: std::net::SocketAddr,
+        accepted: tokio::time::Instant,
+        shared: Arc<Shared>,
+    ) -> Session {
         let config = Arc::clone(&shared.config);
         // A client that speaks TLS is not the original client: no pacing.
         let pacer = (config.pacing && !stream.is_tls()).then(|| Pacer::new(stream.tcp()));
         let mut connection = Connection::new(stream, Token::generate());
-        let (login, storage) = LoginState::at_start(&shared);
+        let (login, storage) = LoginState::at_start(&shared, accepted);
         connection.set_read_timeout(Some(match login {
             LoginState::Required { .. } => config.handshake_timeout.min(config.idle_timeout),
             _ => config.idle_timeout,
@@ -112,9 +117,6 @@ impl Session {
                 summary.reason = "login timed out";
                 break;
             }
-            if let Some(left) = self.login.time_left() {
-                self.connection.set_read_timeout(Some(left));
-            }
             let message = tokio::select! {
                 biased;
                 message = self.connection.read_message(self.config.max_command_len) => message,
@@ -123,6 +125,8 @@ impl Session {
                     summary.reason = "server shutting down";
                     break;
                 }
+                // A client trickling a long command cannot outlast its login.
+                () = self.login.overdue() => continue,
             };
             let raw = match message {
                 Ok(Some(raw)) => raw,
@@ -138,7 +142,16 @@ impl Session {
                 }
             };
             summary.commands += 1;
-            match self.handle(raw).await {
+            // Before a login, a command (a payload trickled in included) must
+            // end by the login's deadline.
+            let handled = match self.login.deadline() {
+                Some(deadline) => match tokio::time::timeout_at(deadline, self.handle(raw)).await {
+                    Ok(handled) => handled,
+                    Err(_) => continue,
+                },
+                None => self.handle(raw).await,
+            };
+            match handled {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Exit) => {
                     summary.reason = "client said exit";

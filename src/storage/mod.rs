@@ -214,21 +214,17 @@ impl Storage {
         }
     }
 
-    /// Whether changes are refused.
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-
     /// The directory `home` of this tree as a tree of its own, the jail
     /// closing around it: an account's view. Created (with its parents)
-    /// if missing, even in a read-only storage. Links on the way are
+    /// if missing, unless the storage is read-only. Links on the way are
     /// followed only within this tree.
     pub async fn subtree(&self, home: &VirtualPath) -> Result<Storage> {
         let home = home.clone();
+        let create = !self.read_only;
         let (dir, resolved) = self
             .blocking(move |root| {
                 let home = resolve_links(root, &home, true)?;
-                if !home.is_root() {
+                if !home.is_root() && create {
                     root.create_dir_all(home.relative())?;
                 }
                 let dir = match home.is_root() {

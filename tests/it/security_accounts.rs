@@ -449,18 +449,153 @@ async fn a_classic_only_connection_cannot_log_in() {
 }
 
 #[tokio::test]
-async fn homes_are_created_when_first_used() {
+async fn homes_are_made_at_start_and_never_by_a_login() {
     let root = TempDir::new().unwrap();
     let server = TestServer::serve(
         root,
         ServerConfig {
             accounts: Some(accounts()),
+            read_only: true,
             ..ServerConfig::default()
         },
     )
     .await;
-    assert!(!server.exists("alice"));
+    // The server makes the homes before it accepts anyone.
     let alice = log_in(&server, "alice").await;
-    assert!(server.path("alice").is_dir());
     assert!(alice.welcome().entries.is_empty());
+    for home in ["alice", "bob", "shared"] {
+        assert!(server.path(home).is_dir(), "{home}");
+    }
+    // A home removed since is not made again by a login: on this
+    // read-only server, a client changes nothing on disk.
+    std::fs::remove_dir(server.path("bob")).unwrap();
+    let error = Client::connect(&server.address.to_string(), as_user("bob", "bob's secret"))
+        .await
+        .err()
+        .expect("no home");
+    assert!(
+        error.to_string().contains("cannot open the account's home"),
+        "{error}"
+    );
+    assert!(!server.exists("bob"));
+}
+
+/// Trickles `bytes` one at a time, 100 ms apart (each well within any read
+/// timeout), until the server stops taking them.
+async fn trickle(mut writer: tokio::net::tcp::OwnedWriteHalf, bytes: Vec<u8>) {
+    use tokio::io::AsyncWriteExt;
+    for byte in bytes {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if writer.write_all(&[byte]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Everything read until the server closes, within `guard`.
+async fn read_to_close(mut reader: tokio::net::tcp::OwnedReadHalf, guard: Duration) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    tokio::time::timeout(guard, reader.read_to_end(&mut all))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    all
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_trickling_a_payload_cannot_outlast_its_login() {
+    let server = server_with(|config| config.handshake_timeout = Duration::from_secs(1)).await;
+    // Classic: an upload whose payload never ends.
+    let mut classic = RawClient::connect(server.address).await;
+    classic.send("ul x").await;
+    let (stream, unread) = classic.connection.into_parts();
+    assert!(unread.is_empty());
+    let (reader, writer) = stream.into_split();
+    let trickling = tokio::spawn(trickle(writer, vec![b'a'; 1000]));
+    let said = read_to_close(reader, Duration::from_secs(60)).await;
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("error: login timed out"), "{said:?}");
+    trickling.abort();
+
+    // Extended: a data frame announcing a terabyte.
+    use miniftp::protocol::extended::{Header, Kind, upgrade_accepted, upgrade_request};
+    let mut raw = RawClient::connect(server.address).await;
+    assert_eq!(raw.command(&upgrade_request()).await, upgrade_accepted());
+    let header = Header {
+        kind: Kind::Data,
+        id: 1,
+        length: 1 << 40,
+    };
+    raw.write_raw(&header.encode()).await;
+    let (stream, unread) = raw.connection.into_parts();
+    assert!(unread.is_empty());
+    let (reader, writer) = stream.into_split();
+    let trickling = tokio::spawn(trickle(writer, vec![0; 1000]));
+    let said = read_to_close(reader, Duration::from_secs(60)).await;
+    assert_eq!(said[0], Kind::Failed as u8, "{said:?}");
+    assert!(String::from_utf8_lossy(&said).contains("login timed out"));
+    trickling.abort();
+}
+
+/// One of this machine's own addresses that is not loopback, if it has one
+/// with a route (the source address a UDP socket would use).
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    [
+        "192.0.2.1:9",
+        "10.0.0.1:9",
+        "172.16.0.1:9",
+        "198.51.100.1:9",
+    ]
+    .into_iter()
+    .find_map(|target| {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+        socket.connect(target).ok()?;
+        let ip = socket.local_addr().ok()?.ip();
+        (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+    })
+}
+
+#[tokio::test]
+async fn a_password_in_clear_from_another_host_is_refused() {
+    let Some(ip) = non_loopback_address() else {
+        eprintln!("skipped: this machine has no address beyond loopback");
+        return;
+    };
+    let root = TempDir::new().unwrap();
+    let storage = miniftp::Storage::open(root.path()).unwrap();
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = ServerConfig {
+        accounts: Some(accounts()),
+        ..ServerConfig::default()
+    };
+    tokio::spawn(miniftp::server::run(
+        listener,
+        storage,
+        config,
+        shutdown.clone(),
+    ));
+    // Our client will not send it at all...
+    let error = Client::connect(&address, as_user("alice", "alice's secret"))
+        .await
+        .err()
+        .expect("refused by the client");
+    assert!(
+        matches!(error, ClientError::InsecureLogin { .. }),
+        "{error:?}"
+    );
+    // ...and the server refuses it when a client does.
+    let insecure = ClientConfig {
+        allow_insecure_login: true,
+        ..as_user("alice", "alice's secret")
+    };
+    let error = Client::connect(&address, insecure)
+        .await
+        .err()
+        .expect("refused by the server");
+    assert_eq!(code(&error), Some(ErrorCode::PermissionDenied), "{error}");
+    assert!(error.to_string().contains("logins need TLS"), "{error}");
+    shutdown.cancel();
 }

@@ -208,6 +208,20 @@ fn warn_about_exposure(address: SocketAddr, config: &ServerConfig) {
             ),
         }
     }
+    if beyond_loopback
+        && config.accounts.is_some()
+        && !config.read_only
+        && config
+            .anonymous
+            .as_ref()
+            .is_some_and(|anonymous| anonymous.access == Access::ReadWrite)
+    {
+        tracing::warn!(
+            %address,
+            "listening beyond this machine with --anonymous rw: anyone who reaches the port \
+             can change the files of the anonymous directory"
+        );
+    }
     if config.allow_insecure_login && config.tls.is_none() {
         tracing::warn!(
             "--allow-insecure-login without TLS: passwords from other machines cross the \

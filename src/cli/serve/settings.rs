@@ -490,6 +490,14 @@ impl Settings {
         if login_ban_after == 0 {
             bail!("--login-ban-after must be at least 1");
         }
+        for (flag, value) in [
+            ("--idle-timeout", layer.idle_timeout),
+            ("--handshake-timeout", layer.handshake_timeout),
+        ] {
+            if value == Some(0) {
+                bail!("{flag} must be at least 1 second");
+            }
+        }
         Ok(Settings {
             root: absolute(layer.root.unwrap_or_else(|| PathBuf::from(".")))?,
             host,

@@ -51,12 +51,11 @@ impl Session {
                 self.connection.close_gracefully(super::CLOSE_LINGER).await;
                 return "login timed out";
             }
-            if let Some(left) = self.login.time_left() {
-                self.connection.set_read_timeout(Some(left));
-            }
             let header = tokio::select! {
                 biased;
                 header = self.connection.read_header() => header,
+                // A client trickling a frame cannot outlast its login.
+                () = self.login.overdue() => continue,
                 _ = shutdown.cancelled() => {
                     let _ = self.flush_replies(&mut out, &mut pending).await;
                     return "server shutting down";
@@ -84,7 +83,19 @@ impl Session {
                 }
                 Err(_) => return "connection failed",
             };
-            if let Err(error) = self.serve_frame(header, &mut out, &mut pending).await {
+            // Before a login, a frame (the data of an upload included) must
+            // end by the login's deadline.
+            let served = match self.login.deadline() {
+                Some(deadline) => {
+                    let serving = self.serve_frame(header, &mut out, &mut pending);
+                    match tokio::time::timeout_at(deadline, serving).await {
+                        Ok(served) => served,
+                        Err(_) => continue,
+                    }
+                }
+                None => self.serve_frame(header, &mut out, &mut pending).await,
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, "extended session failed");
                 let violation = match &error {
                     ConnectionError::Frame(_) => true,

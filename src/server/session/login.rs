@@ -6,12 +6,9 @@
 //! if the account is), so every command after it is jailed there by the
 //! same code that jails everything else.
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use super::Session;
-use crate::config::Access;
 use crate::protocol::extended::{ErrorCode, Password};
 use crate::server::Shared;
 use crate::storage::{Storage, VirtualPath};
@@ -36,14 +33,16 @@ pub(crate) enum LoginState {
 }
 
 impl LoginState {
-    /// A new session's state, and the storage it sees until it logs in.
-    pub fn at_start(shared: &Shared) -> (LoginState, Storage) {
+    /// A new session's state, and the storage it sees until it logs in; a
+    /// required login is due `handshake_timeout` after the connection was
+    /// `accepted` (its TLS handshake included).
+    pub fn at_start(shared: &Shared, accepted: Instant) -> (LoginState, Storage) {
         match (&shared.config.accounts, &shared.anonymous) {
             (None, _) => (LoginState::Open, shared.root.clone()),
             (Some(_), Some(anonymous)) => (LoginState::Anonymous, anonymous.clone()),
             (Some(_), None) => (
                 LoginState::Required {
-                    deadline: Instant::now() + shared.config.handshake_timeout,
+                    deadline: accepted + shared.config.handshake_timeout,
                 },
                 shared.root.read_only(),
             ),
@@ -55,20 +54,25 @@ impl LoginState {
         matches!(self, LoginState::Required { .. })
     }
 
+    /// When a required login is due.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            LoginState::Required { deadline } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// Completes when a required login is overdue; never when none is due.
+    pub async fn overdue(&self) {
+        match self.deadline() {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Whether a required login did not come in time.
     pub fn expired(&self) -> bool {
         matches!(self, LoginState::Required { deadline } if Instant::now() >= *deadline)
-    }
-
-    /// How long a session that must log in may still wait for its next
-    /// message; `None` when no login is pending.
-    pub fn time_left(&self) -> Option<Duration> {
-        match self {
-            LoginState::Required { deadline } => {
-                Some(deadline.saturating_duration_since(Instant::now()))
-            }
-            _ => None,
-        }
     }
 }
 
@@ -122,7 +126,13 @@ impl Session {
         };
         let Some(account) = account else {
             let (delay, banned) = self.shared.guard.login_failed(address);
-            tracing::warn!(user = %crate::protocol::request::escape(user), banned, "login failed");
+            // The name as given, if it could be one: a log line must not
+            // carry a megabyte of whatever the client sent.
+            let named = match crate::accounts::validate_name(user) {
+                Ok(()) => user.to_owned(),
+                Err(_) => format!("(not a valid name, {} bytes)", user.len()),
+            };
+            tracing::warn!(user = %named, banned, "login failed");
             tokio::time::sleep(delay).await;
             let mut reason = "login failed: wrong name or password".to_owned();
             if banned {
@@ -131,19 +141,15 @@ impl Session {
             return Err((ErrorCode::LoginFailed, reason));
         };
         self.shared.guard.login_succeeded(address);
-        let home = VirtualPath::root()
-            .resolve(&account.home)
-            .map_err(|error| (ErrorCode::Internal, format!("the account's home: {error}")))?;
-        let mut storage = self.shared.root.subtree(&home).await.map_err(|error| {
-            tracing::error!(%error, home = %account.home, "cannot open a home");
-            (
-                ErrorCode::Internal,
-                format!("cannot open the account's home: {error}"),
-            )
-        })?;
-        if account.access == Access::ReadOnly {
-            storage = storage.read_only();
-        }
+        let storage = crate::server::view(&self.shared.root, &account.home, account.access)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, home = %account.home, "cannot open a home");
+                (
+                    ErrorCode::Internal,
+                    format!("cannot open the account's home: {error}"),
+                )
+            })?;
         tracing::Span::current().record("user", account.name.as_str());
         tracing::info!(user = %account.name, access = ?account.access, "logged in");
         self.storage = storage;
