@@ -20,6 +20,7 @@ mod tree;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -646,7 +647,32 @@ impl Transport {
         config: &ClientConfig,
         ask: bool,
     ) -> Result<(Transport, Welcome), ClientError> {
-        let stream = Transport::connect(address, config).await?;
+        let asked_user = Arc::new(AtomicBool::new(false));
+        match Transport::open_once(address, config, ask, &asked_user).await {
+            // The user took a while to decide whether to trust the server's
+            // certificate, and the server may have given up waiting for a
+            // login meanwhile. The answer is recorded now: once more.
+            // (A refusal to trust it is final, of course.)
+            Err(error)
+                if asked_user.load(Ordering::Relaxed) && !matches!(error, ClientError::Tls(_)) =>
+            {
+                tracing::debug!(%error, "failed after asking about the certificate; once more");
+                let not_again = Arc::new(AtomicBool::new(false));
+                Transport::open_once(address, config, ask, &not_again).await
+            }
+            opened => opened,
+        }
+    }
+
+    /// [`Transport::open`], once; `asked_user` is set if the user was asked
+    /// whether to trust the server.
+    async fn open_once(
+        address: &str,
+        config: &ClientConfig,
+        ask: bool,
+        asked_user: &Arc<AtomicBool>,
+    ) -> Result<(Transport, Welcome), ClientError> {
+        let stream = Transport::connect(address, config, asked_user).await?;
         let private = stream.is_tls()
             || stream
                 .tcp()
@@ -695,14 +721,18 @@ impl Transport {
             Upgrade::Refused => Ok((Transport::Classic(classic), welcome)),
             Upgrade::NoAnswer => {
                 tracing::debug!("no answer to the protocol switch; reconnecting classic");
-                let stream = Transport::connect(address, config).await?;
+                let stream = Transport::connect(address, config, asked_user).await?;
                 let (classic, welcome) = Classic::open(stream, config.timeout).await?;
                 Ok((Transport::Classic(classic), welcome))
             }
         }
     }
 
-    async fn connect(address: &str, config: &ClientConfig) -> Result<Stream, ClientError> {
+    async fn connect(
+        address: &str,
+        config: &ClientConfig,
+        asked_user: &Arc<AtomicBool>,
+    ) -> Result<Stream, ClientError> {
         let connect = |source| ClientError::Connect {
             address: address.to_owned(),
             source,
@@ -716,9 +746,23 @@ impl Transport {
             return Ok(Stream::plain(tcp));
         };
         let (host, port) = split_address(address);
-        let tls = tokio::time::timeout(config.timeout, crate::tls::connect(tcp, host, port, trust))
-            .await
-            .map_err(|_| ClientError::TimedOut(config.timeout))??;
+        // Notes whether the user is asked (the wait for an answer is no
+        // handshake time: the handshake bounds itself, the question not).
+        let noting = trust.ask.as_ref().map(|ask| {
+            let (ask, asked_user) = (Arc::clone(ask), Arc::clone(asked_user));
+            ClientTrust {
+                ca_file: trust.ca_file.clone(),
+                known_hosts: trust.known_hosts.clone(),
+                accept_new: trust.accept_new,
+                handshake_timeout: trust.handshake_timeout,
+                ask: Some(Arc::new(move |server: &str, fingerprint: &_| {
+                    asked_user.store(true, Ordering::Relaxed);
+                    ask(server, fingerprint)
+                })),
+            }
+        });
+        let trust = noting.as_ref().unwrap_or(trust);
+        let tls = crate::tls::connect(tcp, host, port, trust).await?;
         Ok(Stream::tls(tls))
     }
 

@@ -299,3 +299,46 @@ async fn a_login_over_tls_reaches_the_home() {
         .expect("log in over TLS");
     assert_eq!(client.welcome().entries, ["d.txt"]);
 }
+
+#[tokio::test]
+async fn a_user_slow_to_trust_a_server_still_gets_in() {
+    let state = TempDir::new().unwrap();
+    let identity = load_server_identity(None, None, state.path()).unwrap();
+    let mut accounts = miniftp::accounts::Accounts::new();
+    accounts
+        .add("erin", "erin's secret", None, miniftp::Access::ReadWrite)
+        .unwrap();
+    let server = TestServer::start_with(ServerConfig {
+        tls: Some(Arc::clone(&identity.config)),
+        accounts: Some(Arc::new(accounts)),
+        handshake_timeout: Duration::from_millis(300),
+        ..ServerConfig::default()
+    })
+    .await;
+    let known = TempDir::new().unwrap();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&asked);
+    let trust = Arc::new(ClientTrust {
+        // A person reading the fingerprint: longer than the server waits
+        // for a login.
+        ask: Some(Arc::new(move |_server: &str, _fingerprint: &_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(700));
+            true
+        })),
+        ..ClientTrust::new(known.path().join("known_hosts"))
+    });
+    let config = ClientConfig {
+        login: Some(Credentials {
+            user: "erin".to_owned(),
+            password: Password::new("erin's secret"),
+        }),
+        ..over(&trust, Protocol::Auto)
+    };
+    let mut client = Client::connect(&server.address.to_string(), config)
+        .await
+        .expect("in, after the question");
+    client.make_directory("made").await.unwrap();
+    assert!(server.path("erin/made").is_dir());
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "asked once");
+}
