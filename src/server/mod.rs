@@ -26,7 +26,7 @@ use crate::storage::{Storage, VirtualPath};
 use crate::stream::Stream;
 
 use guard::Guard;
-pub use guard::Refusal;
+use guard::Refusal;
 use pacing::Pacer;
 use session::Session;
 

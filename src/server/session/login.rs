@@ -113,7 +113,7 @@ impl Session {
         if let Some(left) = self.shared.guard.ban_left(address) {
             return Err((
                 ErrorCode::LoginFailed,
-                super::super::guard::Refusal::Banned(left).message(),
+                crate::server::Refusal::Banned(left).message(),
             ));
         }
         let account = {
