@@ -598,6 +598,11 @@ pub struct Upload {
 }
 
 impl Upload {
+    /// Where the upload goes once committed.
+    pub fn target(&self) -> &VirtualPath {
+        &self.target
+    }
+
     /// Where the upload's bytes go.
     pub fn writer(&mut self) -> &mut tokio::fs::File {
         self.file

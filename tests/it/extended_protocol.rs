@@ -2,145 +2,13 @@
 //! negotiation, every request, verified and resumed transfers, pipelining.
 
 use bytes::BytesMut;
-use miniftp::connection::Connection;
 use miniftp::protocol::extended::{
-    DIGEST_LEN, ErrorCode, HEADER_LEN, Header, Kind, Message, upgrade_accepted, upgrade_request,
+    ErrorCode, HEADER_LEN, Header, Kind, Message, upgrade_accepted, upgrade_request,
 };
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
-use crate::support::{RawClient, TestServer, pseudo_random_bytes};
-
-/// A client that speaks raw frames, for exercising the server precisely.
-struct FrameClient {
-    connection: Connection<TcpStream>,
-    next_id: u32,
-}
-
-impl FrameClient {
-    async fn connect(server: &TestServer) -> FrameClient {
-        let mut classic = RawClient::connect(server.address).await;
-        assert_eq!(
-            classic.command(&upgrade_request()).await,
-            upgrade_accepted()
-        );
-        FrameClient {
-            connection: classic.connection,
-            next_id: 1,
-        }
-    }
-
-    fn id(&mut self) -> u32 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    async fn send(&mut self, id: u32, message: Message) {
-        let mut out = BytesMut::new();
-        message.encode(id, &mut out);
-        self.connection.write_raw(&out).await.unwrap();
-    }
-
-    async fn send_data(&mut self, id: u32, data: &[u8]) {
-        let header = Header {
-            kind: Kind::Data,
-            id,
-            length: data.len() as u64,
-        };
-        self.connection.write_raw(&header.encode()).await.unwrap();
-        self.connection.write_raw(data).await.unwrap();
-    }
-
-    /// Reads one non-data frame.
-    async fn receive(&mut self) -> (u32, Message) {
-        let header = self
-            .connection
-            .read_header()
-            .await
-            .unwrap()
-            .expect("a frame");
-        assert_ne!(header.kind, Kind::Data, "unexpected data frame");
-        let body = self.connection.read_body(header.length).await.unwrap();
-        (header.id, Message::decode(header.kind, &body).unwrap())
-    }
-
-    async fn request(&mut self, message: Message) -> Message {
-        let id = self.id();
-        self.send(id, message).await;
-        let (reply_id, reply) = self.receive().await;
-        assert_eq!(reply_id, id);
-        reply
-    }
-
-    async fn upload(&mut self, path: &str, data: &[u8]) -> Message {
-        let id = self.id();
-        self.send(
-            id,
-            Message::Upload {
-                path: path.into(),
-                size: data.len() as u64,
-                resume: false,
-            },
-        )
-        .await;
-        self.send_data(id, data).await;
-        self.send(
-            id,
-            Message::End {
-                digest: *blake3::hash(data).as_bytes(),
-            },
-        )
-        .await;
-        self.receive().await.1
-    }
-
-    /// Downloads from `offset`; returns the bytes and the digest sent.
-    async fn download(
-        &mut self,
-        path: &str,
-        offset: u64,
-    ) -> Result<(Vec<u8>, [u8; DIGEST_LEN]), Message> {
-        let id = self.id();
-        self.send(
-            id,
-            Message::Download {
-                path: path.into(),
-                offset,
-            },
-        )
-        .await;
-        match self.receive().await.1 {
-            Message::Sending { size, offset: from } => assert_eq!(from, offset, "size {size}"),
-            other => return Err(other),
-        }
-        let header = self.connection.read_header().await.unwrap().unwrap();
-        assert_eq!((header.kind, header.id), (Kind::Data, id));
-        let mut data = Vec::new();
-        self.connection
-            .read_data(header.length, &mut data, |_| {})
-            .await
-            .unwrap()
-            .unwrap();
-        match self.receive().await {
-            (reply_id, Message::End { digest }) if reply_id == id => Ok((data, digest)),
-            other => panic!("expected the end frame, got {other:?}"),
-        }
-    }
-}
-
-fn done(directory: &str) -> Message {
-    Message::Done {
-        directory: directory.into(),
-    }
-}
-
-fn failure_code(message: &Message) -> ErrorCode {
-    match message {
-        Message::Failed { code, .. } => *code,
-        other => panic!("expected a failure, got {other:?}"),
-    }
-}
+use crate::support::frames::{FrameClient, done, encode_upload, failure_code};
+use crate::support::{RawClient, TestServer, pseudo_random_bytes, wait_until};
 
 #[tokio::test]
 async fn an_unknown_upgrade_version_is_an_ordinary_error_and_classic_goes_on() {
@@ -266,10 +134,7 @@ async fn a_file_containing_the_token_travels_intact() {
         classic.command(&upgrade_request()).await,
         upgrade_accepted()
     );
-    let mut client = FrameClient {
-        connection: classic.connection,
-        next_id: 1,
-    };
+    let mut client = FrameClient::from_upgraded(classic.connection);
     let mut data = pseudo_random_bytes(100_000, 3);
     data[50_000..50_010].copy_from_slice(&token);
     assert_eq!(client.upload("tokened.bin", &data).await, done("/"));
@@ -471,27 +336,6 @@ async fn an_oversized_message_is_refused_without_allocating() {
     assert_eq!(failure_code(&reply), ErrorCode::BadRequest);
 }
 
-/// Appends an upload's three frames (request, data, end) to `batch`.
-fn encode_upload(batch: &mut BytesMut, id: u32, path: &str, data: &[u8]) {
-    Message::Upload {
-        path: path.into(),
-        size: data.len() as u64,
-        resume: false,
-    }
-    .encode(id, batch);
-    let header = Header {
-        kind: Kind::Data,
-        id,
-        length: data.len() as u64,
-    };
-    batch.extend_from_slice(&header.encode());
-    batch.extend_from_slice(data);
-    Message::End {
-        digest: *blake3::hash(data).as_bytes(),
-    }
-    .encode(id, batch);
-}
-
 #[tokio::test]
 async fn pipelined_uploads_are_committed_as_a_group_and_all_acknowledged() {
     let server = TestServer::start().await;
@@ -519,23 +363,37 @@ async fn pipelined_uploads_are_committed_as_a_group_and_all_acknowledged() {
 }
 
 #[tokio::test]
-async fn an_upload_whose_group_commit_fails_is_answered_with_the_failure() {
+async fn an_upload_whose_commit_fails_is_answered_with_the_failure() {
     let server = TestServer::start().await;
+    server.write("d/keep.txt", b"");
     let mut client = FrameClient::connect(&server).await;
-    // The upload is checked while the mkdir is already waiting, so it joins
-    // a group; the mkdir then puts a directory where it was going.
+    client
+        .send(
+            1,
+            Message::Upload {
+                path: "d/x".into(),
+                size: 4,
+                resume: false,
+            },
+        )
+        .await;
+    client.send_data(1, b"data").await;
+    // Its private file exists: the target was checked. Then the directory
+    // it goes to disappears before the end frame (and a request behind it,
+    // so that it waits for a group commit) arrives.
+    wait_until("the upload has started", || server.pending_uploads() == 1).await;
+    std::fs::remove_dir_all(server.path("d")).unwrap();
     let mut batch = BytesMut::new();
-    encode_upload(&mut batch, 1, "x", b"data");
-    Message::MakeDirectory {
-        path: "x".into(),
-        parents: false,
+    Message::End {
+        digest: *blake3::hash(b"data").as_bytes(),
     }
-    .encode(2, &mut batch);
+    .encode(1, &mut batch);
+    Message::Stat { path: "/".into() }.encode(2, &mut batch);
     client.connection.write_raw(&batch).await.unwrap();
     let (id, reply) = client.receive().await;
-    assert_eq!((id, failure_code(&reply)), (1, ErrorCode::IsADirectory));
-    assert_eq!(client.receive().await, (2, done("/")));
-    assert!(server.path("x").is_dir());
+    assert_eq!((id, failure_code(&reply)), (1, ErrorCode::NotFound));
+    assert!(matches!(client.receive().await, (2, Message::Entry(_))));
+    assert!(!server.exists("d"));
     assert_eq!(server.pending_uploads(), 0);
 }
 

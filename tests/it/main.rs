@@ -12,6 +12,7 @@ mod client_original;
 mod client_script;
 mod client_shell;
 
+mod extended_ordering;
 mod extended_protocol;
 
 mod properties;

@@ -156,6 +156,20 @@ impl Session {
             );
             return Ok(());
         }
+        // Every request sees the effect of the uploads before it: those
+        // waiting for a group commit are put in place first. Uploads may
+        // keep waiting together unless this one goes below one of them.
+        let commit_first = match &message {
+            Message::Upload { path, .. } => self.directory.resolve(path).is_ok_and(|target| {
+                pending.iter().any(|commit| {
+                    target.starts_with(commit.upload.target()) && target != *commit.upload.target()
+                })
+            }),
+            _ => true,
+        };
+        if commit_first {
+            self.commit_pending(out, pending).await;
+        }
         let result = match message {
             Message::Login { user, password } => self.log_in(&user, &password).await,
             Message::ChangeDirectory { path } => self.extended_change_directory(&path).await,
@@ -627,6 +641,17 @@ impl Session {
         out: &mut BytesMut,
         pending: &mut Vec<PendingCommit>,
     ) -> io::Result<()> {
+        self.commit_pending(out, pending).await;
+        if !out.is_empty() {
+            self.connection.write_raw(out).await?;
+            out.clear();
+        }
+        Ok(())
+    }
+
+    /// Commits the uploads waiting in `pending` as one group, turning the
+    /// `Done` of each that fails into its `Failed`.
+    async fn commit_pending(&mut self, out: &mut BytesMut, pending: &mut Vec<PendingCommit>) {
         if !pending.is_empty() {
             let group: Vec<PendingCommit> = std::mem::take(pending);
             let (uploads, replies): (Vec<_>, Vec<_>) = group
@@ -658,11 +683,6 @@ impl Session {
                 out.extend_from_slice(&tail);
             }
         }
-        if !out.is_empty() {
-            self.connection.write_raw(out).await?;
-            out.clear();
-        }
-        Ok(())
     }
 
     fn extended_resolve(&self, argument: &str) -> Result<VirtualPath, Failure> {
