@@ -694,6 +694,11 @@ impl Replies {
                 (Kind::Stat, Message::Entry(entry)) => return Ok((Outcome::Entry(entry), None)),
                 (Kind::List, Message::Listing(entries)) => listing.extend(entries),
                 (Kind::List, Message::Done { directory }) => {
+                    // The server lists in the order it reads the directory.
+                    listing.sort_by(|a, b| {
+                        (!a.is_directory, a.name.as_bytes())
+                            .cmp(&(!b.is_directory, b.name.as_bytes()))
+                    });
                     return Ok((Outcome::Listing(listing), Some(directory)));
                 }
                 (

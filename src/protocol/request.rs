@@ -146,7 +146,7 @@ impl Request {
             },
             "exit" if args.is_empty() => Ok(Request::Exit),
             "exit" => Err(ParseError::Usage("exit")),
-            other => Err(ParseError::UnknownVerb(escape(other))),
+            other => Err(ParseError::UnknownVerb(excerpt(other))),
         }
     }
 
@@ -246,12 +246,69 @@ pub fn quote(arg: &str) -> String {
 pub fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
-        match is_unprintable(c) {
-            true => escaped.extend(c.escape_default()),
-            false => escaped.push(c),
-        }
+        push_escaped(&mut escaped, c);
     }
     escaped
+}
+
+/// The most bytes of a client's text that an error or a log line echoes.
+pub const MAX_EXCERPT: usize = 1024;
+
+/// `text` [escaped](escape), and past [`MAX_EXCERPT`] bytes shortened to
+/// its start and its end around `…`: what a reply or a log line may echo of
+/// something a client sent, however long and however odd. Never builds the
+/// whole escaped text.
+pub fn excerpt(text: &str) -> String {
+    const HEAD: usize = MAX_EXCERPT * 2 / 3;
+    let mut shown = String::new();
+    let mut rest = "";
+    for (index, c) in text.char_indices() {
+        if shown.len() >= HEAD {
+            rest = &text[index..];
+            break;
+        }
+        push_escaped(&mut shown, c);
+    }
+    let budget = MAX_EXCERPT.saturating_sub(shown.len());
+    let mut tail_len = 0;
+    let mut cut = rest.len();
+    for (index, c) in rest.char_indices().rev() {
+        tail_len += escaped_len(c);
+        if tail_len > budget {
+            break;
+        }
+        cut = index;
+    }
+    if cut > 0 {
+        shown.push('…');
+        // The mark takes three bytes of the budget: the tail gives them back.
+        let mut trimmed = 0;
+        for c in rest[cut..].chars() {
+            if trimmed >= '…'.len_utf8() {
+                break;
+            }
+            trimmed += escaped_len(c);
+            cut += c.len_utf8();
+        }
+    }
+    for c in rest[cut..].chars() {
+        push_escaped(&mut shown, c);
+    }
+    shown
+}
+
+fn push_escaped(escaped: &mut String, c: char) {
+    match is_unprintable(c) {
+        true => escaped.extend(c.escape_default()),
+        false => escaped.push(c),
+    }
+}
+
+fn escaped_len(c: char) -> usize {
+    match is_unprintable(c) {
+        true => c.escape_default().count(),
+        false => c.len_utf8(),
+    }
 }
 
 /// Control characters, every white space but the plain space (line and
@@ -293,9 +350,42 @@ fn is_unprintable(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn path(p: &str) -> String {
         p.to_owned()
+    }
+
+    #[test]
+    fn an_excerpt_of_short_text_is_the_text_escaped() {
+        assert_eq!(excerpt("a b\nc"), "a b\\nc");
+        let long = "x".repeat(MAX_EXCERPT);
+        assert_eq!(excerpt(&long), long, "exactly the limit is kept whole");
+    }
+
+    #[test]
+    fn an_excerpt_of_a_megabyte_keeps_its_start_and_end_within_the_limit() {
+        let mut text = String::from("start/");
+        text.push_str(&"\u{7f}".repeat(1 << 20));
+        text.push_str("/end.txt");
+        let shown = excerpt(&text);
+        assert!(shown.len() <= MAX_EXCERPT, "{} bytes", shown.len());
+        assert!(shown.starts_with("start/\\u{7f}"), "{shown}");
+        assert!(shown.ends_with("/end.txt"), "{shown}");
+        assert!(shown.contains('…'));
+    }
+
+    proptest! {
+        #[test]
+        fn excerpts_are_bounded_and_whole_when_short(text in "\\PC{0,600}|[\\x00-\\x1f\\u{7f}é日]{0,2000}") {
+            let shown = excerpt(&text);
+            prop_assert!(shown.len() <= MAX_EXCERPT);
+            prop_assert!(!shown.chars().any(is_unprintable));
+            let escaped = escape(&text);
+            if escaped.len() <= MAX_EXCERPT {
+                prop_assert_eq!(shown, escaped);
+            }
+        }
     }
 
     #[test]

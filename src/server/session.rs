@@ -19,7 +19,7 @@ use super::pacing::Pacer;
 use crate::config::ServerConfig;
 use crate::connection::{Connection, ConnectionError, PayloadFailure, contains_token};
 use crate::protocol::extended::{upgrade_accepted, upgrade_request};
-use crate::protocol::request::escape;
+use crate::protocol::request::excerpt;
 use crate::protocol::{PayloadShape, Request, TOKEN_LEN, Token, reply};
 use crate::storage::path::names_directory;
 use crate::storage::{EntryKind, Removal, Storage, StorageError, VirtualPath};
@@ -60,6 +60,9 @@ pub(super) struct Session {
     pacer: Option<Pacer>,
     /// Whether something was written that the client may not have read yet.
     unread_output: bool,
+    /// An extended upload refused before its request was read: its end
+    /// frame is dropped without a second answer.
+    refused_upload: Option<u32>,
 }
 
 impl Session {
@@ -90,6 +93,7 @@ impl Session {
             directory: VirtualPath::root(),
             pacer,
             unread_output: false,
+            refused_upload: None,
         }
     }
 
@@ -178,7 +182,7 @@ impl Session {
         let listing = match self.login {
             // Before a required login, the tree is nobody's business.
             LoginState::Required { .. } => Ok(Vec::new()),
-            _ => self.storage.list(&VirtualPath::root()).await,
+            _ => self.storage.list_all(&VirtualPath::root()).await,
         };
         let (directories, files) = match listing {
             Ok(entries) => entries
@@ -260,7 +264,7 @@ impl Session {
             Request::Size { ref path } => self.size(path).await?,
         };
         let elapsed = started.elapsed();
-        let command = escape(&request.encode());
+        let command = excerpt(&request.encode());
         let status = match outcome {
             Ok(()) => {
                 tracing::info!(verb, %command, bytes, ?elapsed, outcome = "ok");
@@ -471,7 +475,7 @@ impl Session {
         {
             return format!(
                 "the current directory {} no longer exists (cd / to recover)",
-                escape(&self.directory.to_string())
+                excerpt(&self.directory.to_string())
             );
         }
         describe_plainly(error, argument)
@@ -511,6 +515,6 @@ impl Session {
 fn describe_plainly(error: StorageError, argument: &str) -> String {
     match error {
         StorageError::EmptyName => error.to_string(),
-        error => format!("{error}: {}", escape(argument)),
+        error => format!("{error}: {}", excerpt(argument)),
     }
 }

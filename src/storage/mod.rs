@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, Metadata, OpenOptions};
+use cap_std::fs::{Dir, Metadata, OpenOptions, OpenOptionsExt};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
@@ -268,58 +268,35 @@ impl Storage {
 
     /// Lists a directory: its directories and regular files, links shown as
     /// what they point to when that stays inside the root and not at all
-    /// otherwise; private entries never.
-    pub async fn list(&self, directory: &VirtualPath) -> Result<Vec<Entry>> {
+    /// otherwise; private entries never. The entries come a batch at a
+    /// time, in the order the directory yields them, so that a directory of
+    /// any size is listed in bounded memory.
+    pub async fn list(&self, directory: &VirtualPath) -> Result<Listing> {
         let directory = directory.clone();
         self.blocking(move |root| {
             let directory = resolve_links(root, &directory, true)?;
-            let relative = directory.relative();
-            let mut entries = Vec::new();
-            for entry in root.read_dir(&relative)? {
-                let entry = entry?;
-                let name = entry.file_name();
-                if directory.is_root() && name == OsStr::new(path::PRIVATE_DIR) {
-                    continue;
-                }
-                let metadata = match entry.file_type()?.is_symlink() {
-                    // Follows the link inside the capability: an escape or a
-                    // dangling link is an error, and the entry is not listed;
-                    // nor is a link into the private directory.
-                    true => {
-                        let linked = name
-                            .to_str()
-                            .map(|name| resolve_links(root, &directory.child(name), true));
-                        match linked.map(|resolved| {
-                            root.metadata(resolved?.relative())
-                                .map_err(StorageError::from)
-                        }) {
-                            Some(Ok(metadata)) => metadata,
-                            _ => continue,
-                        }
-                    }
-                    false => entry.metadata()?,
-                };
-                let kind = if metadata.is_dir() {
-                    EntryKind::Directory
-                } else if metadata.is_file() {
-                    EntryKind::File
-                } else {
-                    continue;
-                };
-                entries.push(Entry {
-                    name: name.to_string_lossy().into_owned(),
-                    kind,
-                    size: if kind == EntryKind::File {
-                        metadata.len()
-                    } else {
-                        0
-                    },
-                    modified: metadata.modified().ok().map(|time| time.into_std()),
-                });
-            }
-            Ok(entries)
+            let entries = root.read_dir(directory.relative())?;
+            Ok(Listing {
+                next: Some(Box::new((entries, directory))),
+                storage: None,
+            })
         })
         .await
+        .map(|listing| Listing {
+            storage: Some(self.clone()),
+            ..listing
+        })
+    }
+
+    /// Every entry of a directory at once, for the few that need them all
+    /// (the classic welcome is one message, sorted).
+    pub async fn list_all(&self, directory: &VirtualPath) -> Result<Vec<Entry>> {
+        let mut listing = self.list(directory).await?;
+        let mut entries = Vec::new();
+        while let Some(batch) = listing.next_batch().await? {
+            entries.extend(batch);
+        }
+        Ok(entries)
     }
 
     /// Describes what `path` names, following links that stay inside.
@@ -381,17 +358,23 @@ impl Storage {
         let path = path.clone();
         self.blocking(move |root| {
             let relative = resolve_links(root, &path, true)?.relative();
-            // Checked before opening: opening a FIFO would block.
-            let metadata = root.metadata(&relative)?;
+            // The name may have changed since the links were resolved: it is
+            // opened without blocking (a FIFO would wait for a writer) and
+            // without following a link, and what was opened is checked.
+            let file = root.open_with(
+                &relative,
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW),
+            )?;
+            let metadata = file.metadata()?;
             if metadata.is_dir() {
                 return Err(StorageError::IsADirectory);
             }
             if !metadata.is_file() {
                 return Err(StorageError::NotAFile);
             }
-            let file = root.open(&relative)?;
-            let size = file.metadata()?.len();
-            Ok((tokio::fs::File::from_std(file.into_std()), size))
+            Ok((tokio::fs::File::from_std(file.into_std()), metadata.len()))
         })
         .await
     }
@@ -584,6 +567,108 @@ impl Storage {
         })
         .await
     }
+}
+
+/// How many entries [`Listing::next_batch`] reads at a time: at most about
+/// 70 KiB of names, whatever the directory holds.
+const LISTING_BATCH: usize = 256;
+
+/// A directory being listed: [`Listing::next_batch`] reads the next
+/// entries on the blocking pool, and nothing is read ahead of the caller,
+/// so a caller that waits (for a client to read) holds one batch at most.
+pub struct Listing {
+    /// The directory still being read, and what it is as a virtual path;
+    /// `None` once it is done.
+    next: Option<Box<(cap_std::fs::ReadDir, VirtualPath)>>,
+    storage: Option<Storage>,
+}
+
+impl Listing {
+    /// The next entries, or `None` when the directory has no more.
+    pub async fn next_batch(&mut self) -> Result<Option<Vec<Entry>>> {
+        let (Some(mut next), Some(storage)) = (self.next.take(), self.storage.as_ref()) else {
+            return Ok(None);
+        };
+        let (next, batch) = storage
+            .blocking(move |root| {
+                let (entries, directory) = &mut *next;
+                let mut batch = Vec::new();
+                let mut finished = true;
+                for entry in entries.by_ref() {
+                    if let Some(entry) = describe_listed(root, directory, entry?)? {
+                        batch.push(entry);
+                    }
+                    if batch.len() == LISTING_BATCH {
+                        finished = false;
+                        break;
+                    }
+                }
+                Ok(((!finished).then_some(next), batch))
+            })
+            .await?;
+        self.next = next;
+        match (batch.is_empty(), self.next.is_some()) {
+            // Entries skipped (private, or links leading out) made an empty
+            // batch: go on to the next.
+            (true, true) => Box::pin(self.next_batch()).await,
+            (true, false) => Ok(None),
+            (false, _) => Ok(Some(batch)),
+        }
+    }
+}
+
+/// One directory entry as a client sees it, or `None` when it is not shown
+/// (the private directory, a link that leads outside or nowhere, anything
+/// but a directory or a regular file).
+fn describe_listed(
+    root: &Dir,
+    directory: &VirtualPath,
+    entry: cap_std::fs::DirEntry,
+) -> Result<Option<Entry>> {
+    let name = entry.file_name();
+    if directory.is_root() && name == OsStr::new(path::PRIVATE_DIR) {
+        return Ok(None);
+    }
+    let metadata = match entry.file_type()?.is_symlink() {
+        // Follows the link inside the capability: an escape or a dangling
+        // link is an error, and the entry is not listed; nor is a link into
+        // the private directory.
+        true => {
+            let linked = name
+                .to_str()
+                .map(|name| resolve_links(root, &directory.child(name), true));
+            match linked.map(|resolved| {
+                root.metadata(resolved?.relative())
+                    .map_err(StorageError::from)
+            }) {
+                Some(Ok(metadata)) => metadata,
+                _ => return Ok(None),
+            }
+        }
+        false => match entry.metadata() {
+            Ok(metadata) => metadata,
+            // Removed since the directory was read.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error.into()),
+        },
+    };
+    let kind = if metadata.is_dir() {
+        EntryKind::Directory
+    } else if metadata.is_file() {
+        EntryKind::File
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Entry {
+        name: name.to_string_lossy().into_owned(),
+        kind,
+        size: if kind == EntryKind::File {
+            metadata.len()
+        } else {
+            0
+        },
+        modified: metadata.modified().ok().map(|time| time.into_std()),
+    }))
 }
 
 /// An upload in progress: write to [`Upload::writer`], then

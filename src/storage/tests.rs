@@ -64,7 +64,7 @@ async fn links_to_the_outside_are_refused_and_not_listed() {
     tree.link("inside", "in_link");
     let storage = &tree.storage;
     let names: Vec<_> = storage
-        .list(&VirtualPath::root())
+        .list_all(&VirtualPath::root())
         .await
         .unwrap()
         .into_iter()
@@ -157,7 +157,7 @@ async fn links_into_the_private_directory_are_refused() {
     tree.link(".", "here");
     let storage = &tree.storage;
     let listed: Vec<_> = storage
-        .list(&VirtualPath::root())
+        .list_all(&VirtualPath::root())
         .await
         .unwrap()
         .into_iter()

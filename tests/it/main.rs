@@ -20,12 +20,15 @@ mod properties;
 mod security_accounts;
 mod security_tls;
 
+mod server_bounds;
 mod server_commands;
 mod server_crash;
 mod server_jail;
 mod server_limits;
 mod server_listing;
+mod server_memory;
 mod server_original_client;
+mod server_races;
 mod server_shutdown;
 mod server_syntax;
 mod server_transfers;

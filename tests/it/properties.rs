@@ -1070,7 +1070,7 @@ async fn run(
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
-            if let Ok(entries) = storage.list(&path).await {
+            if let Ok(entries) = storage.list_all(&path).await {
                 let real = jail.real(&path);
                 prop_assert!(
                     real.as_ref().is_some_and(|real| jail.shared(real)),

@@ -2,60 +2,12 @@
 //! restarted on the same root: no partial file visible, the old content
 //! intact, the private upload area cleaned.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use tempfile::TempDir;
 
+use crate::support::process::ServerProcess;
 use crate::support::{RawClient, pseudo_random_bytes, sha256, wait_until};
-
-/// A `miniftp serve` process; killed when dropped.
-struct ServerProcess {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl ServerProcess {
-    /// Starts `miniftp serve ROOT --port 0` and reads the line that names
-    /// its address.
-    fn start(root: &Path) -> ServerProcess {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("miniftp"))
-            .arg("serve")
-            .arg(root)
-            .args(["--port", "0", "--quiet"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start miniftp serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("the line naming the address");
-        let address = line
-            .trim_end()
-            .rsplit_once(" on ")
-            .and_then(|(_, address)| address.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        assert!(line.starts_with("miniftp: serving "), "{line:?}");
-        ServerProcess { child, address }
-    }
-
-    /// SIGKILL, and wait for the process to be gone.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn entries(directory: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(directory)

@@ -2,6 +2,7 @@
 //! get an error status, keep the stream in step, and the connection goes on.
 
 use crate::support::{RawClient, TestServer};
+use miniftp::protocol::request::excerpt;
 
 #[tokio::test]
 async fn invalid_commands_get_an_error_and_the_connection_goes_on() {
@@ -207,10 +208,11 @@ async fn very_long_names_are_refused() {
         client.upload(&too_long, b"x").await,
         format!("error: name too long: {too_long}")
     );
+    // A long path is echoed as its start and end.
     let too_deep = "d/".repeat(3000);
     assert_eq!(
         client.command(&format!("cd {too_deep}")).await,
-        format!("error: name too long: {too_deep}")
+        format!("error: name too long: {}", excerpt(&too_deep))
     );
     assert_eq!(server.visible_entries("/"), [longest]);
 }

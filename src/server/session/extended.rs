@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Session, describe_plainly};
 use crate::connection::ConnectionError;
 use crate::digest::{self, Digest, Hasher};
-use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, MAX_MESSAGE_LEN, Message};
-use crate::protocol::request::escape;
+use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, Message};
+use crate::protocol::request::excerpt;
 use crate::storage::path::names_directory;
 use crate::storage::{Entry, EntryKind, Removal, StorageError, Upload, VirtualPath};
 
@@ -22,7 +22,11 @@ const MAX_GROUP_COMMIT: usize = 256;
 
 /// The most reply bytes held back while a pipelining client keeps sending;
 /// past it they are written, and TCP slows a client that does not read.
-const MAX_HELD_REPLIES: usize = 1024 * 1024;
+const MAX_HELD_REPLIES: usize = 256 * 1024;
+
+/// The longest frame a client may send before it has logged in: a login
+/// (a name and a password) needs no more.
+pub(crate) const MAX_LOGIN_FRAME: u64 = 4096;
 
 /// A failed request: its stable code and the reason for people.
 type Failure = (ErrorCode, String);
@@ -97,6 +101,16 @@ impl Session {
             };
             if let Err(error) = served {
                 tracing::debug!(%error, "extended session failed");
+                if let ConnectionError::TooLong { limit } = error {
+                    let reason = format!(
+                        "before logging in, a frame may hold at most {limit} bytes; closing"
+                    );
+                    tracing::info!(outcome = %reason, "closing the connection");
+                    failed(&mut out, 0, (ErrorCode::BadRequest, reason));
+                    let _ = self.flush_replies(&mut out, &mut pending).await;
+                    self.connection.close_gracefully(super::CLOSE_LINGER).await;
+                    return "frame too long before login";
+                }
                 let violation = match &error {
                     ConnectionError::Frame(_) => true,
                     ConnectionError::Io(error) => error.kind() == io::ErrorKind::InvalidData,
@@ -122,28 +136,56 @@ impl Session {
         pending: &mut Vec<PendingCommit>,
     ) -> Result<(), ConnectionError> {
         let id = header.id;
+        if self.login.is_required() && header.length > MAX_LOGIN_FRAME {
+            return Err(ConnectionError::TooLong {
+                limit: MAX_LOGIN_FRAME as usize,
+            });
+        }
         if header.kind == Kind::Data {
             // Data outside an upload (e.g. after a refused one): drop it.
-            self.connection
-                .read_data(header.length, &mut tokio::io::sink(), |_| {})
-                .await?
-                .ok();
+            self.skip_body(header.length).await?;
+            return Ok(());
+        }
+        if header.kind == Kind::End && self.refused_upload.take() == Some(id) {
+            // The end of an upload whose request was refused unread.
+            self.skip_body(header.length).await?;
+            return Ok(());
+        }
+        let limit = self.config.max_command_len as u64;
+        if header.length > limit {
+            // A request is a path or two: one this long is refused unread,
+            // so that it costs no memory, and the connection goes on.
+            self.skip_body(header.length).await?;
+            if header.kind == Kind::Upload {
+                self.refused_upload = Some(id);
+            }
+            let reason = format!(
+                "request too long: {} bytes (the limit is {limit})",
+                header.length
+            );
+            tracing::info!(request = ?header.kind, outcome = %reason);
+            failed(out, id, (ErrorCode::BadRequest, reason));
             return Ok(());
         }
         let body = self.connection.read_body(header.length).await?;
         let message = match Message::decode(header.kind, &body) {
             Ok(message) => message,
             Err(error) => {
+                if header.kind == Kind::Upload {
+                    self.refused_upload = Some(id);
+                }
                 failed(out, id, (ErrorCode::BadRequest, error.to_string()));
                 return Ok(());
             }
         };
+        drop(body);
         let started = std::time::Instant::now();
         let kind = message.kind();
         if self.login.is_required() && kind != Kind::Login {
             if let Message::Upload { resume: false, .. } = message {
-                // The data follows at once: skip it to stay in step.
-                self.skip_transfer(id).await?;
+                // The data follows at once: its frames are dropped as they
+                // come (each bounded like any frame before a login).
+                self.refused_upload = Some(id);
             }
             tracing::info!(request = ?kind, outcome = "login required");
             failed(
@@ -181,7 +223,7 @@ impl Session {
             Message::Stat { path } => self.extended_stat(&path).await.map(|entry| {
                 Message::Entry(entry).encode(id, out);
             }),
-            Message::List { path } => self.extended_list(&path, id, out).await,
+            Message::List { path } => self.extended_list(&path, id, out, pending).await?,
             Message::Upload { path, size, resume } => {
                 return self
                     .extended_upload(id, &path, size, resume, out, pending)
@@ -300,39 +342,37 @@ impl Session {
         Ok(entry_info(entry))
     }
 
-    /// Sends a directory's entries in as many listing frames as they need.
+    /// Sends a directory's entries as they are read, a listing frame per
+    /// batch, writing them out whenever enough are held: a client that does
+    /// not read holds the listing where it is, never the whole of it.
     async fn extended_list(
         &mut self,
         argument: &str,
         id: u32,
         out: &mut BytesMut,
-    ) -> Result<(), Failure> {
-        let target = self.extended_resolve(argument)?;
-        let mut entries = self
-            .storage
-            .list(&target)
-            .await
-            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))?;
-        entries.sort_by(|a, b| {
-            (a.kind != EntryKind::Directory, a.name.as_bytes())
-                .cmp(&(b.kind != EntryKind::Directory, b.name.as_bytes()))
-        });
-        let mut batch = Vec::new();
-        let mut batch_len = 0u64;
-        for entry in entries {
-            let entry = entry_info(entry);
-            let len = 26 + entry.name.len() as u64;
-            if batch_len + len > MAX_MESSAGE_LEN - 64 {
-                Message::Listing(std::mem::take(&mut batch)).encode(id, out);
-                batch_len = 0;
+        pending: &mut Vec<PendingCommit>,
+    ) -> Result<Result<(), Failure>, ConnectionError> {
+        let listed = match self.extended_resolve(argument) {
+            Ok(target) => self.storage.list(&target).await,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let failure = |error: StorageError| (code_of(&error), describe_plainly(error, argument));
+        let mut listing = match listed {
+            Ok(listing) => listing,
+            Err(error) => return Ok(Err(failure(error))),
+        };
+        loop {
+            match listing.next_batch().await {
+                Ok(Some(batch)) => {
+                    Message::Listing(batch.into_iter().map(entry_info).collect()).encode(id, out);
+                    if out.len() >= MAX_HELD_REPLIES {
+                        self.flush_replies(out, pending).await?;
+                    }
+                }
+                Ok(None) => return Ok(Ok(())),
+                Err(error) => return Ok(Err(failure(error))),
             }
-            batch_len += len;
-            batch.push(entry);
         }
-        if !batch.is_empty() {
-            Message::Listing(batch).encode(id, out);
-        }
-        Ok(())
     }
 
     /// Receives an upload: optional resume offset, data frames, then the
@@ -485,7 +525,7 @@ impl Session {
                     id,
                     argument: argument.to_owned(),
                 });
-                tracing::info!(request = "Upload", path = %escape(argument), bytes = received, elapsed = ?started.elapsed(), outcome = "ok, in a group commit");
+                tracing::info!(request = "Upload", path = %excerpt(argument), bytes = received, elapsed = ?started.elapsed(), outcome = "ok, in a group commit");
                 return Ok(());
             }
             Ok(upload) => upload
@@ -497,17 +537,26 @@ impl Session {
         let elapsed = started.elapsed();
         match outcome {
             Ok(()) => {
-                tracing::info!(request = "Upload", path = %escape(argument), bytes = received - offset, resumed_from = offset, ?elapsed, outcome = "ok");
+                tracing::info!(request = "Upload", path = %excerpt(argument), bytes = received - offset, resumed_from = offset, ?elapsed, outcome = "ok");
                 Message::Done {
                     directory: self.directory.to_string(),
                 }
                 .encode(id, out);
             }
             Err(failure) => {
-                tracing::info!(request = "Upload", path = %escape(argument), ?elapsed, outcome = %failure.1);
+                tracing::info!(request = "Upload", path = %excerpt(argument), ?elapsed, outcome = %failure.1);
                 failed(out, id, failure);
             }
         }
+        Ok(())
+    }
+
+    /// Reads and drops a frame's body, in bounded memory.
+    async fn skip_body(&mut self, length: u64) -> Result<(), ConnectionError> {
+        self.connection
+            .read_data(length, &mut tokio::io::sink(), |_| {})
+            .await?
+            .ok();
         Ok(())
     }
 
@@ -565,14 +614,17 @@ impl Session {
                     id,
                     (
                         ErrorCode::BadRequest,
-                        format!("offset {offset} is past the end ({size} bytes): {argument}"),
+                        format!(
+                            "offset {offset} is past the end ({size} bytes): {}",
+                            excerpt(argument)
+                        ),
                     ),
                 );
                 return Ok(());
             }
             Ok(opened) => opened,
             Err(failure) => {
-                tracing::info!(request = "Download", path = %escape(argument), outcome = %failure.1);
+                tracing::info!(request = "Download", path = %excerpt(argument), outcome = %failure.1);
                 failed(out, id, failure);
                 return Ok(());
             }
@@ -629,7 +681,7 @@ impl Session {
             .map_err(io::Error::other)?
             .map_err(io::Error::other)??;
         Message::End { digest }.encode(id, out);
-        tracing::info!(request = "Download", path = %escape(argument), bytes = sent, from = offset, elapsed = ?started.elapsed(), outcome = "ok");
+        tracing::info!(request = "Download", path = %excerpt(argument), bytes = sent, from = offset, elapsed = ?started.elapsed(), outcome = "ok");
         Ok(())
     }
 
@@ -670,7 +722,7 @@ impl Session {
                     Some(Err(error)) => error,
                     None => StorageError::Io(io::ErrorKind::Other),
                 };
-                tracing::warn!(path = %escape(&argument), %error, "group commit failed");
+                tracing::warn!(path = %excerpt(&argument), %error, "group commit failed");
                 let mut failure = BytesMut::new();
                 failed(
                     &mut failure,
@@ -710,14 +762,17 @@ fn check_upload(
         upload.discard();
         return Err((
             ErrorCode::BadRequest,
-            format!("received {received} bytes of a {size}-byte upload: {argument}"),
+            format!(
+                "received {received} bytes of a {size}-byte upload: {}",
+                excerpt(argument)
+            ),
         ));
     }
     if actual != expected {
         upload.discard();
         return Err((
             ErrorCode::DigestMismatch,
-            format!("digest mismatch, nothing stored: {argument}"),
+            format!("digest mismatch, nothing stored: {}", excerpt(argument)),
         ));
     }
     Ok(upload)
