@@ -21,13 +21,20 @@ const CONCURRENT_PASSWORD_CHECKS: usize = 2;
 /// Past this many remembered addresses, stale ones are forgotten first.
 const MAX_REMEMBERED_ADDRESSES: usize = 10_000;
 
-/// Why a connection is turned away at the door.
+/// How many accounts' failures are told apart per address; failures at
+/// further names are counted together, and never forgiven by a success.
+const MAX_NAMES_PER_ADDRESS: usize = 64;
+
+/// Why a connection, or a login, is turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The address already holds as many connections as it may.
     TooManyFromAddress,
     /// The address failed to log in too often; this much of its ban is left.
     Banned(Duration),
+    /// The address has as many logins being checked as it has guesses left
+    /// before a ban: this one must wait for their answers.
+    TooManyLoginsAtOnce,
 }
 
 impl Refusal {
@@ -41,6 +48,10 @@ impl Refusal {
                 "too many failed logins from your address; try again in {}",
                 describe_duration(*left)
             ),
+            Refusal::TooManyLoginsAtOnce => {
+                "too many logins from your address at once; try again once they are answered"
+                    .to_owned()
+            }
         }
     }
 }
@@ -62,11 +73,23 @@ struct State {
     failures: HashMap<IpAddr, Failures>,
 }
 
+/// What one address did lately: its failed logins (by the name they
+/// tried), the logins being checked, a ban.
 #[derive(Debug)]
 struct Failures {
-    count: u32,
+    /// Failed logins by account name (`""` for names past
+    /// [`MAX_NAMES_PER_ADDRESS`] and for what cannot be a name).
+    by_name: HashMap<String, u32>,
+    /// Logins begun and not yet settled: each may be one more failure.
+    in_flight: u32,
     last: Instant,
     banned_until: Option<Instant>,
+}
+
+impl Failures {
+    fn count(&self) -> u32 {
+        self.by_name.values().sum()
+    }
 }
 
 /// One admitted connection's place in its address's count; given back on drop.
@@ -84,6 +107,50 @@ impl Drop for AddressPermit {
             if *count == 0 {
                 state.connections.remove(&self.address);
             }
+        }
+    }
+}
+
+/// A login being checked: it counts as a possible failure of its address
+/// until it is settled as a failure or a success (or dropped).
+#[derive(Debug)]
+pub struct LoginAttempt {
+    guard: Arc<Guard>,
+    address: IpAddr,
+    settled: bool,
+}
+
+impl LoginAttempt {
+    /// Records the login as failed, at the account `name` (as given, or
+    /// `""` when it could be no account's). Returns how long to wait before
+    /// answering it, and whether the address is now banned.
+    pub fn failed(mut self, name: &str) -> (Duration, bool) {
+        self.settled = true;
+        self.guard.record_failure(self.address, name)
+    }
+
+    /// Records the login as a success at the account `name`: that
+    /// account's failures from the address are forgiven, no other's.
+    pub fn succeeded(mut self, name: &str) {
+        self.settled = true;
+        let mut state = self.guard.lock();
+        if let Some(failures) = state.failures.get_mut(&self.address) {
+            failures.in_flight = failures.in_flight.saturating_sub(1);
+            if failures.banned_until.is_none() {
+                failures.by_name.remove(name);
+            }
+        }
+    }
+}
+
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let mut state = self.guard.lock();
+        if let Some(failures) = state.failures.get_mut(&self.address) {
+            failures.in_flight = failures.in_flight.saturating_sub(1);
         }
     }
 }
@@ -139,66 +206,103 @@ impl Guard {
         (until > now).then(|| until - now)
     }
 
-    /// Records a failed login from `address`. Returns how long to wait
-    /// before answering it, and whether the address is now banned.
-    pub fn login_failed(&self, address: IpAddr) -> (Duration, bool) {
+    /// Begins checking a login from `address`, or refuses it unchecked:
+    /// when the address is banned, or when its failures so far and the
+    /// logins already being checked could reach the ban. However many
+    /// logins an address sends at once, no more passwords are checked than
+    /// the ban allows guesses.
+    pub fn begin_login(self: &Arc<Self>, address: IpAddr) -> Result<LoginAttempt, Refusal> {
         let address = address.to_canonical();
         let now = Instant::now();
         let mut state = self.lock();
-        if state.failures.len() >= MAX_REMEMBERED_ADDRESSES {
-            let ban_for = self.policy.ban_for;
-            state.failures.retain(|_, failures| {
-                failures.banned_until.is_some_and(|until| until > now)
-                    || now.saturating_duration_since(failures.last) < ban_for
-            });
-            // Still full of recent ones: the longest quiet goes.
-            if state.failures.len() >= MAX_REMEMBERED_ADDRESSES
-                && let Some(quietest) = state
-                    .failures
-                    .iter()
-                    .min_by_key(|(_, failures)| failures.last)
-                    .map(|(address, _)| *address)
-            {
-                state.failures.remove(&quietest);
-            }
-        }
+        self.make_room(&mut state, now);
         let failures = state.failures.entry(address).or_insert(Failures {
-            count: 0,
+            by_name: HashMap::new(),
+            in_flight: 0,
             last: now,
             banned_until: None,
         });
-        // Failures are forgotten after a ban's length, and when a ban ends.
+        self.forget_if_over(failures, now);
+        if let Some(until) = failures.banned_until {
+            return Err(Refusal::Banned(until - now));
+        }
+        if failures.count() + failures.in_flight >= self.policy.ban_after {
+            return Err(Refusal::TooManyLoginsAtOnce);
+        }
+        failures.in_flight += 1;
+        Ok(LoginAttempt {
+            guard: Arc::clone(self),
+            address,
+            settled: false,
+        })
+    }
+
+    /// Failures are forgotten after a ban's length of quiet, and when a
+    /// ban ends.
+    fn forget_if_over(&self, failures: &mut Failures, now: Instant) {
         let ban_over = failures.banned_until.is_some_and(|until| until <= now);
-        if ban_over || now.saturating_duration_since(failures.last) >= self.policy.ban_for {
-            failures.count = 0;
+        let quiet = failures.banned_until.is_none()
+            && now.saturating_duration_since(failures.last) >= self.policy.ban_for;
+        if ban_over || quiet {
+            failures.by_name.clear();
             failures.banned_until = None;
         }
-        failures.count += 1;
+    }
+
+    /// Keeps the memory of failures bounded: past
+    /// [`MAX_REMEMBERED_ADDRESSES`], stale addresses go first, then the
+    /// longest quiet (never one with logins being checked).
+    fn make_room(&self, state: &mut State, now: Instant) {
+        if state.failures.len() < MAX_REMEMBERED_ADDRESSES {
+            return;
+        }
+        let ban_for = self.policy.ban_for;
+        state.failures.retain(|_, failures| {
+            failures.in_flight > 0
+                || failures.banned_until.is_some_and(|until| until > now)
+                || now.saturating_duration_since(failures.last) < ban_for
+        });
+        if state.failures.len() >= MAX_REMEMBERED_ADDRESSES
+            && let Some(quietest) = state
+                .failures
+                .iter()
+                .filter(|(_, failures)| failures.in_flight == 0)
+                .min_by_key(|(_, failures)| failures.last)
+                .map(|(address, _)| *address)
+        {
+            state.failures.remove(&quietest);
+        }
+    }
+
+    /// [`LoginAttempt::failed`]'s work.
+    fn record_failure(&self, address: IpAddr, name: &str) -> (Duration, bool) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let Some(failures) = state.failures.get_mut(&address) else {
+            return (self.policy.first_delay, false);
+        };
+        failures.in_flight = failures.in_flight.saturating_sub(1);
+        self.forget_if_over(failures, now);
+        let key = match failures.by_name.contains_key(name)
+            || failures.by_name.len() < MAX_NAMES_PER_ADDRESS
+        {
+            true => name,
+            false => "",
+        };
+        *failures.by_name.entry(key.to_owned()).or_insert(0) += 1;
         failures.last = now;
-        let banned = failures.count >= self.policy.ban_after;
+        let count = failures.count();
+        let banned = count >= self.policy.ban_after;
         if banned {
             failures.banned_until = Some(now + self.policy.ban_for);
         }
-        let doublings = failures.count.saturating_sub(1).min(16);
+        let doublings = count.saturating_sub(1).min(16);
         let delay = self
             .policy
             .first_delay
             .saturating_mul(1 << doublings)
             .min(self.policy.max_delay);
         (delay, banned)
-    }
-
-    /// Forgets the failures of `address` after it logged in.
-    pub fn login_succeeded(&self, address: IpAddr) {
-        let address = address.to_canonical();
-        let mut state = self.lock();
-        if state
-            .failures
-            .get(&address)
-            .is_some_and(|failures| failures.banned_until.is_none())
-        {
-            state.failures.remove(&address);
-        }
     }
 }
 
@@ -261,10 +365,15 @@ mod tests {
         );
     }
 
+    /// A login from `address` at `name` that fails.
+    fn fail(guard: &Arc<Guard>, address: IpAddr, name: &str) -> (Duration, bool) {
+        guard.begin_login(address).unwrap().failed(name)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failures_wait_longer_each_time_then_ban_until_the_ban_ends() {
         let guard = Arc::new(Guard::new(None, true, policy()));
-        let delays: Vec<_> = (0..3).map(|_| guard.login_failed(ADDRESS)).collect();
+        let delays: Vec<_> = (0..3).map(|_| fail(&guard, ADDRESS, "alice")).collect();
         assert_eq!(
             delays,
             [
@@ -275,14 +384,19 @@ mod tests {
         );
         assert!(guard.admit(ADDRESS).is_ok());
         // The fourth failure bans; the delay stays capped.
-        assert_eq!(guard.login_failed(ADDRESS), (Duration::from_secs(4), true));
+        assert_eq!(
+            fail(&guard, ADDRESS, "alice"),
+            (Duration::from_secs(4), true)
+        );
         assert_eq!(
             guard.admit(ADDRESS).unwrap_err(),
             Refusal::Banned(Duration::from_secs(600))
         );
+        assert_eq!(
+            guard.begin_login(ADDRESS).unwrap_err(),
+            Refusal::Banned(Duration::from_secs(600))
+        );
         assert!(guard.admit(OTHER).is_ok(), "only that address is banned");
-        // A success while banned does not lift the ban.
-        guard.login_succeeded(ADDRESS);
         tokio::time::advance(Duration::from_secs(599)).await;
         assert_eq!(
             guard.admit(ADDRESS).unwrap_err(),
@@ -291,18 +405,74 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(guard.admit(ADDRESS).is_ok(), "the ban is over");
         // And the count starts again from the first delay.
-        assert_eq!(guard.login_failed(ADDRESS), (Duration::from_secs(1), false));
+        assert_eq!(
+            fail(&guard, ADDRESS, "alice"),
+            (Duration::from_secs(1), false)
+        );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_success_or_time_forgets_earlier_failures() {
+    async fn a_success_or_time_forgets_earlier_failures_at_that_account() {
         let guard = Arc::new(Guard::new(None, true, policy()));
-        guard.login_failed(ADDRESS);
-        guard.login_failed(ADDRESS);
-        guard.login_succeeded(ADDRESS);
-        assert_eq!(guard.login_failed(ADDRESS), (Duration::from_secs(1), false));
+        fail(&guard, ADDRESS, "alice");
+        fail(&guard, ADDRESS, "alice");
+        guard.begin_login(ADDRESS).unwrap().succeeded("alice");
+        assert_eq!(
+            fail(&guard, ADDRESS, "alice"),
+            (Duration::from_secs(1), false)
+        );
         tokio::time::advance(Duration::from_secs(600)).await;
-        assert_eq!(guard.login_failed(ADDRESS), (Duration::from_secs(1), false));
+        assert_eq!(
+            fail(&guard, ADDRESS, "alice"),
+            (Duration::from_secs(1), false)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_at_one_account_forgives_no_failure_at_another() {
+        let guard = Arc::new(Guard::new(None, true, policy()));
+        for _ in 0..3 {
+            fail(&guard, ADDRESS, "alice");
+            guard.begin_login(ADDRESS).unwrap().succeeded("guest");
+        }
+        assert_eq!(
+            fail(&guard, ADDRESS, "alice"),
+            (Duration::from_secs(4), true)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn logins_being_checked_count_before_the_next_is_checked() {
+        let guard = Arc::new(Guard::new(None, true, policy()));
+        fail(&guard, ADDRESS, "alice");
+        let checking: Vec<_> = (0..3)
+            .map(|_| guard.begin_login(ADDRESS).unwrap())
+            .collect();
+        assert_eq!(
+            guard.begin_login(ADDRESS).unwrap_err(),
+            Refusal::TooManyLoginsAtOnce,
+            "one failure and three being checked make the four a ban allows"
+        );
+        assert!(guard.begin_login(OTHER).is_ok(), "only that address waits");
+        // One abandoned frees its place; one answered right too, and
+        // forgives alice's failure.
+        let mut checking = checking.into_iter();
+        drop(checking.next());
+        let more = guard.begin_login(ADDRESS).unwrap();
+        checking.next().unwrap().succeeded("alice");
+        assert_eq!(
+            checking.next().unwrap().failed("bob"),
+            (Duration::from_secs(1), false)
+        );
+        assert_eq!(more.failed("carol"), (Duration::from_secs(2), false));
+        assert_eq!(
+            fail(&guard, ADDRESS, "dave"),
+            (Duration::from_secs(4), false)
+        );
+        assert_eq!(
+            fail(&guard, ADDRESS, "erin"),
+            (Duration::from_secs(4), true)
+        );
     }
 
     #[test]
@@ -314,6 +484,11 @@ mod tests {
         assert_eq!(
             Refusal::Banned(Duration::from_millis(10)).message(),
             "too many failed logins from your address; try again in 1 second"
+        );
+        assert!(
+            Refusal::TooManyLoginsAtOnce
+                .message()
+                .starts_with("too many logins")
         );
     }
 }

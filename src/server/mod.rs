@@ -26,7 +26,6 @@ use crate::storage::{Storage, VirtualPath};
 use crate::stream::Stream;
 
 use guard::Guard;
-use guard::Refusal;
 use pacing::Pacer;
 use session::Session;
 

@@ -16,6 +16,9 @@ use miniftp::config::{AnonymousAccess, LoginFailurePolicy};
 use miniftp::{Access, ServerConfig};
 use tempfile::TempDir;
 
+use miniftp::protocol::extended::Message;
+
+use crate::support::frames::FrameClient;
 use crate::support::{RawClient, TestServer};
 
 /// alice (read-write, home `alice`), bob (read-write, home `bob`) and
@@ -403,6 +406,68 @@ async fn repeated_failures_ban_the_address() {
         raw.welcome
     );
     assert!(raw.read_until_closed().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_sent_at_once_check_no_more_passwords_than_the_ban_allows() {
+    let server = server_with(|_| {}).await;
+    let guesses = 30;
+    let mut clients = Vec::new();
+    for _ in 0..guesses {
+        clients.push(FrameClient::connect(&server).await);
+    }
+    // 29 wrong guesses and the right password, all sent before any answer.
+    for (index, client) in clients.iter_mut().enumerate() {
+        let password = match index {
+            29 => "alice's secret".to_owned(),
+            _ => format!("guess {index}"),
+        };
+        let login = Message::Login {
+            user: "alice".into(),
+            password: Password::new(password),
+        };
+        client.send(1, login).await;
+    }
+    let mut checked = 0;
+    for client in &mut clients {
+        match client.receive().await.1 {
+            Message::Done { .. } => checked += 1,
+            Message::Failed { code, message } => {
+                assert_eq!(code, ErrorCode::LoginFailed, "{message}");
+                if message.contains("wrong name or password") {
+                    checked += 1;
+                }
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked; the ban allows 5 guesses"
+    );
+}
+
+#[tokio::test]
+async fn a_login_at_one_account_forgives_no_failure_at_another() {
+    let server = server_with(|config| {
+        config.login_failures.ban_after = 3;
+        config.login_failures.ban_for = Duration::from_secs(3600);
+    })
+    .await;
+    let address = server.address.to_string();
+    for attempt in 1..=3 {
+        let error = Client::connect(&address, as_user("alice", "guess"))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(code(&error), Some(ErrorCode::LoginFailed));
+        if attempt < 3 {
+            // bob knows his password: his logins forgive him, not alice's guesser.
+            log_in(&server, "bob").await;
+        } else {
+            assert!(error.to_string().contains("banned"), "{error}");
+        }
+    }
 }
 
 #[tokio::test]

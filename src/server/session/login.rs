@@ -110,12 +110,11 @@ impl Session {
                     .to_owned(),
             ));
         }
-        if let Some(left) = self.shared.guard.ban_left(address) {
-            return Err((
-                ErrorCode::LoginFailed,
-                crate::server::Refusal::Banned(left).message(),
-            ));
-        }
+        let attempt = self
+            .shared
+            .guard
+            .begin_login(address)
+            .map_err(|refusal| (ErrorCode::LoginFailed, refusal.message()))?;
         let account = {
             let _turn = self.shared.guard.password_checks.acquire().await;
             let (user, password) = (user.to_owned(), password.clone());
@@ -125,12 +124,13 @@ impl Session {
                 .flatten()
         };
         let Some(account) = account else {
-            let (delay, banned) = self.shared.guard.login_failed(address);
             // The name as given, if it could be one: a log line must not
             // carry a megabyte of whatever the client sent.
-            let named = match crate::accounts::validate_name(user) {
-                Ok(()) => user.to_owned(),
-                Err(_) => format!("(not a valid name, {} bytes)", user.len()),
+            let valid = crate::accounts::validate_name(user).is_ok();
+            let (delay, banned) = attempt.failed(if valid { user } else { "" });
+            let named = match valid {
+                true => user.to_owned(),
+                false => format!("(not a valid name, {} bytes)", user.len()),
             };
             tracing::warn!(user = %named, banned, "login failed");
             tokio::time::sleep(delay).await;
@@ -140,7 +140,7 @@ impl Session {
             }
             return Err((ErrorCode::LoginFailed, reason));
         };
-        self.shared.guard.login_succeeded(address);
+        attempt.succeeded(&account.name);
         let storage = crate::server::view(&self.shared.root, &account.home, account.access)
             .await
             .map_err(|error| {
