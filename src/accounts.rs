@@ -25,7 +25,15 @@ use std::path::{Path, PathBuf};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Access;
+/// What a client may do once in: read only, or read and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// List, stat and download only.
+    ReadOnly,
+    /// Everything, uploads and removals included.
+    ReadWrite,
+}
 
 /// Longest account name, in characters.
 pub const MAX_NAME_LEN: usize = 32;

@@ -3,17 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::accounts::Access;
 use crate::accounts::Accounts;
-
-/// What a client may do once in: read only, or read and write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Access {
-    /// List, stat and download only.
-    ReadOnly,
-    /// Everything, uploads and removals included.
-    ReadWrite,
-}
 
 /// Settings of a running server. Every field has a flag in the binary.
 #[derive(Debug, Clone)]

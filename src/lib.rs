@@ -28,11 +28,14 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod digest;
+pub mod executor;
+pub mod operation;
 pub mod protocol;
 pub mod server;
 pub mod storage;
 pub mod stream;
 pub mod tls;
 
-pub use config::{Access, ServerConfig};
+pub use accounts::Access;
+pub use config::ServerConfig;
 pub use storage::Storage;

@@ -161,64 +161,8 @@ pub enum FrameError {
     NotAMessage(Kind),
 }
 
-/// Stable error codes of [`Message::Failed`]; the message beside the code
-/// is for people, the code for programs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u16)]
-pub enum ErrorCode {
-    /// The request is malformed or not allowed in this state.
-    BadRequest = 1,
-    /// No such file or directory.
-    NotFound = 2,
-    /// The destination already exists.
-    AlreadyExists = 3,
-    /// A directory was expected.
-    NotADirectory = 4,
-    /// A file was expected.
-    IsADirectory = 5,
-    /// The directory is not empty.
-    NotEmpty = 6,
-    /// The path is invalid, reserved, or leads outside the root.
-    InvalidPath = 7,
-    /// Not permitted.
-    PermissionDenied = 8,
-    /// Over a size limit.
-    TooLarge = 9,
-    /// The server's disk is full.
-    NoSpace = 10,
-    /// The received bytes do not match the sender's digest.
-    DigestMismatch = 11,
-    /// Any other failure on the server.
-    Internal = 12,
-    /// A login failed: unknown name or wrong password (never said which),
-    /// or the address is banned for failing too often.
-    LoginFailed = 13,
-    /// The server has accounts and this session has not logged in.
-    LoginRequired = 14,
-}
-
-impl ErrorCode {
-    fn from_u16(value: u16) -> ErrorCode {
-        use ErrorCode::*;
-        match value {
-            1 => BadRequest,
-            2 => NotFound,
-            3 => AlreadyExists,
-            4 => NotADirectory,
-            5 => IsADirectory,
-            6 => NotEmpty,
-            7 => InvalidPath,
-            8 => PermissionDenied,
-            9 => TooLarge,
-            10 => NoSpace,
-            11 => DigestMismatch,
-            13 => LoginFailed,
-            14 => LoginRequired,
-            // Unknown codes from a newer peer are still failures.
-            _ => Internal,
-        }
-    }
-}
+use crate::operation::{Entry, EntryKind, Operation};
+pub use crate::operation::{ErrorCode, Password};
 
 /// One entry as the extended protocol describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,26 +177,17 @@ pub struct EntryInfo {
     pub modified: Option<i64>,
 }
 
-/// A password in a login request: its `Debug` never shows it, so that it
-/// cannot reach a log by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a password.
-    pub fn new(password: impl Into<String>) -> Password {
-        Password(password.into())
-    }
-
-    /// The password itself, for checking it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("Password(***)")
+impl From<Entry> for EntryInfo {
+    fn from(entry: Entry) -> EntryInfo {
+        EntryInfo {
+            is_directory: entry.kind == EntryKind::Directory,
+            size: entry.size,
+            modified: entry
+                .modified
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX)),
+            name: entry.name,
+        }
     }
 }
 
@@ -377,6 +312,26 @@ impl Message {
         }
     }
 
+    /// The operation a request frame asks for; any other message as it is.
+    pub fn into_operation(self) -> Result<Operation, Message> {
+        Ok(match self {
+            Message::ChangeDirectory { path } => Operation::ChangeDirectory { path },
+            Message::MakeDirectory { path, parents } => Operation::MakeDirectory { path, parents },
+            Message::Remove { path, recursive } => Operation::Remove { path, recursive },
+            Message::Rename { from, to } => Operation::Rename { from, to },
+            Message::Stat { path } => Operation::Stat { path },
+            Message::List { path } => Operation::List { path },
+            Message::Upload { path, size, resume } => Operation::Upload {
+                path,
+                size: Some(size),
+                resume,
+            },
+            Message::Download { path, offset } => Operation::Download { path, offset },
+            Message::Login { user, password } => Operation::Login { user, password },
+            other => return Err(other),
+        })
+    }
+
     /// Appends the whole frame (header and body) for request `id`.
     pub fn encode(&self, id: u32, out: &mut BytesMut) {
         let start = out.len();
@@ -468,7 +423,7 @@ impl Message {
             },
             Kind::Login => Message::Login {
                 user: text(body)?,
-                password: Password(text(body)?),
+                password: Password::new(text(body)?),
             },
             Kind::End => {
                 let mut digest = [0u8; DIGEST_LEN];
@@ -479,7 +434,7 @@ impl Message {
                 directory: text(body)?,
             },
             Kind::Failed => {
-                let code = ErrorCode::from_u16(take(body, 2)?.get_u16());
+                let code = ErrorCode::from_number(take(body, 2)?.get_u16());
                 Message::Failed {
                     code,
                     message: text(body)?,

@@ -185,6 +185,32 @@ impl Request {
     }
 }
 
+impl From<Request> for crate::operation::Operation {
+    fn from(request: Request) -> crate::operation::Operation {
+        use crate::operation::Operation;
+        match request {
+            Request::ChangeDirectory { path } => Operation::ChangeDirectory { path },
+            Request::MakeDirectory { path } => Operation::MakeDirectory {
+                path,
+                parents: false,
+            },
+            Request::Remove { path } => Operation::Remove {
+                path,
+                recursive: false,
+            },
+            Request::Upload { path } => Operation::Upload {
+                path,
+                size: None,
+                resume: false,
+            },
+            Request::Download { path } => Operation::Download { path, offset: 0 },
+            Request::Size { path } => Operation::Size { path },
+            Request::Rename { from, to } => Operation::Rename { from, to },
+            Request::Exit => Operation::Exit,
+        }
+    }
+}
+
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.encode())

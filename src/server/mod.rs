@@ -3,7 +3,6 @@
 //! Shutdown is an argument: when the token is cancelled the server stops
 //! accepting, idle sessions close, commands in flight get a grace period.
 
-mod guard;
 mod handshake;
 mod pacing;
 mod peer_queue;
@@ -19,32 +18,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::config::{Access, ServerConfig};
+use crate::config::ServerConfig;
 use crate::connection::Connection;
+use crate::executor::Service;
 use crate::protocol::{Token, reply};
-use crate::storage::{Storage, VirtualPath};
+use crate::storage::Storage;
 use crate::stream::Stream;
 
-use guard::Guard;
 use pacing::Pacer;
 use session::Session;
 
 /// How many refusals ("server busy", "banned") may be in flight at once;
 /// past that an excess connection is simply closed.
 const MAX_REFUSALS: usize = 64;
-
-/// What every session of a server shares.
-pub(crate) struct Shared {
-    config: Arc<ServerConfig>,
-    /// The whole tree, as a session without an account sees it (read-only
-    /// when the server is).
-    root: Storage,
-    /// With accounts: what an anonymous session sees, if it may come in.
-    anonymous: Option<Storage>,
-    guard: Arc<Guard>,
-    /// Slots for the digests computed beside downloads, one per core.
-    hashing: Arc<Semaphore>,
-}
 
 /// Serves `storage` on `listener` until `shutdown` is cancelled, then waits
 /// up to the configured grace period for sessions to finish.
@@ -54,35 +40,13 @@ pub async fn run(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) {
-    let config = Arc::new(config);
-    create_homes(&storage, &config).await;
-    let root = match config.read_only {
-        true => storage.read_only(),
-        false => storage,
-    };
-    let anonymous = match (&config.accounts, &config.anonymous) {
-        (Some(_), Some(anonymous)) => match view(&root, &anonymous.home, anonymous.access).await {
-            Ok(storage) => Some(storage),
-            Err(error) => {
-                tracing::error!(%error, home = %anonymous.home, "cannot open the anonymous directory; anonymous access is off");
-                None
-            }
-        },
-        _ => None,
-    };
-    let shared = Arc::new(Shared {
-        guard: Arc::new(Guard::new(
-            config.max_connections_per_ip,
-            config.per_ip_exempts_loopback,
-            config.login_failures.clone(),
-        )),
-        config: Arc::clone(&config),
-        root,
-        anonymous,
-        hashing: Arc::new(Semaphore::new(
-            std::thread::available_parallelism().map_or(2, usize::from),
-        )),
-    });
+    serve(listener, Service::new(storage, config).await, shutdown).await;
+}
+
+/// Serves `service` on `listener` until `shutdown` is cancelled, then waits
+/// up to the configured grace period for sessions to finish.
+pub async fn serve(listener: TcpListener, service: Arc<Service>, shutdown: CancellationToken) {
+    let config = Arc::clone(&service.config);
     let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     // tokio listens with a backlog of 128: a burst of connections beyond it
     // overflows the accept queue, and with SYN cookies a client whose
@@ -129,7 +93,7 @@ pub async fn run(
             tracing::debug!(parent: &span, %error, "could not set TCP_NODELAY");
         }
         let admitted = match Arc::clone(&connections).try_acquire_owned() {
-            Ok(permit) => shared
+            Ok(permit) => service
                 .guard
                 .admit(peer.ip())
                 .map(|address_permit| (permit, address_permit))
@@ -138,20 +102,21 @@ pub async fn run(
         };
         match admitted {
             Ok(permits) => {
-                let shared = Arc::clone(&shared);
+                let service = Arc::clone(&service);
                 let tls = tls.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(
                     async move {
                         let _permits = permits;
                         tracing::info!("connection opened");
-                        let Some(stream) = handshake::open(stream, tls.as_ref(), &shared.config).await else {
+                        let Some(stream) =
+                            handshake::open(stream, tls.as_ref(), &service.config).await
+                        else {
                             return;
                         };
-                        let summary = Session::new(stream, peer, accepted_at, shared)
+                        Session::new(stream, peer, accepted_at, service)
                             .run(shutdown)
                             .await;
-                        tracing::info!(commands = summary.commands, reason = %summary.reason, "connection closed");
                     }
                     .instrument(span),
                 );
@@ -195,40 +160,6 @@ pub async fn run(
             remaining = tracker.len(),
             "grace period over; abandoning the remaining sessions (their connections close on exit)"
         );
-    }
-}
-
-/// What a session with `access` to `home` (relative to the root) sees:
-/// that directory as its root, read-only if either it or the server is.
-pub(crate) async fn view(
-    root: &Storage,
-    home: &str,
-    access: Access,
-) -> crate::storage::Result<Storage> {
-    let home = VirtualPath::root().resolve(home)?;
-    let storage = root.subtree(&home).await?;
-    Ok(match access {
-        Access::ReadOnly => storage.read_only(),
-        Access::ReadWrite => storage,
-    })
-}
-
-/// Makes the homes of the accounts, and the anonymous directory, that do
-/// not exist yet: the operator's doing, at start, so that no client ever
-/// changes the disk by logging in (not even on a read-only server).
-async fn create_homes(storage: &Storage, config: &ServerConfig) {
-    let Some(accounts) = &config.accounts else {
-        return;
-    };
-    let anonymous = config.anonymous.iter().map(|anonymous| &anonymous.home);
-    for home in accounts
-        .iter()
-        .map(|account| &account.home)
-        .chain(anonymous)
-    {
-        if let Err(error) = view(storage, home, Access::ReadWrite).await {
-            tracing::error!(%error, %home, "cannot make a home directory");
-        }
     }
 }
 

@@ -1096,7 +1096,9 @@ async fn run(
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
-            if let Ok((mut file, size)) = storage.open_file(&path).await {
+            if let Ok(download) = storage.open_file(&path).await {
+                let size = download.size;
+                let mut file = download.reader(0).await.unwrap();
                 let real = jail.real(&path);
                 prop_assert!(
                     real.as_ref()
@@ -1122,17 +1124,18 @@ async fn run(
             // its own path went through (`root_abs/root_abs`).
             let real = jail.real_entry(&path);
             let upload = match operation {
-                Operation::Resume(..) => storage
-                    .resume_upload(&path, data.len() as u64)
-                    .await
-                    .map(|(upload, _held)| upload),
-                _ => storage.create_upload(&path).await,
+                Operation::Resume(..) => {
+                    storage
+                        .create_upload(&path, Some(data.len() as u64), true)
+                        .await
+                }
+                _ => storage.create_upload(&path, None, false).await,
             };
             let Ok(mut upload) = upload else {
                 return Ok(());
             };
-            upload.writer().write_all(data).await.unwrap();
-            if upload.commit().await.is_ok() {
+            upload.write_all(data).await.unwrap();
+            if storage.commit(upload).await.is_ok() {
                 // A link at the end is replaced, never written through.
                 prop_assert!(
                     real.as_ref().is_some_and(|real| jail.shared(real)),
@@ -1152,8 +1155,8 @@ async fn run(
                 return Ok(());
             };
             let made = match operation {
-                Operation::MakeDirectory(_) => storage.make_directory(&path).await,
-                _ => storage.make_directories(&path).await,
+                Operation::MakeDirectory(_) => storage.make_directory(&path, false).await,
+                _ => storage.make_directory(&path, true).await,
             };
             if made.is_ok() {
                 let real = jail.real(&path);

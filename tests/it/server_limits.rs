@@ -156,13 +156,13 @@ async fn an_upload_over_the_size_limit_is_refused_and_discarded() {
     assert_eq!(server.read("fits"), [1; 1000]);
     assert_eq!(
         client.upload("existing", &[2; 1001]).await,
-        "error: file too large: existing"
+        "error: file too large: existing (the server takes at most 1000 bytes)"
     );
     assert_eq!(
         client
             .upload("huge", &pseudo_random_bytes(3 << 20, 1))
             .await,
-        "error: file too large: huge"
+        "error: file too large: huge (the server takes at most 1000 bytes)"
     );
     assert_eq!(server.read("existing"), b"existing");
     assert_eq!(server.visible_entries("/"), ["existing", "fits"]);

@@ -1,21 +1,24 @@
 //! The session after the client switched to the extended protocol: binary
 //! frames, no pacing, requests handled in order as they arrive (so a client
-//! may pipeline many), replies batched until the input runs dry.
+//! may pipeline many), replies batched until the input runs dry, and
+//! uploads that arrive one after another committed as a group. Every rule
+//! is the executor's: this module only translates frames.
 
 use std::io;
 use std::ops::Range;
 
 use bytes::BytesMut;
-use tokio::io::AsyncSeekExt;
+use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{Session, describe_plainly};
+use super::Session;
 use crate::connection::ConnectionError;
-use crate::digest::{self, Digest, Hasher};
-use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, Message};
-use crate::protocol::request::excerpt;
-use crate::storage::path::names_directory;
-use crate::storage::{Entry, EntryKind, Removal, StorageError, Upload, VirtualPath};
+use crate::executor::{
+    IncomingUpload, Outcome, OutgoingDownload, OutgoingListing, ReceiveProblem, Received,
+    VerifiedUpload,
+};
+use crate::operation::{ErrorCode, Failure, Operation};
+use crate::protocol::extended::{Header, Kind, Message};
 
 /// The most uploads committed in one group (each holds an open file).
 const MAX_GROUP_COMMIT: usize = 256;
@@ -28,40 +31,69 @@ const MAX_HELD_REPLIES: usize = 256 * 1024;
 /// (a name and a password) needs no more.
 pub(crate) const MAX_LOGIN_FRAME: u64 = 4096;
 
-/// A failed request: its stable code and the reason for people.
-type Failure = (ErrorCode, String);
+/// An upload verified and acknowledged in the replies, waiting for its
+/// group commit; its reply is replaced if the commit fails.
+struct PendingCommit {
+    upload: VerifiedUpload,
+    /// Where its `Done` reply sits in the reply buffer.
+    reply: Range<usize>,
+    id: u32,
+}
+
+/// The extended protocol's state beside the session's.
+struct Frames<'s> {
+    session: &'s mut Session,
+    /// Replies not yet written.
+    out: BytesMut,
+    /// Uploads waiting for their group commit.
+    pending: Vec<PendingCommit>,
+    /// An upload refused before its data: its data and end frames are
+    /// dropped without a second answer.
+    refused_upload: Option<u32>,
+}
 
 impl Session {
     /// Serves extended frames until the client leaves; returns why it ended.
     pub(super) async fn run_extended(&mut self, shutdown: &CancellationToken) -> &'static str {
         self.pacer = None;
-        let mut out = BytesMut::new();
-        let mut pending = Vec::new();
+        Frames {
+            session: self,
+            out: BytesMut::new(),
+            pending: Vec::new(),
+            refused_upload: None,
+        }
+        .run(shutdown)
+        .await
+    }
+}
+
+impl Frames<'_> {
+    async fn run(&mut self, shutdown: &CancellationToken) -> &'static str {
         loop {
-            let held_back = pending.len() >= MAX_GROUP_COMMIT || out.len() >= MAX_HELD_REPLIES;
-            if (!self.connection.has_buffered_input() || held_back)
-                && !out.is_empty()
-                && self.flush_replies(&mut out, &mut pending).await.is_err()
+            let held_back =
+                self.pending.len() >= MAX_GROUP_COMMIT || self.out.len() >= MAX_HELD_REPLIES;
+            if (!self.session.connection.has_buffered_input() || held_back)
+                && !self.out.is_empty()
+                && self.flush().await.is_err()
             {
                 return "connection failed";
             }
-            if self.login.expired() {
-                failed(
-                    &mut out,
-                    0,
-                    (ErrorCode::LoginRequired, "login timed out".to_owned()),
-                );
-                let _ = self.flush_replies(&mut out, &mut pending).await;
-                self.connection.close_gracefully(super::CLOSE_LINGER).await;
-                return "login timed out";
+            if self.session.executor.login().expired() {
+                tracing::info!("login timed out");
+                return self
+                    .close_with(
+                        Failure::new(ErrorCode::LoginRequired, "login timed out"),
+                        "login timed out",
+                    )
+                    .await;
             }
             let header = tokio::select! {
                 biased;
-                header = self.connection.read_header() => header,
+                header = self.session.connection.read_header() => header,
                 // A client trickling a frame cannot outlast its login.
-                () = self.login.overdue() => continue,
+                () = self.session.executor.login().overdue() => continue,
                 _ = shutdown.cancelled() => {
-                    let _ = self.flush_replies(&mut out, &mut pending).await;
+                    let _ = self.flush().await;
                     return "server shutting down";
                 }
             };
@@ -70,17 +102,11 @@ impl Session {
                 Ok(None) => return "client closed the connection",
                 Err(ConnectionError::Frame(error)) => {
                     // The stream cannot be resynchronised after a bad header.
-                    let failure = Message::Failed {
-                        code: ErrorCode::BadRequest,
-                        message: error.to_string(),
-                    };
-                    failure.encode(0, &mut out);
-                    let _ = self.flush_replies(&mut out, &mut pending).await;
-                    self.connection.close_gracefully(super::CLOSE_LINGER).await;
-                    return "protocol error";
+                    let failure = Failure::new(ErrorCode::BadRequest, error.to_string());
+                    return self.close_with(failure, "protocol error").await;
                 }
                 Err(ConnectionError::Io(error)) if error.kind() == io::ErrorKind::TimedOut => {
-                    if self.login.is_required() {
+                    if self.session.executor.login().is_required() {
                         continue; // Said and closed at the top of the loop.
                     }
                     return "idle timeout";
@@ -89,403 +115,250 @@ impl Session {
             };
             // Before a login, a frame (the data of an upload included) must
             // end by the login's deadline.
-            let served = match self.login.deadline() {
+            let served = match self.session.executor.login().deadline() {
                 Some(deadline) => {
-                    let serving = self.serve_frame(header, &mut out, &mut pending);
-                    match tokio::time::timeout_at(deadline, serving).await {
+                    match tokio::time::timeout_at(deadline, self.serve_frame(header)).await {
                         Ok(served) => served,
                         Err(_) => continue,
                     }
                 }
-                None => self.serve_frame(header, &mut out, &mut pending).await,
+                None => self.serve_frame(header).await,
             };
-            if let Err(error) = served {
-                tracing::debug!(%error, "extended session failed");
-                if let ConnectionError::TooLong { limit } = error {
-                    let reason = format!(
-                        "before logging in, a frame may hold at most {limit} bytes; closing"
-                    );
-                    tracing::info!(outcome = %reason, "closing the connection");
-                    failed(&mut out, 0, (ErrorCode::BadRequest, reason));
-                    let _ = self.flush_replies(&mut out, &mut pending).await;
-                    self.connection.close_gracefully(super::CLOSE_LINGER).await;
-                    return "frame too long before login";
+            let Err(error) = served else {
+                continue;
+            };
+            tracing::debug!(%error, "extended session failed");
+            let failure = match &error {
+                ConnectionError::TooLong { limit } => Failure::new(
+                    ErrorCode::BadRequest,
+                    format!("before logging in, a frame may hold at most {limit} bytes; closing"),
+                ),
+                ConnectionError::Frame(_) => Failure::new(ErrorCode::BadRequest, error.to_string()),
+                ConnectionError::Io(io) if io.kind() == io::ErrorKind::InvalidData => {
+                    Failure::new(ErrorCode::BadRequest, error.to_string())
                 }
-                let violation = match &error {
-                    ConnectionError::Frame(_) => true,
-                    ConnectionError::Io(error) => error.kind() == io::ErrorKind::InvalidData,
-                    _ => false,
-                };
-                if !violation {
-                    return "connection failed";
-                }
-                // Out of step for good: say why before closing.
-                failed(&mut out, 0, (ErrorCode::BadRequest, error.to_string()));
-                let _ = self.flush_replies(&mut out, &mut pending).await;
-                self.connection.close_gracefully(super::CLOSE_LINGER).await;
-                return "protocol error";
-            }
+                _ => return "connection failed",
+            };
+            // Out of step for good: say why before closing.
+            return self.close_with(failure, "protocol error").await;
         }
     }
 
-    /// Handles one frame from the client, appending replies to `out`.
-    async fn serve_frame(
-        &mut self,
-        header: Header,
-        out: &mut BytesMut,
-        pending: &mut Vec<PendingCommit>,
-    ) -> Result<(), ConnectionError> {
+    /// Says `failure` for the whole connection (id 0), then closes.
+    async fn close_with(&mut self, failure: Failure, reason: &'static str) -> &'static str {
+        tracing::info!(outcome = %failure.message, "closing the connection");
+        failed(&mut self.out, 0, failure);
+        let _ = self.flush().await;
+        self.session
+            .connection
+            .close_gracefully(super::CLOSE_LINGER)
+            .await;
+        reason
+    }
+
+    /// Handles one frame from the client, appending replies.
+    async fn serve_frame(&mut self, header: Header) -> Result<(), ConnectionError> {
         let id = header.id;
-        if self.login.is_required() && header.length > MAX_LOGIN_FRAME {
+        if self.session.executor.login().is_required() && header.length > MAX_LOGIN_FRAME {
             return Err(ConnectionError::TooLong {
                 limit: MAX_LOGIN_FRAME as usize,
             });
         }
         if header.kind == Kind::Data {
             // Data outside an upload (e.g. after a refused one): drop it.
-            self.skip_body(header.length).await?;
-            return Ok(());
+            return self.skip_body(header.length).await;
         }
         if header.kind == Kind::End && self.refused_upload.take() == Some(id) {
-            // The end of an upload whose request was refused unread.
-            self.skip_body(header.length).await?;
-            return Ok(());
+            // The end of an upload refused before its data.
+            return self.skip_body(header.length).await;
         }
-        let limit = self.config.max_command_len as u64;
+        let limit = self.session.executor.config().max_command_len as u64;
         if header.length > limit {
             // A request is a path or two: one this long is refused unread,
             // so that it costs no memory, and the connection goes on.
             self.skip_body(header.length).await?;
-            if header.kind == Kind::Upload {
-                self.refused_upload = Some(id);
-            }
-            let reason = format!(
-                "request too long: {} bytes (the limit is {limit})",
-                header.length
-            );
-            tracing::info!(request = ?header.kind, outcome = %reason);
-            failed(out, id, (ErrorCode::BadRequest, reason));
-            return Ok(());
-        }
-        let body = self.connection.read_body(header.length).await?;
-        let message = match Message::decode(header.kind, &body) {
-            Ok(message) => message,
-            Err(error) => {
-                if header.kind == Kind::Upload {
-                    self.refused_upload = Some(id);
-                }
-                failed(out, id, (ErrorCode::BadRequest, error.to_string()));
-                return Ok(());
-            }
-        };
-        drop(body);
-        let started = std::time::Instant::now();
-        let kind = message.kind();
-        if self.login.is_required() && kind != Kind::Login {
-            if let Message::Upload { resume: false, .. } = message {
-                // The data follows at once: its frames are dropped as they
-                // come (each bounded like any frame before a login).
-                self.refused_upload = Some(id);
-            }
-            tracing::info!(request = ?kind, outcome = "login required");
-            failed(
-                out,
-                id,
-                (
-                    ErrorCode::LoginRequired,
-                    "log in first: this server needs an account (connect as NAME@HOST)".to_owned(),
+            self.refuse_unread(
+                header,
+                format!(
+                    "request too long: {} bytes (the limit is {limit})",
+                    header.length
                 ),
             );
             return Ok(());
         }
+        let body = self.session.connection.read_body(header.length).await?;
+        let operation = match Message::decode(header.kind, &body).map(Message::into_operation) {
+            Ok(Ok(operation)) => operation,
+            Ok(Err(Message::End { .. })) => {
+                self.refuse_unread(header, "no upload in progress".to_owned());
+                return Ok(());
+            }
+            Ok(Err(other)) => {
+                self.refuse_unread(header, format!("{:?} is not a request", other.kind()));
+                return Ok(());
+            }
+            Err(error) => {
+                self.refuse_unread(header, error.to_string());
+                return Ok(());
+            }
+        };
+        drop(body);
+        self.run_operation(id, operation).await
+    }
+
+    /// Answers a request that could not be read as an operation.
+    fn refuse_unread(&mut self, header: Header, reason: String) {
+        if header.kind == Kind::Upload {
+            self.refused_upload = Some(header.id);
+        }
+        let failure = Failure::new(ErrorCode::BadRequest, reason);
+        self.session
+            .executor
+            .refused_unread(&format!("{:?}", header.kind), &failure);
+        failed(&mut self.out, header.id, failure);
+    }
+
+    async fn run_operation(
+        &mut self,
+        id: u32,
+        operation: Operation,
+    ) -> Result<(), ConnectionError> {
         // Every request sees the effect of the uploads before it: those
         // waiting for a group commit are put in place first. Uploads may
         // keep waiting together unless this one goes below one of them.
-        let commit_first = match &message {
-            Message::Upload { path, .. } => self.directory.resolve(path).is_ok_and(|target| {
-                pending.iter().any(|commit| {
-                    target.starts_with(commit.upload.target()) && target != *commit.upload.target()
-                })
-            }),
+        let commit_first = match &operation {
+            Operation::Upload { path, .. } => self
+                .session
+                .executor
+                .directory()
+                .resolve(path)
+                .is_ok_and(|target| {
+                    self.pending.iter().any(|commit| {
+                        let pending = commit.upload.target();
+                        target.starts_with(pending) && target != *pending
+                    })
+                }),
             _ => true,
         };
         if commit_first {
-            self.commit_pending(out, pending).await;
+            self.commit_pending().await;
         }
-        let result = match message {
-            Message::Login { user, password } => self.log_in(&user, &password).await,
-            Message::ChangeDirectory { path } => self.extended_change_directory(&path).await,
-            Message::MakeDirectory { path, parents } => {
-                self.extended_make_directory(&path, parents).await
-            }
-            Message::Remove { path, recursive } => self.extended_remove(&path, recursive).await,
-            Message::Rename { from, to } => self.extended_rename(&from, &to).await,
-            Message::Stat { path } => self.extended_stat(&path).await.map(|entry| {
-                Message::Entry(entry).encode(id, out);
-            }),
-            Message::List { path } => self.extended_list(&path, id, out, pending).await?,
-            Message::Upload { path, size, resume } => {
-                return self
-                    .extended_upload(id, &path, size, resume, out, pending)
-                    .await;
-            }
-            Message::Download { path, offset } => {
-                return self
-                    .extended_download(id, &path, offset, out, pending)
-                    .await;
-            }
-            // Only meaningful inside an upload.
-            Message::End { .. } => Err((ErrorCode::BadRequest, "no upload in progress".to_owned())),
-            other => Err((
-                ErrorCode::BadRequest,
-                format!("{:?} is not a request", other.kind()),
-            )),
-        };
-        let elapsed = started.elapsed();
-        match result {
-            Ok(()) => {
-                if kind != Kind::Stat {
-                    Message::Done {
-                        directory: self.directory.to_string(),
-                    }
-                    .encode(id, out);
-                }
-                tracing::info!(request = ?kind, ?elapsed, outcome = "ok");
-            }
+        let refusable_upload = matches!(operation, Operation::Upload { resume: false, .. });
+        let was_required = self.session.executor.login().is_required();
+        let outcome = self.session.executor.execute(operation).await;
+        if was_required && !self.session.executor.login().is_required() {
+            self.session.set_read_timeout();
+        }
+        match outcome {
+            Ok(Outcome::Done) => self.done(id),
+            Ok(Outcome::Entry(entry)) => Message::Entry(entry.into()).encode(id, &mut self.out),
+            Ok(Outcome::Listing(listing)) => self.send_listing(id, listing).await?,
+            Ok(Outcome::Upload(upload)) => self.receive(id, upload).await?,
+            Ok(Outcome::Download(download)) => self.send_file(id, download).await?,
+            // The extended protocol has no size request (a stat says it) and
+            // no exit (the client closes): neither comes from a frame.
+            Ok(Outcome::Size(_) | Outcome::Exit) => self.done(id),
             Err(failure) => {
-                tracing::info!(request = ?kind, ?elapsed, outcome = %failure.1);
-                failed(out, id, failure);
+                if refusable_upload {
+                    // The data follows at once: its frames are dropped.
+                    self.refused_upload = Some(id);
+                }
+                failed(&mut self.out, id, failure);
             }
         }
         Ok(())
     }
 
-    async fn extended_change_directory(&mut self, argument: &str) -> Result<(), Failure> {
-        let target = self.extended_resolve(argument)?;
-        self.storage
-            .check_directory(&target)
-            .await
-            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))?;
-        self.directory = target;
-        Ok(())
-    }
-
-    async fn extended_make_directory(
-        &mut self,
-        argument: &str,
-        parents: bool,
-    ) -> Result<(), Failure> {
-        let target = self.extended_resolve(argument)?;
-        let made = match parents {
-            true => self.storage.make_directories(&target).await,
-            false => self.storage.make_directory(&target).await,
-        };
-        made.map_err(|error| (code_of(&error), describe_plainly(error, argument)))
-    }
-
-    async fn extended_remove(&mut self, argument: &str, recursive: bool) -> Result<(), Failure> {
-        let last = argument
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default();
-        if matches!(last, "." | "..") {
-            return Err((
-                ErrorCode::BadRequest,
-                describe_plainly(StorageError::RemoveDot, argument),
-            ));
+    fn done(&mut self, id: u32) {
+        Message::Done {
+            directory: self.session.executor.directory().to_string(),
         }
-        let target = self.extended_resolve(argument)?;
-        if target.is_root() {
-            return Err((
-                ErrorCode::PermissionDenied,
-                describe_plainly(StorageError::RemoveRoot, argument),
-            ));
-        }
-        let removal = if recursive {
-            Removal::Tree
-        } else {
-            Removal::Entry
-        };
-        let removed = self.storage.remove(&target, removal).await;
-        removed.map_err(|error| (code_of(&error), describe_plainly(error, argument)))
-    }
-
-    async fn extended_rename(&mut self, from: &str, to: &str) -> Result<(), Failure> {
-        let source = self.extended_resolve(from)?;
-        let destination = self.extended_resolve(to)?;
-        if source.is_root() {
-            return Err((
-                ErrorCode::PermissionDenied,
-                describe_plainly(StorageError::PermissionDenied, from),
-            ));
-        }
-        self.storage
-            .rename(&source, &destination, names_directory(to))
-            .await
-            .map(drop)
-            .map_err(|error| {
-                (
-                    code_of(&error),
-                    describe_plainly(error, &format!("{from} -> {to}")),
-                )
-            })
-    }
-
-    async fn extended_stat(&mut self, argument: &str) -> Result<EntryInfo, Failure> {
-        let target = self.extended_resolve(argument)?;
-        let entry = self
-            .storage
-            .stat(&target)
-            .await
-            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))?;
-        Ok(entry_info(entry))
+        .encode(id, &mut self.out);
     }
 
     /// Sends a directory's entries as they are read, a listing frame per
     /// batch, writing them out whenever enough are held: a client that does
     /// not read holds the listing where it is, never the whole of it.
-    async fn extended_list(
+    async fn send_listing(
         &mut self,
-        argument: &str,
         id: u32,
-        out: &mut BytesMut,
-        pending: &mut Vec<PendingCommit>,
-    ) -> Result<Result<(), Failure>, ConnectionError> {
-        let listed = match self.extended_resolve(argument) {
-            Ok(target) => self.storage.list(&target).await,
-            Err(failure) => return Ok(Err(failure)),
-        };
-        let failure = |error: StorageError| (code_of(&error), describe_plainly(error, argument));
-        let mut listing = match listed {
-            Ok(listing) => listing,
-            Err(error) => return Ok(Err(failure(error))),
-        };
-        loop {
-            match listing.next_batch().await {
+        mut outgoing: OutgoingListing,
+    ) -> Result<(), ConnectionError> {
+        let mut entries = 0;
+        let failure = loop {
+            match outgoing.listing.next_batch().await {
                 Ok(Some(batch)) => {
-                    Message::Listing(batch.into_iter().map(entry_info).collect()).encode(id, out);
-                    if out.len() >= MAX_HELD_REPLIES {
-                        self.flush_replies(out, pending).await?;
+                    entries += batch.len() as u64;
+                    Message::Listing(batch.into_iter().map(Into::into).collect())
+                        .encode(id, &mut self.out);
+                    if self.out.len() >= MAX_HELD_REPLIES {
+                        self.flush().await?;
                     }
                 }
-                Ok(None) => return Ok(Ok(())),
-                Err(error) => return Ok(Err(failure(error))),
+                Ok(None) => break None,
+                Err(error) => break Some(error),
             }
+        };
+        match self
+            .session
+            .executor
+            .finish_listing(outgoing, entries, failure)
+        {
+            Ok(()) => self.done(id),
+            Err(failure) => failed(&mut self.out, id, failure),
         }
+        Ok(())
     }
 
-    /// Receives an upload: optional resume offset, data frames, then the
-    /// end frame with the whole file's digest, checked before the file is
-    /// put in place.
-    async fn extended_upload(
+    /// Receives an upload's data frames and end frame (after saying where
+    /// to resume, when asked), then commits it, or leaves it for a group
+    /// commit when more requests are already waiting.
+    async fn receive(
         &mut self,
         id: u32,
-        argument: &str,
-        size: u64,
-        resume: bool,
-        out: &mut BytesMut,
-        pending: &mut Vec<PendingCommit>,
+        mut upload: IncomingUpload,
     ) -> Result<(), ConnectionError> {
-        let started = std::time::Instant::now();
-        let prepared = match self.extended_resolve(argument) {
-            Ok(_)
-                if self
-                    .config
-                    .max_upload_size
-                    .is_some_and(|limit| size > limit) =>
-            {
-                Err((
-                    ErrorCode::TooLarge,
-                    describe_plainly(StorageError::TooLarge, argument),
-                ))
+        if upload.resumes() {
+            Message::UploadFrom {
+                offset: upload.held(),
             }
-            // Only an upload that may be resumed needs a partial file kept
-            // by path and size; others (pipelined small files) take a plain
-            // temporary one.
-            Ok(target) if resume => self
-                .storage
-                .resume_upload(&target, size)
-                .await
-                .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
-            Ok(target) => self
-                .storage
-                .create_upload(&target)
-                .await
-                .map(|upload| (upload, 0))
-                .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
-            Err(failure) => Err(failure),
-        };
-        let (mut upload, held) = match prepared {
-            Ok(prepared) => prepared,
-            Err(failure) => {
-                // The client may already be sending: skip to the end frame.
-                if resume {
-                    failed(out, id, failure);
-                    return Ok(());
-                }
-                self.skip_transfer(id).await?;
-                tracing::info!(request = "Upload", outcome = %failure.1);
-                failed(out, id, failure);
-                return Ok(());
-            }
-        };
-        let mut hasher = Hasher::new();
-        let mut offset = held;
-        let prefix = async {
-            let writer = upload.writer();
-            if offset > 0 {
-                writer.seek(io::SeekFrom::Start(0)).await?;
-                digest::hash_prefix(writer, offset, &mut hasher).await?;
-            } else if resume {
-                writer.set_len(0).await?;
-                writer.seek(io::SeekFrom::Start(0)).await?;
-            }
-            io::Result::Ok(())
-        };
-        if let Err(error) = prefix.await {
-            tracing::warn!(%error, "cannot resume an upload; starting afresh");
-            offset = 0;
-            hasher = Hasher::new();
-            let writer = upload.writer();
-            writer.set_len(0).await?;
-            writer.seek(io::SeekFrom::Start(0)).await?;
+            .encode(id, &mut self.out);
+            self.flush().await?;
         }
-        if resume {
-            Message::UploadFrom { offset }.encode(id, out);
-            self.flush_replies(out, pending).await?;
-        }
-        let mut received = offset;
-        let mut sink_error = None;
+        let size = upload.size().unwrap_or(0);
+        let held = upload.held();
+        let mut received = 0u64;
+        let mut problem = None;
         let digest = loop {
-            let Some(header) = self.connection.read_header().await? else {
+            let connection = &mut self.session.connection;
+            let Some(header) = connection.read_header().await? else {
                 return Err(ConnectionError::ClosedMidMessage);
             };
             match header.kind {
-                Kind::Data if header.id == id && received.saturating_add(header.length) > size => {
-                    // More than announced: dropped, and the upload fails
-                    // (the size check below), so no client can fill the
-                    // disk past the size it declared (and was allowed).
-                    received = received.saturating_add(header.length);
-                    self.connection
-                        .read_data(header.length, &mut tokio::io::sink(), |_| {})
-                        .await?
-                        .ok();
-                }
                 Kind::Data if header.id == id => {
-                    received += header.length;
-                    let written = self
-                        .connection
-                        .read_data(header.length, upload.writer(), |chunk| {
-                            hasher.update(chunk);
-                        })
-                        .await?;
+                    // More than announced is dropped, and the upload fails (the
+                    // size check), so no client can fill the disk past the size
+                    // it declared (and was allowed).
+                    let over = held.saturating_add(received).saturating_add(header.length) > size;
+                    received = received.saturating_add(header.length);
+                    let written = match over {
+                        true => {
+                            connection
+                                .read_data(header.length, &mut tokio::io::sink(), |_| {})
+                                .await?
+                        }
+                        false => {
+                            connection
+                                .read_data(header.length, upload.sink(), |_| {})
+                                .await?
+                        }
+                    };
                     if let Err(error) = written {
-                        sink_error.get_or_insert(error);
+                        problem.get_or_insert(ReceiveProblem::Storage(error.into()));
                     }
                 }
                 Kind::End if header.id == id => {
-                    let body = self.connection.read_body(header.length).await?;
+                    let body = connection.read_body(header.length).await?;
                     match Message::decode(Kind::End, &body)? {
                         Message::End { digest } => break digest,
                         _ => unreachable!("an end frame decodes to End"),
@@ -500,332 +373,167 @@ impl Session {
                 }
             }
         };
-        let checked = check_upload(
-            upload,
-            argument,
-            size,
-            received,
-            sink_error,
-            hasher.finalize().into(),
-            digest,
-        );
-        // While more requests are already waiting (a pipelining client), the
-        // upload joins a group that is committed at once before the replies
-        // are written; otherwise it is committed on its own, now.
-        let outcome = match checked {
-            Ok(upload) if self.connection.has_buffered_input() => {
-                let at = out.len();
-                Message::Done {
-                    directory: self.directory.to_string(),
-                }
-                .encode(id, out);
-                pending.push(PendingCommit {
-                    upload,
-                    reply: at..out.len(),
-                    id,
-                    argument: argument.to_owned(),
-                });
-                tracing::info!(request = "Upload", path = %excerpt(argument), bytes = received, elapsed = ?started.elapsed(), outcome = "ok, in a group commit");
+        let received = Received {
+            bytes: received,
+            digest: Some(digest),
+            problem,
+        };
+        let verified = match self.session.executor.verify_upload(upload, received).await {
+            Ok(verified) => verified,
+            Err(failure) => {
+                failed(&mut self.out, id, failure);
                 return Ok(());
             }
-            Ok(upload) => upload
-                .commit()
-                .await
-                .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
-            Err(failure) => Err(failure),
         };
-        let elapsed = started.elapsed();
-        match outcome {
-            Ok(()) => {
-                tracing::info!(request = "Upload", path = %excerpt(argument), bytes = received - offset, resumed_from = offset, ?elapsed, outcome = "ok");
-                Message::Done {
-                    directory: self.directory.to_string(),
-                }
-                .encode(id, out);
-            }
-            Err(failure) => {
-                tracing::info!(request = "Upload", path = %excerpt(argument), ?elapsed, outcome = %failure.1);
-                failed(out, id, failure);
-            }
+        if self.session.connection.has_buffered_input() {
+            // More requests are already waiting (a pipelining client): the
+            // upload joins a group committed before the replies are written.
+            let at = self.out.len();
+            self.done(id);
+            let reply = at..self.out.len();
+            self.pending.push(PendingCommit {
+                upload: verified,
+                reply,
+                id,
+            });
+            return Ok(());
+        }
+        match self.session.executor.commit(verified).await {
+            Ok(()) => self.done(id),
+            Err(failure) => failed(&mut self.out, id, failure),
         }
         Ok(())
     }
 
+    /// Sends a file from its offset: its size, one data frame, and the end
+    /// frame with the digest of the whole file, computed meanwhile.
+    async fn send_file(
+        &mut self,
+        id: u32,
+        outgoing: OutgoingDownload,
+    ) -> Result<(), ConnectionError> {
+        let (size, offset) = (outgoing.download.size, outgoing.offset);
+        let length = size - offset;
+        Message::Sending { size, offset }.encode(id, &mut self.out);
+        let data = Header {
+            kind: Kind::Data,
+            id,
+            length,
+        };
+        self.out.extend_from_slice(&data.encode());
+        self.flush().await?;
+        // Should the file change between the digest and the sending, the
+        // client's check fails and it keeps nothing. If sending fails, the
+        // digest job is dropped, which abandons it.
+        let digest = outgoing.download.digest();
+        let connection = &mut self.session.connection;
+        let sent = match outgoing.download.local_file() {
+            // On plain TCP straight from the page cache (sendfile).
+            Some(file) => connection.send_file(file, offset, length).await,
+            None => match outgoing.download.reader(offset).await {
+                Ok(mut reader) => connection.write_from(&mut (&mut reader).take(length)).await,
+                Err(error) => Err(io::Error::other(error)),
+            },
+        };
+        let sent = match sent {
+            Ok(sent) if sent == length => sent,
+            Ok(sent) => {
+                let failure = Failure::new(ErrorCode::Internal, "the file shrank while being sent");
+                let _ = self
+                    .session
+                    .executor
+                    .finish_download(outgoing, sent, Some(failure));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank during download",
+                )
+                .into());
+            }
+            Err(error) => {
+                let failure = Failure::new(ErrorCode::Internal, format!("sending failed: {error}"));
+                let _ = self
+                    .session
+                    .executor
+                    .finish_download(outgoing, 0, Some(failure));
+                return Err(error.into());
+            }
+        };
+        match digest.await {
+            Ok(digest) => {
+                Message::End { digest }.encode(id, &mut self.out);
+                let _ = self.session.executor.finish_download(outgoing, sent, None);
+                Ok(())
+            }
+            Err(error) => {
+                // The data frame is complete, but no digest can end it: the
+                // connection cannot go on truthfully.
+                let failure = self
+                    .session
+                    .executor
+                    .failure(error, outgoing.argument())
+                    .await;
+                let _ = self
+                    .session
+                    .executor
+                    .finish_download(outgoing, sent, Some(failure));
+                Err(io::Error::other("cannot compute a download's digest").into())
+            }
+        }
+    }
+
     /// Reads and drops a frame's body, in bounded memory.
     async fn skip_body(&mut self, length: u64) -> Result<(), ConnectionError> {
-        self.connection
+        self.session
+            .connection
             .read_data(length, &mut tokio::io::sink(), |_| {})
             .await?
             .ok();
         Ok(())
     }
 
-    /// Reads and drops a refused upload's frames, up to its end frame.
-    async fn skip_transfer(&mut self, id: u32) -> Result<(), ConnectionError> {
-        loop {
-            let Some(header) = self.connection.read_header().await? else {
-                return Err(ConnectionError::ClosedMidMessage);
-            };
-            match header.kind {
-                Kind::Data if header.id == id => {
-                    self.connection
-                        .read_data(header.length, &mut tokio::io::sink(), |_| {})
-                        .await?
-                        .ok();
-                }
-                Kind::End if header.id == id => {
-                    self.connection.read_body(header.length).await?;
-                    return Ok(());
-                }
-                _ => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "unexpected frame inside an upload",
-                    )
-                    .into());
-                }
-            }
-        }
-    }
-
-    /// Sends a file from `offset`: its size, one data frame, and the end
-    /// frame with the digest of the whole file.
-    async fn extended_download(
-        &mut self,
-        id: u32,
-        argument: &str,
-        offset: u64,
-        out: &mut BytesMut,
-        pending: &mut Vec<PendingCommit>,
-    ) -> Result<(), ConnectionError> {
-        let started = std::time::Instant::now();
-        let opened = match self.extended_resolve(argument) {
-            Ok(target) => self
-                .storage
-                .open_file(&target)
-                .await
-                .map_err(|error| (code_of(&error), describe_plainly(error, argument))),
-            Err(failure) => Err(failure),
-        };
-        let (file, size) = match opened {
-            Ok((_, size)) if offset > size => {
-                failed(
-                    out,
-                    id,
-                    (
-                        ErrorCode::BadRequest,
-                        format!(
-                            "offset {offset} is past the end ({size} bytes): {}",
-                            excerpt(argument)
-                        ),
-                    ),
-                );
-                return Ok(());
-            }
-            Ok(opened) => opened,
-            Err(failure) => {
-                tracing::info!(request = "Download", path = %excerpt(argument), outcome = %failure.1);
-                failed(out, id, failure);
-                return Ok(());
-            }
-        };
-        Message::Sending { size, offset }.encode(id, out);
-        out.extend_from_slice(
-            &Header {
-                kind: Kind::Data,
-                id,
-                length: size - offset,
-            }
-            .encode(),
-        );
-        self.flush_replies(out, pending).await?;
-        // The bytes go by sendfile, never through our memory; the digest of
-        // the whole file is computed meanwhile on the blocking pool. Should
-        // the file change between the two, the client's check fails and it
-        // keeps nothing.
-        let file = file.into_std().await;
-        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let hashing = {
-            let file = file.try_clone()?;
-            let cancel = std::sync::Arc::clone(&cancel);
-            let slots = std::sync::Arc::clone(&self.shared.hashing);
-            // Hashes wait for a slot (one per core), so that a thousand
-            // downloads do not become a thousand blocking threads.
-            tokio::spawn(async move {
-                let _slot = slots.acquire_owned().await;
-                tokio::task::spawn_blocking(move || {
-                    digest::hash_file_blocking(&file, size, &cancel)
-                })
-                .await
-            })
-        };
-        // If sending fails, the hash is abandoned rather than left to read
-        // the rest of a possibly huge file on the blocking pool.
-        let sent = self
-            .connection
-            .send_file(&file, offset, size - offset)
-            .await;
-        if sent.is_err() {
-            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        let sent = sent?;
-        if sent < size - offset {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank during download",
-            )
-            .into());
-        }
-        let digest = hashing
-            .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)??;
-        Message::End { digest }.encode(id, out);
-        tracing::info!(request = "Download", path = %excerpt(argument), bytes = sent, from = offset, elapsed = ?started.elapsed(), outcome = "ok");
-        Ok(())
-    }
-
     /// Writes the replies gathered so far, after committing the uploads
-    /// they acknowledge as one group (a failed commit turns its `Done`
-    /// into a `Failed`).
-    async fn flush_replies(
-        &mut self,
-        out: &mut BytesMut,
-        pending: &mut Vec<PendingCommit>,
-    ) -> io::Result<()> {
-        self.commit_pending(out, pending).await;
-        if !out.is_empty() {
-            self.connection.write_raw(out).await?;
-            out.clear();
+    /// they acknowledge.
+    async fn flush(&mut self) -> io::Result<()> {
+        self.commit_pending().await;
+        if !self.out.is_empty() {
+            self.session.connection.write_raw(&self.out).await?;
+            self.out.clear();
         }
         Ok(())
     }
 
-    /// Commits the uploads waiting in `pending` as one group, turning the
-    /// `Done` of each that fails into its `Failed`.
-    async fn commit_pending(&mut self, out: &mut BytesMut, pending: &mut Vec<PendingCommit>) {
-        if !pending.is_empty() {
-            let group: Vec<PendingCommit> = std::mem::take(pending);
-            let (uploads, replies): (Vec<_>, Vec<_>) = group
-                .into_iter()
-                .map(|commit| (commit.upload, (commit.reply, commit.id, commit.argument)))
-                .unzip();
-            let mut results = self.storage.commit_group(uploads).await.into_iter();
-            // From the back, so that the earlier ranges stay valid.
-            let outcomes: Vec<_> = replies
-                .into_iter()
-                .map(|reply| (reply, results.next()))
-                .collect();
-            for ((range, id, argument), result) in outcomes.into_iter().rev() {
-                let error = match result {
-                    Some(Ok(())) => continue,
-                    Some(Err(error)) => error,
-                    None => StorageError::Io(io::ErrorKind::Other),
-                };
-                tracing::warn!(path = %excerpt(&argument), %error, "group commit failed");
-                let mut failure = BytesMut::new();
-                failed(
-                    &mut failure,
-                    id,
-                    (code_of(&error), describe_plainly(error, &argument)),
-                );
-                let tail = out.split_off(range.end);
-                out.truncate(range.start);
-                out.extend_from_slice(&failure);
-                out.extend_from_slice(&tail);
-            }
+    /// Commits the uploads waiting as one group, turning the `Done` of each
+    /// that fails into its `Failed`.
+    async fn commit_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let group = std::mem::take(&mut self.pending);
+        let (uploads, replies): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|commit| (commit.upload, (commit.reply, commit.id)))
+            .unzip();
+        let results = self.session.executor.commit_group(uploads).await;
+        // From the back, so that the earlier ranges stay valid.
+        for ((range, id), result) in replies.into_iter().zip(results).rev() {
+            let Err(failure) = result else {
+                continue;
+            };
+            let mut replacement = BytesMut::new();
+            failed(&mut replacement, id, failure);
+            let tail = self.out.split_off(range.end);
+            self.out.truncate(range.start);
+            self.out.extend_from_slice(&replacement);
+            self.out.extend_from_slice(&tail);
         }
     }
-
-    fn extended_resolve(&self, argument: &str) -> Result<VirtualPath, Failure> {
-        self.directory
-            .resolve(argument)
-            .map_err(|error| (code_of(&error), describe_plainly(error, argument)))
-    }
-}
-
-/// Checks a received upload: the whole file, unchanged.
-fn check_upload(
-    upload: Upload,
-    argument: &str,
-    size: u64,
-    received: u64,
-    sink_error: Option<io::Error>,
-    actual: Digest,
-    expected: Digest,
-) -> Result<Upload, Failure> {
-    if let Some(error) = sink_error {
-        let error = StorageError::from(error);
-        return Err((code_of(&error), describe_plainly(error, argument)));
-    }
-    if received != size {
-        upload.discard();
-        return Err((
-            ErrorCode::BadRequest,
-            format!(
-                "received {received} bytes of a {size}-byte upload: {}",
-                excerpt(argument)
-            ),
-        ));
-    }
-    if actual != expected {
-        upload.discard();
-        return Err((
-            ErrorCode::DigestMismatch,
-            format!("digest mismatch, nothing stored: {}", excerpt(argument)),
-        ));
-    }
-    Ok(upload)
-}
-
-/// An upload verified and acknowledged in `out`, waiting for its group
-/// commit; its reply is replaced if the commit fails.
-pub(super) struct PendingCommit {
-    upload: Upload,
-    /// Where its `Done` reply sits in the reply buffer.
-    reply: Range<usize>,
-    id: u32,
-    argument: String,
 }
 
 /// Appends a failure reply.
-fn failed(out: &mut BytesMut, id: u32, (code, message): Failure) {
-    Message::Failed { code, message }.encode(id, out);
-}
-
-/// The stable code for a storage error.
-fn code_of(error: &StorageError) -> ErrorCode {
-    match error {
-        StorageError::NotFound => ErrorCode::NotFound,
-        StorageError::AlreadyExists => ErrorCode::AlreadyExists,
-        StorageError::NotADirectory => ErrorCode::NotADirectory,
-        StorageError::IsADirectory | StorageError::NotAFile => ErrorCode::IsADirectory,
-        StorageError::NotEmpty => ErrorCode::NotEmpty,
-        StorageError::OutsideRoot
-        | StorageError::InvalidName
-        | StorageError::EmptyName
-        | StorageError::NameTooLong
-        | StorageError::Reserved
-        | StorageError::LinkLoop => ErrorCode::InvalidPath,
-        StorageError::PermissionDenied | StorageError::RemoveRoot | StorageError::ReadOnly => {
-            ErrorCode::PermissionDenied
-        }
-        StorageError::RemoveDot | StorageError::IntoItself => ErrorCode::BadRequest,
-        StorageError::TooLarge => ErrorCode::TooLarge,
-        StorageError::NoSpace => ErrorCode::NoSpace,
-        StorageError::Io(_) => ErrorCode::Internal,
+fn failed(out: &mut BytesMut, id: u32, failure: Failure) {
+    Message::Failed {
+        code: failure.code,
+        message: failure.message,
     }
-}
-
-/// A storage entry as the protocol describes it.
-fn entry_info(entry: Entry) -> EntryInfo {
-    EntryInfo {
-        is_directory: entry.kind == EntryKind::Directory,
-        size: entry.size,
-        modified: entry
-            .modified
-            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX)),
-        name: entry.name,
-    }
+    .encode(id, out);
 }

@@ -7,7 +7,8 @@ use std::path::Path;
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 
-use super::*;
+use super::IN_PLACE_DEPTH;
+use crate::storage::*;
 
 /// A shared root beside a directory holding a secret.
 struct Tree {
@@ -90,8 +91,18 @@ async fn links_to_the_outside_are_refused_and_not_listed() {
         storage.open_file(&at("out_dir/secret")).await,
         Err(StorageError::OutsideRoot)
     ));
-    assert!(storage.create_upload(&at("out_dir/new")).await.is_err());
-    assert!(storage.make_directory(&at("out_dir/new")).await.is_err());
+    assert!(
+        storage
+            .create_upload(&at("out_dir/new"), None, false)
+            .await
+            .is_err()
+    );
+    assert!(
+        storage
+            .make_directory(&at("out_dir/new"), false)
+            .await
+            .is_err()
+    );
     assert!(
         storage
             .remove(&at("out_dir/secret"), Removal::Entry)
@@ -118,13 +129,17 @@ async fn links_to_the_outside_are_refused_and_not_listed() {
 async fn a_link_swapped_in_during_an_upload_is_not_followed() {
     let tree = Tree::new();
     std::fs::create_dir(tree.path("dir")).unwrap();
-    let mut upload = tree.storage.create_upload(&at("dir/file")).await.unwrap();
-    upload.writer().write_all(b"payload").await.unwrap();
+    let mut upload = tree
+        .storage
+        .create_upload(&at("dir/file"), None, false)
+        .await
+        .unwrap();
+    upload.write_all(b"payload").await.unwrap();
     // Between the check and the commit, `dir` becomes a link to the outside.
     std::fs::rename(tree.path("dir"), tree.path("moved")).unwrap();
     tree.link(tree.outside.path(), "dir");
     assert!(matches!(
-        upload.commit().await,
+        tree.storage.commit(upload).await,
         Err(StorageError::OutsideRoot)
     ));
     tree.outside_untouched();
@@ -139,8 +154,8 @@ async fn a_link_swapped_in_before_a_download_is_not_followed() {
     let tree = Tree::new();
     std::fs::create_dir(tree.path("dir")).unwrap();
     std::fs::write(tree.path("dir/secret"), b"public").unwrap();
-    let (_, size) = tree.storage.open_file(&at("dir/secret")).await.unwrap();
-    assert_eq!(size, 6);
+    let download = tree.storage.open_file(&at("dir/secret")).await.unwrap();
+    assert_eq!(download.size, 6);
     std::fs::rename(tree.path("dir"), tree.path("moved")).unwrap();
     tree.link(tree.outside.path(), "dir");
     assert!(matches!(
@@ -171,11 +186,11 @@ async fn links_into_the_private_directory_are_refused() {
         );
         let child = at(path).child("x");
         assert!(matches!(
-            storage.create_upload(&child).await,
+            storage.create_upload(&child, None, false).await,
             Err(StorageError::Reserved)
         ));
         assert!(matches!(
-            storage.make_directory(&child).await,
+            storage.make_directory(&child, false).await,
             Err(StorageError::Reserved)
         ));
     }

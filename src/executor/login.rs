@@ -8,18 +8,17 @@
 
 use tokio::time::Instant;
 
-use super::Session;
-use crate::protocol::extended::{ErrorCode, Password};
-use crate::server::Shared;
+use super::{Executor, Service, view};
+use crate::operation::{ErrorCode, Failure, Password};
 use crate::storage::{Storage, VirtualPath};
 
-/// What a classic client is told on a server that requires a login.
-pub(crate) const CLASSIC_LOGIN_REQUIRED: &str =
+/// What a client is told before it logged in on a server that requires it.
+pub(crate) const LOGIN_REQUIRED: &str =
     "login required: this server needs an account (use miniftp connect NAME@HOST)";
 
 /// Where a session stands.
 #[derive(Debug)]
-pub(crate) enum LoginState {
+pub enum LoginState {
     /// The server has no accounts: everyone is in.
     Open,
     /// The server has accounts and lets anonymous clients in; they may
@@ -27,24 +26,30 @@ pub(crate) enum LoginState {
     Anonymous,
     /// The server has accounts and nothing is allowed before a login,
     /// which must come by `deadline`.
-    Required { deadline: Instant },
+    Required {
+        /// When the login is due.
+        deadline: Instant,
+    },
     /// Logged in as this account.
-    LoggedIn { user: String },
+    LoggedIn {
+        /// The account's name.
+        user: String,
+    },
 }
 
 impl LoginState {
     /// A new session's state, and the storage it sees until it logs in; a
     /// required login is due `handshake_timeout` after the connection was
     /// `accepted` (its TLS handshake included).
-    pub fn at_start(shared: &Shared, accepted: Instant) -> (LoginState, Storage) {
-        match (&shared.config.accounts, &shared.anonymous) {
-            (None, _) => (LoginState::Open, shared.root.clone()),
+    pub(super) fn at_start(service: &Service, accepted: Instant) -> (LoginState, Storage) {
+        match (&service.config.accounts, &service.anonymous) {
+            (None, _) => (LoginState::Open, service.root.clone()),
             (Some(_), Some(anonymous)) => (LoginState::Anonymous, anonymous.clone()),
             (Some(_), None) => (
                 LoginState::Required {
-                    deadline: accepted + shared.config.handshake_timeout,
+                    deadline: accepted + service.config.handshake_timeout,
                 },
-                shared.root.read_only(),
+                service.root.read_only(),
             ),
         }
     }
@@ -76,47 +81,42 @@ impl LoginState {
     }
 }
 
-impl Session {
-    /// Handles a login request; on success the session sees the account's
-    /// home from then on. Failures are answered after a delay that grows
-    /// with each failure from the same address, which is banned for a while
-    /// past a number of them.
-    pub(super) async fn log_in(
-        &mut self,
-        user: &str,
-        password: &Password,
-    ) -> Result<(), (ErrorCode, String)> {
-        let Some(accounts) = self.config.accounts.clone() else {
-            return Err((
+impl Executor {
+    /// Logs in; on success the session sees the account's home from then
+    /// on. Failures are answered after a delay that grows with each failure
+    /// from the same address, which is banned for a while past a number of
+    /// them; logins still being checked count as failures to come.
+    pub(super) async fn log_in(&mut self, user: &str, password: &Password) -> Result<(), Failure> {
+        let Some(accounts) = self.service.config.accounts.clone() else {
+            return Err(Failure::new(
                 ErrorCode::BadRequest,
-                "this server has no accounts: no login needed".to_owned(),
+                "this server has no accounts: no login needed",
             ));
         };
         if let LoginState::LoggedIn { user } = &self.login {
-            return Err((
+            return Err(Failure::new(
                 ErrorCode::BadRequest,
                 format!("already logged in as {user}"),
             ));
         }
-        let address = self.peer.ip();
-        if !(self.connection.stream().is_tls()
+        let address = self.peer.address.ip();
+        if !(self.peer.encrypted
             || address.is_loopback()
-            || self.config.allow_insecure_login)
+            || self.service.config.allow_insecure_login)
         {
             tracing::warn!("login refused: password sent in clear from another host");
-            return Err((
+            return Err(Failure::new(
                 ErrorCode::PermissionDenied,
-                "logins need TLS here: the password would travel in clear (connect with --tls)"
-                    .to_owned(),
+                "logins need TLS here: the password would travel in clear (connect with --tls)",
             ));
         }
         let attempt = self
-            .shared
+            .service
             .guard
             .begin_login(address)
-            .map_err(|refusal| (ErrorCode::LoginFailed, refusal.message()))?;
+            .map_err(|refusal| Failure::new(ErrorCode::LoginFailed, refusal.message()))?;
         let account = {
-            let _turn = self.shared.guard.password_checks.acquire().await;
+            let _turn = self.service.guard.password_checks.acquire().await;
             let (user, password) = (user.to_owned(), password.clone());
             tokio::task::spawn_blocking(move || accounts.verify(&user, password.expose()))
                 .await
@@ -124,28 +124,22 @@ impl Session {
                 .flatten()
         };
         let Some(account) = account else {
-            // The name as given, if it could be one: a log line must not
-            // carry a megabyte of whatever the client sent.
             let valid = crate::accounts::validate_name(user).is_ok();
             let (delay, banned) = attempt.failed(if valid { user } else { "" });
-            let named = match valid {
-                true => user.to_owned(),
-                false => format!("(not a valid name, {} bytes)", user.len()),
-            };
-            tracing::warn!(user = %named, banned, "login failed");
+            tracing::warn!(banned, "login failed");
             tokio::time::sleep(delay).await;
             let mut reason = "login failed: wrong name or password".to_owned();
             if banned {
                 reason.push_str("; too many failures: your address is banned for a while");
             }
-            return Err((ErrorCode::LoginFailed, reason));
+            return Err(Failure::new(ErrorCode::LoginFailed, reason));
         };
         attempt.succeeded(&account.name);
-        let storage = crate::server::view(&self.shared.root, &account.home, account.access)
+        let storage = view(&self.service.root, &account.home, account.access)
             .await
             .map_err(|error| {
                 tracing::error!(%error, home = %account.home, "cannot open a home");
-                (
+                Failure::new(
                     ErrorCode::Internal,
                     format!("cannot open the account's home: {error}"),
                 )
@@ -155,8 +149,6 @@ impl Session {
         self.storage = storage;
         self.directory = VirtualPath::root();
         self.login = LoginState::LoggedIn { user: account.name };
-        self.connection
-            .set_read_timeout(Some(self.config.idle_timeout));
         Ok(())
     }
 }

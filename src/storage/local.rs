@@ -1,0 +1,975 @@
+//! The shared tree on the local disk, behind a directory capability.
+//!
+//! The disk is reached only through a `cap_std` directory for the root,
+//! which refuses `..` and symbolic links that lead outside, even if the
+//! tree changes during a request; links inside are followed one component
+//! at a time by one resolver ([`resolve_links`]), so that absolute links
+//! into the root work and links into the private directory do not.
+//!
+//! Uploads are written to a private temporary file under
+//! [`path::PRIVATE_DIR`], hashed as they are written, flushed, and renamed
+//! into place only when whole. Interrupted resumable uploads wait in the
+//! private directory, locked while in use, for [`PARTIAL_MAX_AGE`].
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, Metadata, OpenOptions, OpenOptionsExt};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite};
+use tokio::sync::Semaphore;
+
+use super::{
+    Backend, DigestJob, Download, DownloadSource, Entry, EntryKind, Listing, ListingSource,
+    Removal, Result, StorageError, UploadSink, VirtualPath, path,
+};
+use crate::digest::{self, Digest, Hasher};
+
+#[cfg(test)]
+mod tests;
+
+/// Where temporary uploads live, relative to the private directory.
+const UPLOAD_DIR: &str = "uploads";
+
+/// Where interrupted extended-protocol uploads wait to be resumed, relative
+/// to the private directory.
+const PARTIAL_DIR: &str = "partial";
+
+/// The deepest path whose `stat` runs in place on the session's worker
+/// rather than on the blocking pool.
+const IN_PLACE_DEPTH: usize = 32;
+
+/// How many entries a listing reads at a time: at most about 200 KiB of
+/// names, whatever the directory holds.
+const LISTING_BATCH: usize = 256;
+
+/// How long an interrupted upload is kept for resuming.
+pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// The shared root on the local disk, or a home under it.
+#[derive(Clone)]
+pub struct LocalDisk {
+    /// The tree this backend shows: the root, or a home under it.
+    root: Arc<Dir>,
+    /// The root's private directory, where uploads are prepared.
+    private: Arc<PrivateArea>,
+    /// Names the tree among the root's subtrees (empty for the root), so
+    /// that partial uploads of two homes never meet.
+    scope: Arc<str>,
+    /// Slots for the digests computed beside downloads, one per core, so
+    /// that a thousand downloads do not become a thousand blocking threads.
+    hashing: Arc<Semaphore>,
+}
+
+/// The server's private directory under the root, made again if someone
+/// removes it while the server runs (a cleanup job, say).
+struct PrivateArea {
+    /// The shared root itself, where the area lives.
+    root: Dir,
+    current: RwLock<Arc<Dir>>,
+}
+
+impl PrivateArea {
+    fn open(root: Dir) -> io::Result<PrivateArea> {
+        let current = Self::make(&root)?;
+        Ok(PrivateArea {
+            root,
+            current: RwLock::new(Arc::new(current)),
+        })
+    }
+
+    fn make(root: &Dir) -> io::Result<Dir> {
+        root.create_dir_all(path::PRIVATE_DIR)?;
+        let private = root.open_dir(path::PRIVATE_DIR)?;
+        private.create_dir_all(UPLOAD_DIR)?;
+        private.create_dir_all(PARTIAL_DIR)?;
+        Ok(private)
+    }
+
+    fn get(&self) -> Arc<Dir> {
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    /// Whether the area is still where it belongs (an open directory that
+    /// was removed keeps its descriptor, but nothing can be made in it).
+    fn is_intact(&self, private: &Dir) -> bool {
+        private.metadata(UPLOAD_DIR).is_ok() && private.metadata(PARTIAL_DIR).is_ok()
+    }
+
+    /// Makes the area again after it was removed; says so in the log.
+    fn restore(&self) -> io::Result<Arc<Dir>> {
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if self.is_intact(&current) {
+            return Ok(Arc::clone(&current));
+        }
+        tracing::warn!(
+            "the server's private directory {} was removed while the server runs; made it again",
+            path::PRIVATE_DIR
+        );
+        *current = Arc::new(Self::make(&self.root)?);
+        Ok(Arc::clone(&current))
+    }
+
+    /// Runs `operation` in the area; if it fails because the area is gone,
+    /// makes it again and runs it once more.
+    fn with<T>(&self, operation: impl Fn(&Dir) -> io::Result<T>) -> io::Result<T> {
+        let private = self.get();
+        match operation(&private) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound && !self.is_intact(&private) => {
+                operation(&*self.restore()?)
+            }
+            result => result,
+        }
+    }
+}
+
+impl LocalDisk {
+    /// Opens `root` for sharing, creating the private directory and
+    /// removing uploads left behind by a crash.
+    pub fn open(root: &Path) -> io::Result<LocalDisk> {
+        let root = Dir::open_ambient_dir(root, ambient_authority())?;
+        let area = PrivateArea::open(root.try_clone()?)?;
+        let private = area.get();
+        let uploads = private.open_dir(UPLOAD_DIR)?;
+        for entry in uploads.entries()? {
+            let name = entry?.file_name();
+            if let Err(error) = uploads.remove_file(&name) {
+                tracing::warn!(?name, %error, "could not remove a leftover upload");
+            }
+        }
+        prune_partials(&private.open_dir(PARTIAL_DIR)?, PARTIAL_MAX_AGE);
+        Ok(LocalDisk {
+            root: Arc::new(root),
+            private: Arc::new(area),
+            scope: Arc::from(""),
+            hashing: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
+        })
+    }
+
+    /// Runs a blocking filesystem operation on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce(&Dir) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let root = Arc::clone(&self.root);
+        tokio::task::spawn_blocking(move || operation(&root))
+            .await
+            .unwrap_or_else(|_| Err(StorageError::Io(io::ErrorKind::Other)))
+    }
+
+    /// [`Backend::stat`]'s work, on whichever thread.
+    fn stat_now(root: &Dir, path: &VirtualPath) -> Result<Entry> {
+        let (resolved, known) = resolve_links_keeping(root, path, true)?;
+        let metadata = match known {
+            Some(metadata) => metadata,
+            None => root.metadata(resolved.relative())?,
+        };
+        let kind = if metadata.is_dir() {
+            EntryKind::Directory
+        } else if metadata.is_file() {
+            EntryKind::File
+        } else {
+            return Err(StorageError::NotAFile);
+        };
+        Ok(Entry {
+            name: path.name().unwrap_or("/").to_owned(),
+            kind,
+            size: if kind == EntryKind::File {
+                metadata.len()
+            } else {
+                0
+            },
+            modified: metadata.modified().ok().map(|time| time.into_std()),
+        })
+    }
+
+    /// A fresh private file for an upload that will not be resumed.
+    async fn temporary_upload(&self, path: &VirtualPath) -> Result<LocalUpload> {
+        let target = path.clone();
+        let temporary_path = format!("{UPLOAD_DIR}/{}.part", random_name());
+        let private = Arc::clone(&self.private);
+        let (file, target) = self
+            .blocking({
+                let temporary_path = temporary_path.clone();
+                move |root| {
+                    let target = check_upload_target(root, &target)?;
+                    let file = private.with(|private| {
+                        private.open_with(
+                            &temporary_path,
+                            OpenOptions::new().write(true).create_new(true),
+                        )
+                    })?;
+                    Ok((file.into_std(), target))
+                }
+            })
+            .await?;
+        Ok(LocalUpload::new(
+            self,
+            file,
+            temporary_path,
+            target,
+            0,
+            Hasher::new(),
+            false,
+        ))
+    }
+
+    /// An upload of a `size`-byte file that may be resumed: its private
+    /// file is kept by path and size, locked while in use (a second client
+    /// resuming the same upload starts afresh instead), and its bytes so
+    /// far hashed again to continue.
+    async fn resumable_upload(&self, path: &VirtualPath, size: u64) -> Result<LocalUpload> {
+        let key = blake3::hash(format!("{}\0{path}\0{size}", self.scope).as_bytes()).to_hex();
+        let partial_path = format!("{PARTIAL_DIR}/{}", &key[..32]);
+        let target = path.clone();
+        let private = Arc::clone(&self.private);
+        let opened = self
+            .blocking({
+                let partial_path = partial_path.clone();
+                move |root| {
+                    let target = check_upload_target(root, &target)?;
+                    let file = private.with(|private| {
+                        // Interrupted uploads are bounded in age while the
+                        // server runs, not only at start.
+                        if let Ok(partials) = private.open_dir(PARTIAL_DIR) {
+                            prune_partials(&partials, PARTIAL_MAX_AGE);
+                        }
+                        private.open_with(
+                            &partial_path,
+                            OpenOptions::new().read(true).write(true).create(true),
+                        )
+                    })?;
+                    let file = file.into_std();
+                    if rustix::fs::flock(
+                        &file,
+                        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                    )
+                    .is_err()
+                    {
+                        return Ok(None);
+                    }
+                    let mut held = file.metadata()?.len();
+                    if held > size {
+                        file.set_len(0)?;
+                        held = 0;
+                    }
+                    Ok(Some((file, held, target)))
+                }
+            })
+            .await?;
+        let Some((file, held, target)) = opened else {
+            return self.temporary_upload(path).await;
+        };
+        // The bytes kept are hashed again: what resume needs is on disk,
+        // not in any session's memory.
+        let mut hasher = Hasher::new();
+        let mut file = tokio::fs::File::from_std(file);
+        let hashed = async {
+            file.seek(io::SeekFrom::Start(0)).await?;
+            digest::hash_prefix(&mut file, held, &mut hasher).await
+        };
+        let held = match hashed.await {
+            Ok(()) => held,
+            Err(error) => {
+                tracing::warn!(%error, "cannot resume an upload; starting afresh");
+                hasher = Hasher::new();
+                file.set_len(0).await?;
+                file.seek(io::SeekFrom::Start(0)).await?;
+                0
+            }
+        };
+        let file = file.into_std().await;
+        Ok(LocalUpload::new(
+            self,
+            file,
+            partial_path,
+            target,
+            held,
+            hasher,
+            true,
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for LocalDisk {
+    async fn stat(&self, path: &VirtualPath) -> Result<Entry> {
+        // A few metadata calls on a local disk take microseconds: done in
+        // place, as the handoff to the blocking pool would cost more. But
+        // links are resolved one component at a time, each from the root, so
+        // the cost grows with the square of the depth (a 2,048-level path
+        // takes a third of a second): deep paths go to the blocking pool,
+        // never stalling the other sessions' worker.
+        if path.components().count() > IN_PLACE_DEPTH {
+            let path = path.clone();
+            return self
+                .blocking(move |root| LocalDisk::stat_now(root, &path))
+                .await;
+        }
+        LocalDisk::stat_now(&self.root, path)
+    }
+
+    async fn list(&self, directory: &VirtualPath) -> Result<Listing> {
+        let directory = directory.clone();
+        let entries = self
+            .blocking(move |root| {
+                let directory = resolve_links(root, &directory, true)?;
+                let entries = root.read_dir(directory.relative())?;
+                Ok((entries, directory))
+            })
+            .await?;
+        Ok(Listing::new(Box::new(LocalListing {
+            next: Some(Box::new(entries)),
+            disk: self.clone(),
+        })))
+    }
+
+    async fn open(&self, path: &VirtualPath) -> Result<Download> {
+        let path = path.clone();
+        let (file, size) = self
+            .blocking(move |root| {
+                let relative = resolve_links(root, &path, true)?.relative();
+                // The name may have changed since the links were resolved: it
+                // is opened without blocking (a FIFO would wait for a writer)
+                // and without following a link, and what was opened is checked.
+                let file = root.open_with(
+                    &relative,
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW),
+                )?;
+                let metadata = file.metadata()?;
+                if metadata.is_dir() {
+                    return Err(StorageError::IsADirectory);
+                }
+                if !metadata.is_file() {
+                    return Err(StorageError::NotAFile);
+                }
+                Ok((file.into_std(), metadata.len()))
+            })
+            .await?;
+        Ok(Download::new(
+            size,
+            Box::new(LocalFile {
+                file: Arc::new(file),
+                size,
+                hashing: Arc::clone(&self.hashing),
+            }),
+        ))
+    }
+
+    async fn create_upload(
+        &self,
+        path: &VirtualPath,
+        size: Option<u64>,
+        resume: bool,
+    ) -> Result<Box<dyn UploadSink>> {
+        // Only an upload that may be resumed needs a private file kept by
+        // path and size; others (pipelined small files) take a plain
+        // temporary one.
+        Ok(Box::new(match (size, resume) {
+            (Some(size), true) => self.resumable_upload(path, size).await?,
+            _ => self.temporary_upload(path).await?,
+        }))
+    }
+
+    async fn barrier(&self) -> Result<()> {
+        self.blocking(|root| Ok(sync_filesystem(root)?)).await
+    }
+
+    async fn make_directory(&self, path: &VirtualPath, parents: bool) -> Result<()> {
+        let path = path.clone();
+        self.blocking(move |root| match parents {
+            true => {
+                let path = resolve_links(root, &path, true)?;
+                root.create_dir_all(path.relative())?;
+                match root.metadata(path.relative())?.is_dir() {
+                    true => Ok(()),
+                    false => Err(StorageError::NotADirectory),
+                }
+            }
+            false => {
+                let path = resolve_links(root, &path, false)?;
+                Ok(root.create_dir(path.relative())?)
+            }
+        })
+        .await
+    }
+
+    async fn remove(&self, path: &VirtualPath, removal: Removal) -> Result<()> {
+        let Some(name) = path.name().map(str::to_owned) else {
+            return Err(StorageError::RemoveRoot);
+        };
+        let path = path.clone();
+        self.blocking(move |root| {
+            let path = resolve_links(root, &path, false)?;
+            let parent = root.open_dir(path.parent().relative())?;
+            match (parent.symlink_metadata(&name)?.is_dir(), removal) {
+                (true, Removal::Entry) => parent.remove_dir(&name)?,
+                (true, Removal::Tree) => parent.remove_dir_all(&name)?,
+                (false, _) => parent.remove_file(&name)?,
+            }
+            sync_directory(&parent);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rename(
+        &self,
+        from: &VirtualPath,
+        to: &VirtualPath,
+        to_names_directory: bool,
+    ) -> Result<VirtualPath> {
+        let Some(name) = from.name().map(str::to_owned) else {
+            return Err(StorageError::PermissionDenied);
+        };
+        let (from, to) = (from.clone(), to.clone());
+        self.blocking(move |root| {
+            let from = resolve_links(root, &from, false)?;
+            let to = resolve_links(root, &to, true)?;
+            let source = root.symlink_metadata(from.relative())?;
+            let destination = match root.metadata(to.relative()) {
+                Ok(existing) if existing.is_dir() => to.child(&name),
+                Ok(_) if to_names_directory => return Err(StorageError::NotADirectory),
+                Ok(_) => return Err(StorageError::AlreadyExists),
+                Err(_) if to_names_directory => return Err(StorageError::NotADirectory),
+                Err(_) => to,
+            };
+            if source.is_dir() && destination.starts_with(&from) {
+                return Err(StorageError::IntoItself);
+            }
+            let Some(destination_name) = destination.name() else {
+                return Err(StorageError::AlreadyExists);
+            };
+            let source_parent = root.open_dir(from.parent().relative())?;
+            let destination_parent = root.open_dir(destination.parent().relative())?;
+            rename_no_replace(&source_parent, &name, &destination_parent, destination_name)?;
+            sync_directory(&source_parent);
+            sync_directory(&destination_parent);
+            Ok(destination)
+        })
+        .await
+    }
+
+    async fn subtree(&self, home: &VirtualPath, create: bool) -> Result<Arc<dyn Backend>> {
+        let home = home.clone();
+        let (dir, resolved) = self
+            .blocking(move |root| {
+                let home = resolve_links(root, &home, true)?;
+                if !home.is_root() && create {
+                    root.create_dir_all(home.relative())?;
+                }
+                let dir = match home.is_root() {
+                    true => root.try_clone()?,
+                    false => root.open_dir(home.relative())?,
+                };
+                Ok((dir, home))
+            })
+            .await?;
+        Ok(Arc::new(LocalDisk {
+            root: Arc::new(dir),
+            private: Arc::clone(&self.private),
+            scope: Arc::from(format!("{}{}", self.scope, resolved)),
+            hashing: Arc::clone(&self.hashing),
+        }))
+    }
+}
+
+/// A directory being read: the next batch is read on the blocking pool,
+/// nothing ahead of the caller.
+struct LocalListing {
+    /// The directory still being read, and what it is as a virtual path;
+    /// `None` once it is done.
+    next: Option<Box<(cap_std::fs::ReadDir, VirtualPath)>>,
+    disk: LocalDisk,
+}
+
+#[async_trait::async_trait]
+impl ListingSource for LocalListing {
+    async fn next_batch(&mut self) -> Result<Option<Vec<Entry>>> {
+        let Some(mut next) = self.next.take() else {
+            return Ok(None);
+        };
+        let (next, batch) = self
+            .disk
+            .blocking(move |root| {
+                let (entries, directory) = &mut *next;
+                let mut batch = Vec::new();
+                let mut finished = true;
+                for entry in entries.by_ref() {
+                    if let Some(entry) = describe_listed(root, directory, entry?)? {
+                        batch.push(entry);
+                    }
+                    if batch.len() == LISTING_BATCH {
+                        finished = false;
+                        break;
+                    }
+                }
+                Ok(((!finished).then_some(next), batch))
+            })
+            .await?;
+        self.next = next;
+        Ok(match (batch.is_empty(), self.next.is_some()) {
+            (true, false) => None,
+            // Entries skipped (private, links leading out) may empty a batch.
+            _ => Some(batch),
+        })
+    }
+}
+
+/// A regular file opened for download.
+struct LocalFile {
+    file: Arc<std::fs::File>,
+    size: u64,
+    hashing: Arc<Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl DownloadSource for LocalFile {
+    fn local_file(&self) -> Option<&std::fs::File> {
+        Some(&self.file)
+    }
+
+    async fn reader(&self, offset: u64) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
+        let mut file = tokio::fs::File::from_std(self.file.try_clone()?);
+        file.seek(io::SeekFrom::Start(offset)).await?;
+        Ok(Box::new(file))
+    }
+
+    fn digest(&self) -> DigestJob {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (file, size, slots) = (Arc::clone(&self.file), self.size, Arc::clone(&self.hashing));
+        let job = tokio::spawn({
+            let cancel = Arc::clone(&cancel);
+            async move {
+                let _slot = slots.acquire_owned().await;
+                tokio::task::spawn_blocking(move || {
+                    digest::hash_file_blocking(&file, size, &cancel)
+                })
+                .await
+            }
+        });
+        DigestJob::running(
+            async move {
+                match job.await {
+                    Ok(Ok(Ok(digest))) => Ok(digest),
+                    Ok(Ok(Err(error))) => Err(error.into()),
+                    _ => Err(StorageError::Io(io::ErrorKind::Other)),
+                }
+            },
+            cancel,
+        )
+    }
+}
+
+/// An upload to a private file, hashed as it is written.
+struct LocalUpload {
+    file: Option<tokio::fs::File>,
+    temporary_path: String,
+    target: VirtualPath,
+    root: Arc<Dir>,
+    private: Arc<PrivateArea>,
+    held: u64,
+    written: u64,
+    hasher: Hasher,
+    /// A resumable upload's partial file outlives a failed attempt.
+    keep_on_drop: bool,
+}
+
+impl LocalUpload {
+    fn new(
+        disk: &LocalDisk,
+        file: std::fs::File,
+        temporary_path: String,
+        target: VirtualPath,
+        held: u64,
+        hasher: Hasher,
+        keep_on_drop: bool,
+    ) -> LocalUpload {
+        // A resumed upload's file is positioned after what it holds.
+        LocalUpload {
+            file: Some(tokio::fs::File::from_std(file)),
+            temporary_path,
+            target,
+            root: Arc::clone(&disk.root),
+            private: Arc::clone(&disk.private),
+            held,
+            written: 0,
+            hasher,
+            keep_on_drop,
+        }
+    }
+
+    fn file(&mut self) -> &mut tokio::fs::File {
+        self.file
+            .as_mut()
+            .expect("an upload's file lives until commit")
+    }
+
+    /// Renames the private file into place (replacing any file or link of
+    /// that name); says so in words when the private directory was removed
+    /// under the upload.
+    fn rename_into_place(&mut self) -> Result<()> {
+        let private = self.private.get();
+        match private.rename(&self.temporary_path, &self.root, self.target.relative()) {
+            Ok(()) => {
+                // In place: nothing left for the drop to remove.
+                self.temporary_path.clear();
+                Ok(())
+            }
+            Err(error)
+                if error.kind() == io::ErrorKind::NotFound && !self.private.is_intact(&private) =>
+            {
+                let _ = self.private.restore();
+                Err(StorageError::PrivateAreaLost)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+impl AsyncWrite for LocalUpload {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let written = Pin::new(this.file()).poll_write(context, buffer);
+        if let Poll::Ready(Ok(count)) = written {
+            this.hasher.update(&buffer[..count]);
+            this.written += count as u64;
+        }
+        written
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().file()).poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().file()).poll_shutdown(context)
+    }
+}
+
+#[async_trait::async_trait]
+impl UploadSink for LocalUpload {
+    fn target(&self) -> &VirtualPath {
+        &self.target
+    }
+
+    fn held(&self) -> u64 {
+        self.held
+    }
+
+    fn digest(&self) -> Digest {
+        self.hasher.finalize().into()
+    }
+
+    fn len(&self) -> u64 {
+        self.held + self.written
+    }
+
+    /// Flushes the data to disk and renames it into place; then flushes the
+    /// directory, so that an acknowledged upload survives a crash.
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let file = self.file();
+        tokio::io::AsyncWriteExt::flush(file).await?;
+        file.sync_all().await?;
+        // The file (and a resumable upload's lock on it) stays open until
+        // it is in place: no second resumer can open and truncate it.
+        let target = self.target.clone();
+        tokio::task::spawn_blocking(move || {
+            self.rename_into_place()?;
+            if let Ok(parent) = self.root.open_dir(target.parent().relative()) {
+                sync_directory(&parent);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or(Err(StorageError::Io(io::ErrorKind::Other)))
+    }
+
+    async fn prepare(&mut self) -> Result<()> {
+        Ok(tokio::io::AsyncWriteExt::flush(self.file()).await?)
+    }
+
+    /// A rename is a single metadata call: done in place, like a stat.
+    async fn publish(mut self: Box<Self>) -> Result<()> {
+        self.rename_into_place()
+    }
+
+    fn discard(mut self: Box<Self>) {
+        self.keep_on_drop = false;
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        if !self.temporary_path.is_empty() && !self.keep_on_drop {
+            // A single unlink: cheap enough to do inline.
+            let _ = self.private.get().remove_file(&self.temporary_path);
+        }
+    }
+}
+
+/// One directory entry as a client sees it, or `None` when it is not shown
+/// (the private directory, a link that leads outside or nowhere, anything
+/// but a directory or a regular file).
+fn describe_listed(
+    root: &Dir,
+    directory: &VirtualPath,
+    entry: cap_std::fs::DirEntry,
+) -> Result<Option<Entry>> {
+    let name = entry.file_name();
+    if directory.is_root() && name == OsStr::new(path::PRIVATE_DIR) {
+        return Ok(None);
+    }
+    let metadata = match entry.file_type()?.is_symlink() {
+        // Follows the link inside the capability: an escape or a dangling
+        // link is an error, and the entry is not listed; nor is a link into
+        // the private directory.
+        true => {
+            let linked = name
+                .to_str()
+                .map(|name| resolve_links(root, &directory.child(name), true));
+            match linked.map(|resolved| {
+                root.metadata(resolved?.relative())
+                    .map_err(StorageError::from)
+            }) {
+                Some(Ok(metadata)) => metadata,
+                _ => return Ok(None),
+            }
+        }
+        false => match entry.metadata() {
+            Ok(metadata) => metadata,
+            // Removed since the directory was read.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error.into()),
+        },
+    };
+    let kind = if metadata.is_dir() {
+        EntryKind::Directory
+    } else if metadata.is_file() {
+        EntryKind::File
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Entry {
+        name: name.to_string_lossy().into_owned(),
+        kind,
+        size: if kind == EntryKind::File {
+            metadata.len()
+        } else {
+            0
+        },
+        modified: metadata.modified().ok().map(|time| time.into_std()),
+    }))
+}
+
+/// What an upload to `target` needs: an existing parent directory, and no
+/// directory in the way. Returns the target with the links on its way
+/// resolved (a link at the end is replaced, not written through).
+fn check_upload_target(root: &Dir, target: &VirtualPath) -> Result<VirtualPath> {
+    let target = resolve_links(root, target, false)?;
+    if !root.metadata(target.parent().relative())?.is_dir() {
+        return Err(StorageError::NotADirectory);
+    }
+    match root.metadata(target.relative()) {
+        Ok(existing) if existing.is_dir() => Err(StorageError::IsADirectory),
+        _ => Ok(target),
+    }
+}
+
+/// Removes interrupted uploads older than `max_age`.
+fn prune_partials(partials: &Dir, max_age: std::time::Duration) {
+    let Ok(entries) = partials.entries() else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|metadata| metadata.modified())
+            .map(|modified| modified.into_std().elapsed().unwrap_or_default() > max_age)
+            .unwrap_or(true);
+        if old {
+            let _ = partials.remove_file(entry.file_name());
+        }
+    }
+}
+
+/// The most links followed while checking one path, as the kernel's `ELOOP` limit.
+const MAX_LINK_HOPS: usize = 40;
+
+/// Resolves the links along `path` the way the kernel would, as seen from
+/// inside the root, and returns the path with them replaced by where they
+/// lead. It refuses a path that reaches the private directory through a
+/// link (e.g. `priv -> .miniftp`, made by the owner of the tree), and one
+/// whose link leads outside the root (`..` above it, or an absolute target
+/// elsewhere). An absolute target inside the root (`/srv/share/photos` when
+/// sharing `/srv/share`) is followed like a relative one, which the
+/// capability alone would refuse. With `follow_last` false, a link in the
+/// last component is kept (`rm` and `mv` act on the link itself, and an
+/// upload replaces it). What does not exist is left in place for the
+/// operation to report; the capability still confines whatever it does.
+fn resolve_links(root: &Dir, path: &VirtualPath, follow_last: bool) -> Result<VirtualPath> {
+    resolve_links_keeping(root, path, follow_last).map(|(path, _)| path)
+}
+
+/// [`resolve_links`], keeping the metadata of the last component when it
+/// was looked at and is no link: what a `stat` would fetch again (the
+/// second look costs an open, a stat and a close, most of a `stat`'s time).
+fn resolve_links_keeping(
+    root: &Dir,
+    path: &VirtualPath,
+    follow_last: bool,
+) -> Result<(VirtualPath, Option<Metadata>)> {
+    let mut pending: Vec<String> = path.components().rev().map(str::to_owned).collect();
+    let mut reached = VirtualPath::root();
+    let mut hops = 0;
+    while let Some(name) = pending.pop() {
+        if reached.is_root() && name == path::PRIVATE_DIR {
+            return Err(StorageError::Reserved);
+        }
+        let candidate = reached.child(&name);
+        let last = pending.is_empty();
+        match root.symlink_metadata(candidate.relative()) {
+            Ok(metadata) if metadata.is_symlink() && (follow_last || !last) => {}
+            Ok(metadata) => {
+                reached = candidate;
+                if last && !metadata.is_symlink() {
+                    return Ok((reached, Some(metadata)));
+                }
+                continue;
+            }
+            Err(_) => {
+                // Missing: the rest cannot be resolved; the operation says so.
+                reached = candidate;
+                while let Some(name) = pending.pop() {
+                    reached = reached.child(&name);
+                }
+                return Ok((reached, None));
+            }
+        }
+        hops += 1;
+        if hops > MAX_LINK_HOPS {
+            return Err(StorageError::LinkLoop);
+        }
+        let target = root.read_link_contents(candidate.relative())?;
+        let target = target.to_str().ok_or(StorageError::InvalidName)?;
+        let (start, relative) = match target.strip_prefix('/') {
+            Some(_) => (VirtualPath::root(), inside_root(root, target)?),
+            None => (reached.clone(), target.to_owned()),
+        };
+        let resolved = start.resolve_within(&relative)?;
+        pending.extend(resolved.components().rev().map(str::to_owned));
+        reached = VirtualPath::root();
+    }
+    Ok((reached, None))
+}
+
+/// An absolute link target as a path relative to the root, if it lies
+/// inside it.
+fn inside_root(root: &Dir, target: &str) -> Result<String> {
+    use std::os::fd::AsRawFd;
+    // The root's real path, as the kernel knows the open directory.
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd()))?;
+    let real = real.to_str().ok_or(StorageError::OutsideRoot)?;
+    let rest = if real == "/" {
+        Some(target)
+    } else {
+        target.strip_prefix(real)
+    };
+    match rest {
+        Some("") => Ok(".".to_owned()),
+        Some(rest) if rest.starts_with('/') => Ok(rest.trim_start_matches('/').to_owned()),
+        _ => Err(StorageError::OutsideRoot),
+    }
+}
+
+/// A random file name for a private temporary file.
+fn random_name() -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect()
+}
+
+/// Flushes everything written to the root's filesystem (`syncfs`).
+fn sync_filesystem(root: &Dir) -> io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    // As in `sync_directory`: the capability is an `O_PATH` descriptor.
+    let directory = rustix::fs::openat(
+        root,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::syncfs(directory)?;
+    Ok(())
+}
+
+/// Flushes a directory's entries to disk; failures only cost durability.
+fn sync_directory(directory: &Dir) {
+    use rustix::fs::{Mode, OFlags};
+    // cap-std holds directories as `O_PATH` descriptors, which cannot be
+    // flushed: reopen the directory itself for reading.
+    let flushed = rustix::fs::openat(
+        directory,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .and_then(rustix::fs::fsync);
+    if let Err(error) = flushed {
+        tracing::warn!(%error, "could not flush a directory");
+    }
+}
+
+/// `renameat2(RENAME_NOREPLACE)` between two single-component names, with a
+/// check-then-rename fallback for filesystems that lack it.
+fn rename_no_replace(from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> Result<()> {
+    match rustix::fs::renameat_with(
+        from_dir,
+        from,
+        to_dir,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        // EINVAL: either the flag is unsupported, or a directory would move
+        // below itself (through a link, which the lexical check cannot see);
+        // a plain rename tells the two apart.
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+            if to_dir.symlink_metadata(to).is_ok() {
+                return Err(StorageError::AlreadyExists);
+            }
+            match from_dir.rename(from, to_dir, to) {
+                Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                    Err(StorageError::IntoItself)
+                }
+                renamed => Ok(renamed?),
+            }
+        }
+        Err(errno) => Err(io::Error::from(errno).into()),
+    }
+}
