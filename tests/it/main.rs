@@ -16,6 +16,7 @@ mod extended_ordering;
 mod extended_protocol;
 
 mod properties;
+mod protocols_agree;
 
 mod security_accounts;
 mod security_tls;

@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use miniftp::protocol::extended::Message;
 
 use crate::support::frames::FrameClient;
-use crate::support::{RawClient, TestServer};
+use crate::support::{RawClient, TestServer, snapshot};
 
 /// alice (read-write, home `alice`), bob (read-write, home `bob`) and
 /// carol (read-only, home `shared`).
@@ -75,33 +75,6 @@ async fn log_in(server: &TestServer, user: &str) -> Client {
     Client::connect(&server.address.to_string(), as_user(user, &password))
         .await
         .unwrap_or_else(|error| panic!("{user} logs in: {error}"))
-}
-
-/// Every file under `root` (private directory aside) with its contents.
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, directory: &Path, into: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(directory).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let relative = path.strip_prefix(base).unwrap().display().to_string();
-            if relative == ".miniftp" {
-                continue;
-            }
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                into.insert(format!("{relative}/"), Vec::new());
-                walk(base, &path, into);
-            } else if kind.is_symlink() {
-                let target = std::fs::read_link(&path).unwrap();
-                into.insert(relative, target.display().to_string().into_bytes());
-            } else {
-                into.insert(relative, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut files = BTreeMap::new();
-    walk(root, root, &mut files);
-    files
 }
 
 /// The names a listing shows, in its order.

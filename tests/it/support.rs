@@ -5,6 +5,7 @@
 pub mod frames;
 pub mod process;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -287,4 +288,33 @@ pub fn sha256(data: &[u8]) -> String {
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> String {
     sha256(&std::fs::read(path).unwrap())
+}
+
+/// Every file under `root` (private directory aside) with its contents.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(base: &Path, directory: &Path, into: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(directory).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let relative = path.strip_prefix(base).unwrap().display().to_string();
+            if relative == ".miniftp" {
+                continue;
+            }
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                into.insert(format!("{relative}/"), Vec::new());
+                walk(base, &path, into);
+            } else if kind.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                into.insert(relative, target.display().to_string().into_bytes());
+            } else if kind.is_file() {
+                into.insert(relative, std::fs::read(&path).unwrap());
+            } else {
+                into.insert(relative, b"(not a regular file)".to_vec());
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    walk(root, root, &mut files);
+    files
 }
