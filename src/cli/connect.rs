@@ -32,9 +32,10 @@ use super::shell::{self, Confirm, Shell};
 /// resume, and ls, stat, mkdir -p, rm -r, ul -r and dl -r work. Against the
 /// original Mini-FTP (or with --classic) it speaks the classic protocol.
 ///
-/// Scripts (-c, -b) run without a prompt, print only what commands print
-/// (info sizes, listings, transfer summaries), and stop at the first
-/// failure. Without a terminal, rm -r of a directory needs -f.
+/// Scripts (-c, -b, or commands piped to standard input) run without a
+/// prompt, print only what commands print (info sizes, listings, transfer
+/// summaries), and stop at the first failure. They never ask: rm -r of a
+/// directory needs -f.
 ///
 /// With NAME@HOST the client logs in to the account NAME: the password is
 /// read from MINIFTP_PASSWORD if set, otherwise asked for without echo. It
@@ -208,6 +209,8 @@ fn with_port(address: &str) -> String {
 /// Connects, then runs the script or the prompt.
 pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     // Read the script first: a missing file is not worth a connection.
+    // Commands piped in without -b are a batch too, as with sftp: no
+    // banner, no prompt, stop at the first failure.
     let script = match (&args.commands, &args.batch) {
         (Some(commands), _) => Some(commands.clone()),
         (None, Some(path)) if path.as_os_str() == "-" => {
@@ -221,6 +224,13 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read commands from {}", path.display()))?,
         ),
+        (None, None) if !std::io::stdin().is_terminal() => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read commands from standard input")?;
+            Some(text)
+        }
         (None, None) => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -269,15 +279,11 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         login,
         allow_insecure_login: args.allow_insecure_login,
     };
-    // A prompt, or a script typed on a terminal, can ask for confirmation;
-    // a script read from standard input or without a terminal cannot.
-    let stdin_free = args
-        .batch
-        .as_ref()
-        .is_none_or(|path| path.as_os_str() != "-");
-    let confirm = match stdin_free && std::io::stdin().is_terminal() {
-        true => Confirm::Ask,
-        false => Confirm::Refuse,
+    // The prompt asks before what cannot be undone; scripts never ask
+    // (as sftp -b), they refuse unless forced.
+    let confirm = match script {
+        None => Confirm::Ask,
+        Some(_) => Confirm::Refuse,
     };
     let client = match runtime.block_on(Client::connect(&address, config)) {
         Ok(client) => client,

@@ -149,6 +149,23 @@ async fn a_batch_file_and_standard_input() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn commands_piped_in_without_b_are_a_batch() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command
+        .args(["connect", &server.address.to_string()])
+        .write_stdin("mkdir x\ncd nowhere\nmkdir y\n");
+    // No banner, no prompt; the first failure stops it with exit code 1.
+    run(command)
+        .await
+        .code(1)
+        .stdout("")
+        .stderr("miniftp: cd nowhere: no such file or directory: nowhere\n");
+    assert_eq!(server.visible_entries("/"), ["x"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_syntax_error_names_the_line() {
     let server = TestServer::start().await;
     let local = TempDir::new().unwrap();
