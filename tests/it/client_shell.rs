@@ -381,3 +381,36 @@ async fn remote_names_complete_and_rm_r_asks_first() {
     .await
     .unwrap();
 }
+
+/// What the shell prints up to `text` (which is consumed too).
+fn output_until(shell: &mut OsSession, text: &str) -> String {
+    match shell.expect(text) {
+        Ok(found) => String::from_utf8_lossy(found.before()).into_owned(),
+        Err(error) => panic!("expected {text:?}: {error}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_welcome_names_a_few_entries_and_counts_the_rest() {
+    let server = TestServer::start().await;
+    for index in 0..3000 {
+        server.write(&format!("f{index:04}.txt"), b"");
+    }
+    let local = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let (address, local_path, data_path) = (
+        server.address,
+        local.path().to_owned(),
+        data.path().to_owned(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut shell = spawn_shell(address, &local_path, &data_path);
+        let welcome = output_until(&mut shell, "... and 2,990 more; ls to see all");
+        assert!(welcome.contains("  f0009.txt"), "{welcome}");
+        assert!(!welcome.contains("f0010.txt"), "{welcome}");
+        expect(&mut shell, "miniftp:/> ");
+        leave(shell);
+    })
+    .await
+    .unwrap();
+}

@@ -74,6 +74,10 @@ pub enum Confirm {
 /// How many failed files of one command are named, before a count.
 const FAILURES_SHOWN: usize = 20;
 
+/// How many entries of the root the welcome names, before a count (the
+/// classic welcome lists them all, however many).
+const WELCOME_SHOWN: usize = 10;
+
 /// A connected client and how to show things.
 pub struct Shell {
     runtime: Runtime,
@@ -112,9 +116,17 @@ impl Shell {
         );
         // A server's text never reaches the terminal raw (no escape
         // sequences, no forged lines).
-        for name in &welcome.entries {
+        for name in welcome.entries.iter().take(WELCOME_SHOWN) {
             text.push_str("\n  ");
             text.push_str(&escape(name));
+        }
+        if let Some(more) = welcome.entries.len().checked_sub(WELCOME_SHOWN)
+            && more > 0
+        {
+            text.push_str(&format!("\n  ... and {} more", thousands(more as u64)));
+            if self.client.is_extended() {
+                text.push_str("; ls to see all");
+            }
         }
         text
     }
@@ -502,6 +514,19 @@ fn tree_outcome(
     report_failures(verb, total, failed)
 }
 
+/// A count with thousands separated: `2,990`.
+fn thousands(count: u64) -> String {
+    let digits = count.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
 /// `1 file`, `2 files`.
 fn plural(count: u64, one: &str, many: &str) -> String {
     match count {
@@ -610,6 +635,20 @@ fn help(name: Option<&str>) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_group_their_thousands() {
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (2990, "2,990"),
+            (1_234_567, "1,234,567"),
+        ];
+        for (count, expected) in cases {
+            assert_eq!(thousands(count), expected);
+        }
+    }
 
     #[test]
     fn file_names_come_from_the_last_component() {
