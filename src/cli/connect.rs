@@ -1,7 +1,7 @@
 //! `miniftp connect`: the client, as a shell or running a script.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use miniftp::client::{
-    Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol,
+    Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol, plain_io,
 };
 use miniftp::tls::{ClientTrust, Fingerprint};
 
@@ -192,18 +192,42 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// `HOST[:PORT]` as an address to connect to, with the default port.
-fn with_port(address: &str) -> String {
+/// `HOST[:PORT]` as an address to connect to, with the default port; a
+/// port that is not one (`99999`, `http`) is the error.
+fn with_port(address: &str) -> Result<String, String> {
     if address.parse::<std::net::SocketAddr>().is_ok() {
-        return address.to_owned();
+        return Ok(address.to_owned());
     }
     if let Ok(ip) = address.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        return std::net::SocketAddr::new(ip, DEFAULT_PORT).to_string();
+        return Ok(std::net::SocketAddr::new(ip, DEFAULT_PORT).to_string());
     }
+    // What follows the last colon is a port, unless the colon is inside an
+    // IPv6 address, which then comes in brackets.
     match address.rsplit_once(':') {
-        Some((_, port)) if port.parse::<u16>().is_ok() => address.to_owned(),
-        _ => format!("{address}:{DEFAULT_PORT}"),
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            match port.parse::<u16>() {
+                Ok(1..) => Ok(address.to_owned()),
+                _ => Err(format!(
+                    "invalid port '{port}' in {address}: a port is a number from 1 to 65535"
+                )),
+            }
+        }
+        _ => Ok(format!("{address}:{DEFAULT_PORT}")),
     }
+}
+
+/// Reads a script from standard input or a file, with an error in words.
+fn read_script(path: Option<&Path>) -> anyhow::Result<String> {
+    let mut text = String::new();
+    let read = match path {
+        None => std::io::stdin().read_to_string(&mut text).map(drop),
+        Some(path) => std::fs::read_to_string(path).map(|read| text = read),
+    };
+    read.map_err(|error| {
+        let source = path.map_or("standard input".into(), |path| path.display().to_string());
+        anyhow::anyhow!("cannot read commands from {source}: {}", plain_io(&error))
+    })?;
+    Ok(text)
 }
 
 /// Connects, then runs the script or the prompt.
@@ -213,24 +237,9 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     // banner, no prompt, stop at the first failure.
     let script = match (&args.commands, &args.batch) {
         (Some(commands), _) => Some(commands.clone()),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read commands from standard input")?;
-            Some(text)
-        }
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read commands from {}", path.display()))?,
-        ),
-        (None, None) if !std::io::stdin().is_terminal() => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read commands from standard input")?;
-            Some(text)
-        }
+        (None, Some(path)) if path.as_os_str() == "-" => Some(read_script(None)?),
+        (None, Some(path)) => Some(read_script(Some(path))?),
+        (None, None) if !std::io::stdin().is_terminal() => Some(read_script(None)?),
         (None, None) => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -238,7 +247,13 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     let (user, host) = split_account(&args.address);
-    let address = with_port(host);
+    let address = match with_port(host) {
+        Ok(address) => address,
+        Err(reason) => {
+            eprintln!("miniftp: {reason}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let tls_asked = args.tls || args.ca.is_some();
     if user.is_some() && !tls_asked && !args.allow_insecure_login && !on_this_host(&address) {
         // Said before the password is typed, not after.
@@ -285,13 +300,25 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         None => Confirm::Ask,
         Some(_) => Confirm::Refuse,
     };
-    let client = match runtime.block_on(Client::connect(&address, config)) {
+    let anonymous = config.login.is_none();
+    let mut client = match runtime.block_on(Client::connect(&address, config)) {
         Ok(client) => client,
         Err(error) => {
             eprintln!("miniftp: {error}");
             return Ok(ExitCode::from(2));
         }
     };
+    // Said now, rather than by every command.
+    if anonymous && runtime.block_on(client.needs_login()).unwrap_or(false) {
+        eprintln!(
+            "miniftp: the server at {address} needs an account: connect as NAME@{host}{}",
+            match tls_asked {
+                true => "",
+                false => " (with --tls unless it is on this host)",
+            }
+        );
+        return Ok(ExitCode::from(2));
+    }
     let shell = Shell::new(runtime, client, confirm);
     match script {
         Some(script) => Ok(shell::script::run(shell, &script, args.keep_going)),
@@ -315,7 +342,25 @@ mod tests {
             ("[::1]:7000", "[::1]:7000"),
         ];
         for (given, expected) in cases {
-            assert_eq!(with_port(given), expected, "{given}");
+            assert_eq!(with_port(given).as_deref(), Ok(expected), "{given}");
+        }
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_no_port() {
+        for given in [
+            "127.0.0.1:99999",
+            "host:0",
+            "host:http",
+            "[::1]:65536",
+            "host:",
+        ] {
+            let error = with_port(given).unwrap_err();
+            assert!(error.starts_with("invalid port '"), "{given}: {error}");
+            assert!(
+                error.ends_with("a port is a number from 1 to 65535"),
+                "{error}"
+            );
         }
     }
 

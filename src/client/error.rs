@@ -45,7 +45,7 @@ pub enum ClientError {
         operation: &'static str,
     },
     /// No connection could be opened.
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {}", plain_io(source))]
     Connect {
         /// The address as given.
         address: String,
@@ -58,7 +58,7 @@ pub enum ClientError {
     #[error("the server sent nothing for {} s; the connection was dropped", .0.as_secs_f64())]
     TimedOut(Duration),
     /// The connection failed or was closed by the server.
-    #[error("connection lost: {0}")]
+    #[error("connection lost: {}", plain_connection(.0))]
     ConnectionLost(#[source] ConnectionError),
     /// The server closed the connection where a message was expected.
     #[error("the server closed the connection")]
@@ -84,7 +84,7 @@ pub enum ClientError {
         connection_dropped: bool,
     },
     /// A local file could not be read or written.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {}", .path.display(), plain_io(source))]
     Local {
         /// The local path.
         path: PathBuf,
@@ -99,7 +99,7 @@ pub enum ClientError {
     /// ended before the size announced). A classic message cannot be
     /// abandoned half-way, so there the connection was dropped; the
     /// extended protocol abandons the upload and goes on.
-    #[error("reading the data to upload failed ({source}); {}", match .connection_dropped {
+    #[error("reading the data to upload failed ({}); {}", plain_io(source), match .connection_dropped {
         true => "the connection was dropped",
         false => "nothing was stored",
     })]
@@ -112,7 +112,7 @@ pub enum ClientError {
     },
     /// Writing the downloaded data failed; the rest was read and discarded,
     /// and the connection goes on.
-    #[error("writing the download failed: {0}")]
+    #[error("writing the download failed: {}", plain_io(.0))]
     Sink(#[source] io::Error),
     /// TLS could not be set up, or the server could not be trusted.
     #[error(transparent)]
@@ -177,6 +177,34 @@ impl ClientError {
     }
 }
 
+/// An I/O error in plain words, as the rest of miniftp's messages: what
+/// the system says, without its `(os error N)` suffix, lowercase
+/// (`no such file or directory`).
+pub fn plain_io(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => text.as_str(),
+    };
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        // An initialism (`TLS ...`) keeps its capitals.
+        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => first
+            .to_lowercase()
+            .chain(text[first.len_utf8()..].chars())
+            .collect(),
+        _ => text.to_owned(),
+    }
+}
+
+/// A connection failure in plain words.
+fn plain_connection(error: &ConnectionError) -> String {
+    match error {
+        ConnectionError::Io(error) => plain_io(error),
+        error => error.to_string(),
+    }
+}
+
 /// Which way a transfer went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -192,5 +220,22 @@ impl fmt::Display for Direction {
             Direction::Upload => "upload",
             Direction::Download => "download",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_as_plain_words() {
+        let missing = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(plain_io(&missing), "no such file or directory");
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(plain_io(&refused), "connection refused");
+        let kind: io::Error = io::ErrorKind::NotADirectory.into();
+        assert_eq!(plain_io(&kind), "not a directory");
+        let custom = io::Error::other("TLS alert (os error in name only");
+        assert_eq!(plain_io(&custom), "TLS alert (os error in name only");
     }
 }

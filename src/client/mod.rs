@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-pub use error::{ClientError, Direction};
+pub use error::{ClientError, Direction, plain_io};
 pub use local::RESUMABLE_SUFFIX;
 
 use crate::digest::Hasher;
@@ -236,6 +236,31 @@ impl Client {
             self.change_directory(&previous).await?;
         }
         Ok(())
+    }
+
+    /// Whether the server lets nothing happen before a login (it has
+    /// accounts and no anonymous access) while this client did not log in.
+    /// Such a server's welcome lists nothing, so only then is it asked, with
+    /// a harmless `cd .`. A client says so at once this way, rather than at
+    /// each command that fails.
+    pub async fn needs_login(&mut self) -> Result<bool, ClientError> {
+        if self.config.login.is_some()
+            || self.welcome.directory != "/"
+            || !self.welcome.entries.is_empty()
+        {
+            return Ok(false);
+        }
+        match self.change_directory(".").await {
+            Ok(()) => Ok(false),
+            Err(error) if error.code() == Some(ErrorCode::LoginRequired) => Ok(true),
+            // The classic protocol has no codes: our server's words.
+            Err(ClientError::Server { reason, code: None })
+                if reason.starts_with("login required") =>
+            {
+                Ok(true)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// `cd`: changes the remote directory.

@@ -109,7 +109,7 @@ async fn keep_going_runs_the_rest_and_still_exits_1() {
         "miniftp: cd nowhere: no such file or directory: nowhere"
     );
     assert!(
-        lines[1].starts_with("miniftp: ul missing.jpg: missing.jpg: No such file"),
+        lines[1] == "miniftp: ul missing.jpg: missing.jpg: no such file or directory",
         "{err}"
     );
     assert!(

@@ -414,3 +414,46 @@ async fn the_welcome_names_a_few_entries_and_counts_the_rest() {
     .await
     .unwrap();
 }
+
+/// A shell on a fresh server (holding what `setup` writes) in a fresh
+/// local directory; `body` drives it, off the runtime.
+async fn with_shell(
+    setup: impl FnOnce(&TestServer),
+    body: impl FnOnce(&mut OsSession, &Path, &Path) + Send + 'static,
+) -> TestServer {
+    let server = TestServer::start().await;
+    setup(&server);
+    let local = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let (address, root) = (server.address, server.path(""));
+    tokio::task::spawn_blocking(move || {
+        let mut shell = spawn_shell(address, local.path(), data.path());
+        expect(&mut shell, "miniftp:/> ");
+        body(&mut shell, local.path(), &root);
+        leave(shell);
+    })
+    .await
+    .unwrap();
+    server
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rm_r_of_the_root_or_a_dot_is_refused_before_any_question() {
+    let server = with_shell(
+        |server| server.write("sub/a.txt", b"a"),
+        |shell, _, _| {
+            for (command, refusal) in [
+                ("rm -r /", "cannot remove the root directory: /"),
+                ("rm -r sub/..", "cannot remove '.' or '..': sub/.."),
+                ("rm -r .", "cannot remove '.' or '..': ."),
+            ] {
+                shell.send(format!("{command}\r")).unwrap();
+                let said = output_until(shell, &format!("error: {refusal}"));
+                assert!(!said.contains("[y/N]"), "{command}: {said}");
+                expect(shell, "miniftp:/> ");
+            }
+        },
+    )
+    .await;
+    assert!(server.exists("sub/a.txt"));
+}

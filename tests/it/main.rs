@@ -6,6 +6,7 @@ mod support;
 mod cli_serve_config;
 mod cli_user;
 
+mod client_connect;
 mod client_extended;
 mod client_operations;
 mod client_original;

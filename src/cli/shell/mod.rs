@@ -18,7 +18,9 @@ use std::fmt;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use miniftp::client::{Client, ClientError, EntryInfo, ErrorCode, TransferOptions, TreeSummary};
+use miniftp::client::{
+    Client, ClientError, EntryInfo, ErrorCode, TransferOptions, TreeSummary, plain_io,
+};
 use tokio::runtime::Runtime;
 
 use command::{COMMANDS, Command, help_for};
@@ -242,6 +244,10 @@ impl Shell {
                 Err(ClientError::NeedsExtended { operation: "rm -r" }.into())
             }
             true => {
+                // What the server would refuse is refused before the question.
+                if let Some(refusal) = unremovable(self.client.directory(), path) {
+                    return Err(Failure::Command(refusal));
+                }
                 if !force && self.remote(async |c| c.stat(path).await)?.is_directory {
                     self.confirm_removal(path)?;
                 }
@@ -480,6 +486,28 @@ impl Shell {
     }
 }
 
+/// Why `rm` refuses `path` whatever the tree holds (as the server would,
+/// in its words): the root, or a path ending with `.` or `..`. `directory`
+/// is the remote directory `path` is relative to.
+fn unremovable(directory: &str, path: &str) -> Option<String> {
+    let last = path.trim_end_matches('/').rsplit('/').next();
+    if matches!(last, Some("." | "..")) {
+        return Some(format!("cannot remove '.' or '..': {path}"));
+    }
+    let mut depth = match path.starts_with('/') {
+        true => 0,
+        false => directory.split('/').filter(|name| !name.is_empty()).count(),
+    };
+    for name in path.split('/') {
+        match name {
+            "" | "." => {}
+            ".." => depth = depth.saturating_sub(1),
+            _ => depth += 1,
+        }
+    }
+    (depth == 0).then(|| format!("cannot remove the root directory: {path}"))
+}
+
 /// The local paths a pattern picks, in name order.
 fn expand_local(pattern: &str) -> Result<Vec<PathBuf>, Failure> {
     let paths = glob::glob_with(pattern, listing::MATCHING)
@@ -579,8 +607,12 @@ fn file_name(path: &str) -> Result<String, Failure> {
 }
 
 fn current_dir() -> Result<PathBuf, Failure> {
-    std::env::current_dir()
-        .map_err(|error| Failure::Command(format!("cannot tell the local directory: {error}")))
+    std::env::current_dir().map_err(|error| {
+        Failure::Command(format!(
+            "cannot tell the local directory: {}",
+            plain_io(&error)
+        ))
+    })
 }
 
 fn local_change_directory(dir: Option<&str>) -> Result<(), Failure> {
@@ -589,11 +621,11 @@ fn local_change_directory(dir: Option<&str>) -> Result<(), Failure> {
         None => dirs::home_dir().ok_or_else(|| Failure::Command("no home directory".to_owned()))?,
     };
     std::env::set_current_dir(&target)
-        .map_err(|error| Failure::Command(format!("{}: {error}", target.display())))
+        .map_err(|error| Failure::Command(format!("{}: {}", target.display(), plain_io(&error))))
 }
 
 fn local_list(dir: &str) -> Result<(), Failure> {
-    let failed = |error: std::io::Error| Failure::Command(format!("{dir}: {error}"));
+    let failed = |error: std::io::Error| Failure::Command(format!("{dir}: {}", plain_io(&error)));
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(failed)? {
         let entry = entry.map_err(failed)?;
@@ -635,6 +667,41 @@ fn help(name: Option<&str>) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_and_dot_names_are_never_removed() {
+        let cases = [
+            ("/", "/", Some("cannot remove the root directory: /")),
+            ("/a", "/", Some("cannot remove the root directory: /")),
+            ("/a", "..", Some("cannot remove '.' or '..': ..")),
+            ("/a", ".", Some("cannot remove '.' or '..': .")),
+            ("/a", "x/..", Some("cannot remove '.' or '..': x/..")),
+            ("/a", "x/../", Some("cannot remove '.' or '..': x/../")),
+            ("/a", "../", Some("cannot remove '.' or '..': ../")),
+            (
+                "/a/b",
+                "../..//",
+                Some("cannot remove '.' or '..': ../..//"),
+            ),
+            (
+                "/a",
+                "../../b/..//",
+                Some("cannot remove '.' or '..': ../../b/..//"),
+            ),
+            ("/", "//", Some("cannot remove the root directory: //")),
+            ("/a", "../a", None),
+            ("/", "x", None),
+            ("/a", "/a", None),
+            ("/", "..x", None),
+        ];
+        for (directory, path, expected) in cases {
+            assert_eq!(
+                unremovable(directory, path).as_deref(),
+                expected,
+                "{directory} {path}"
+            );
+        }
+    }
 
     #[test]
     fn counts_group_their_thousands() {
