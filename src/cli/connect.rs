@@ -293,6 +293,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         tls,
         login,
         allow_insecure_login: args.allow_insecure_login,
+        ..ClientConfig::default()
     };
     // The prompt asks before what cannot be undone; scripts never ask
     // (as sftp -b), they refuse unless forced.

@@ -53,6 +53,26 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// What answered is not a miniftp (or Mini-FTP) server: it sent
+    /// something other than a token first, or nothing at all in time (an
+    /// HTTP server, for one, waits for its client to speak).
+    #[error("the server at {address} does not look like a miniftp server ({})", match sent {
+        Some(sent) if !sent.is_empty() => format!("it sent '{sent}'"),
+        Some(_) => "it did not send a valid token".to_owned(),
+        None => format!(
+            "it sent nothing within {} s of the connection; an HTTP server, for one, \
+             waits for its client to speak first",
+            waited.as_secs_f64()
+        ),
+    })]
+    NotMiniftp {
+        /// The address as given.
+        address: String,
+        /// The first line it sent (escaped), if it sent anything.
+        sent: Option<String>,
+        /// How long it was given to send a token.
+        waited: Duration,
+    },
     /// The server went silent for longer than the configured timeout. The
     /// connection is out of step and has been dropped.
     #[error("the server sent nothing for {} s; the connection was dropped", .0.as_secs_f64())]
@@ -145,6 +165,7 @@ impl ClientError {
             | ClientError::Tls(_)
             | ClientError::InsecureLogin { .. }
             | ClientError::LoginUnsupported
+            | ClientError::NotMiniftp { .. }
             | ClientError::Connect { .. } => true,
             ClientError::TokenInFile {
                 connection_dropped, ..

@@ -83,7 +83,18 @@ pub struct ClientConfig {
     /// Send the password even over plain TCP to another host. Default off:
     /// a login needs TLS, unless the server is on this host.
     pub allow_insecure_login: bool,
+    /// How long a server has, once connected (and its TLS handshake done),
+    /// to send its token: a miniftp or Mini-FTP server sends it at once, so
+    /// one that stays silent is another kind of server (an HTTP server
+    /// waits for its client to speak first), said as
+    /// [`ClientError::NotMiniftp`]. At most `timeout`. Default
+    /// [`DEFAULT_GREETING_TIMEOUT`].
+    pub greeting_timeout: Duration,
 }
+
+/// How long a server has to send its token by default (see
+/// [`ClientConfig::greeting_timeout`]).
+pub const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,6 +105,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("tls", &self.tls.is_some())
             .field("login", &self.login)
             .field("allow_insecure_login", &self.allow_insecure_login)
+            .field("greeting_timeout", &self.greeting_timeout)
             .finish()
     }
 }
@@ -106,6 +118,7 @@ impl Default for ClientConfig {
             tls: None,
             login: None,
             allow_insecure_login: false,
+            greeting_timeout: DEFAULT_GREETING_TIMEOUT,
         }
     }
 }
@@ -708,7 +721,8 @@ impl Transport {
                 address: address.to_owned(),
             });
         }
-        let (mut classic, mut welcome) = Classic::open(stream, config.timeout).await?;
+        let (mut classic, mut welcome) =
+            Classic::open(stream, address, config.timeout, config.greeting_timeout).await?;
         // Only our server names `/`; the original names a real path.
         if !ask || welcome.directory != "/" {
             if config.login.is_some() {
@@ -747,7 +761,8 @@ impl Transport {
             Upgrade::NoAnswer => {
                 tracing::debug!("no answer to the protocol switch; reconnecting classic");
                 let stream = Transport::connect(address, config, asked_user).await?;
-                let (classic, welcome) = Classic::open(stream, config.timeout).await?;
+                let (classic, welcome) =
+                    Classic::open(stream, address, config.timeout, config.greeting_timeout).await?;
                 Ok((Transport::Classic(classic), welcome))
             }
         }
