@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use miniftp::client::{
-    Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol, plain_io,
+    AskedLogin, Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol,
+    plain_io,
 };
 use miniftp::tls::{ClientTrust, Fingerprint};
 
@@ -38,8 +39,9 @@ use super::shell::{self, Confirm, Shell};
 /// directory needs -f.
 ///
 /// With NAME@HOST the client logs in to the account NAME: the password is
-/// read from MINIFTP_PASSWORD if set, otherwise asked for without echo. It
-/// is sent only over TLS or to this host (see --allow-insecure-login).
+/// read from MINIFTP_PASSWORD if set, otherwise asked for without echo
+/// (after the server's certificate is trusted, as ssh asks). It is sent
+/// only over TLS or to this host (see --allow-insecure-login).
 ///
 /// With --tls the connection is encrypted. The server's certificate is
 /// checked against --ca, or the system's roots; a server with a certificate
@@ -146,19 +148,28 @@ fn on_this_host(address: &str) -> bool {
     }
 }
 
-/// The password for `user`: `MINIFTP_PASSWORD`, or asked without echo.
-fn password_for(user: &str, host: &str) -> anyhow::Result<Password> {
+/// How the client logs in to `user`: with `MINIFTP_PASSWORD`, or asking
+/// for the password without echo once it is needed (after the server's
+/// certificate is trusted, as ssh asks).
+fn login_for(user: &str, host: &str) -> anyhow::Result<(Option<Credentials>, Option<AskedLogin>)> {
     if let Ok(password) = std::env::var("MINIFTP_PASSWORD") {
-        return Ok(Password::new(password));
+        let credentials = Credentials {
+            user: user.to_owned(),
+            password: Password::new(password),
+        };
+        return Ok((Some(credentials), None));
     }
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "a password is needed for {user}@{host}: set MINIFTP_PASSWORD, or run on a terminal"
         );
     }
-    let password = rpassword::prompt_password(format!("{user}@{host}'s password: "))
-        .context("cannot read the password")?;
-    Ok(Password::new(password))
+    let prompt = format!("{user}@{host}'s password: ");
+    let ask = move || match rpassword::prompt_password(&prompt) {
+        Ok(password) => Ok(Password::new(password)),
+        Err(error) => Err(format!("cannot read the password: {}", plain_io(&error))),
+    };
+    Ok((None, Some(AskedLogin::new(user.to_owned(), Arc::new(ask)))))
 }
 
 /// Asks on the terminal whether to trust a server seen for the first time.
@@ -265,12 +276,9 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let login = match user {
-        Some(user) => Some(Credentials {
-            user: user.to_owned(),
-            password: password_for(user, host)?,
-        }),
-        None => None,
+    let (login, asked_login) = match user {
+        Some(user) => login_for(user, host)?,
+        None => (None, None),
     };
     let tls = tls_asked.then(|| {
         Arc::new(ClientTrust {
@@ -292,6 +300,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         },
         tls,
         login,
+        asked_login,
         allow_insecure_login: args.allow_insecure_login,
         ..ClientConfig::default()
     };
@@ -301,7 +310,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         None => Confirm::Ask,
         Some(_) => Confirm::Refuse,
     };
-    let anonymous = config.login.is_none();
+    let anonymous = user.is_none();
     let mut client = match runtime.block_on(Client::connect(&address, config)) {
         Ok(client) => client,
         Err(error) => {

@@ -146,6 +146,10 @@ pub enum ClientError {
         /// The address as given.
         address: String,
     },
+    /// A login was asked for, but no password could be had (the
+    /// [`AskedLogin`](super::AskedLogin) said why).
+    #[error("no password: {0}")]
+    NoPassword(String),
     /// A login was asked for, but the server speaks only the classic
     /// protocol, which has no logins.
     #[error("this server does not support logins (it speaks only the classic protocol)")]
@@ -166,6 +170,7 @@ impl ClientError {
             | ClientError::InsecureLogin { .. }
             | ClientError::LoginUnsupported
             | ClientError::NotMiniftp { .. }
+            | ClientError::NoPassword(_)
             | ClientError::Connect { .. } => true,
             ClientError::TokenInFile {
                 connection_dropped, ..

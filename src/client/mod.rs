@@ -65,6 +65,65 @@ pub struct Credentials {
     pub password: Password,
 }
 
+/// Asks for a password (on a terminal, say); the error says why there is
+/// none.
+pub type AskPassword = dyn Fn() -> Result<Password, String> + Send + Sync;
+
+/// An account whose password is asked for only when it is first needed: by
+/// then the server is trusted (a TLS server's certificate decided on), as
+/// ssh asks. Asked once per client; reconnections use the same answer.
+#[derive(Clone)]
+pub struct AskedLogin {
+    /// The account's name.
+    pub user: String,
+    /// Asks for its password; called on the blocking pool.
+    pub ask: Arc<AskPassword>,
+    answer: Arc<std::sync::Mutex<Option<Password>>>,
+}
+
+impl AskedLogin {
+    /// The account `user`, its password from `ask`.
+    pub fn new(user: String, ask: Arc<AskPassword>) -> AskedLogin {
+        AskedLogin {
+            user,
+            ask,
+            answer: Arc::default(),
+        }
+    }
+
+    /// The password: asked the first time (which sets `asked`), then the
+    /// same answer.
+    async fn password(&self, asked: &AtomicBool) -> Result<Password, ClientError> {
+        if let Some(password) = self.remembered() {
+            return Ok(password);
+        }
+        asked.store(true, Ordering::Relaxed);
+        let ask = Arc::clone(&self.ask);
+        let answer = tokio::task::spawn_blocking(move || ask())
+            .await
+            .map_err(|error| ClientError::NoPassword(error.to_string()))?
+            .map_err(ClientError::NoPassword)?;
+        *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer.clone());
+        Ok(answer)
+    }
+
+    fn remembered(&self) -> Option<Password> {
+        self.answer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for AskedLogin {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AskedLogin")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client's settings.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -80,6 +139,9 @@ pub struct ClientConfig {
     /// Log in to this account after connecting (extended protocol only).
     /// Default: no login.
     pub login: Option<Credentials>,
+    /// Log in to this account, asking for its password only when it is
+    /// needed (when `login` is not set). Default: none.
+    pub asked_login: Option<AskedLogin>,
     /// Send the password even over plain TCP to another host. Default off:
     /// a login needs TLS, unless the server is on this host.
     pub allow_insecure_login: bool,
@@ -90,6 +152,28 @@ pub struct ClientConfig {
     /// [`ClientError::NotMiniftp`]. At most `timeout`. Default
     /// [`DEFAULT_GREETING_TIMEOUT`].
     pub greeting_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Whether the client logs in (`login` or `asked_login`).
+    fn logs_in(&self) -> bool {
+        self.login.is_some() || self.asked_login.is_some()
+    }
+
+    /// The account to log in to, if any: its name and password (asked now
+    /// if it must be, which sets `asked`).
+    async fn credentials(&self, asked: &AtomicBool) -> Result<Option<Credentials>, ClientError> {
+        if let Some(login) = &self.login {
+            return Ok(Some(login.clone()));
+        }
+        let Some(asked_login) = &self.asked_login else {
+            return Ok(None);
+        };
+        Ok(Some(Credentials {
+            user: asked_login.user.clone(),
+            password: asked_login.password(asked).await?,
+        }))
+    }
 }
 
 /// How long a server has to send its token by default (see
@@ -104,6 +188,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("protocol", &self.protocol)
             .field("tls", &self.tls.is_some())
             .field("login", &self.login)
+            .field("asked_login", &self.asked_login)
             .field("allow_insecure_login", &self.allow_insecure_login)
             .field("greeting_timeout", &self.greeting_timeout)
             .finish()
@@ -117,6 +202,7 @@ impl Default for ClientConfig {
             protocol: Protocol::Auto,
             tls: None,
             login: None,
+            asked_login: None,
             allow_insecure_login: false,
             greeting_timeout: DEFAULT_GREETING_TIMEOUT,
         }
@@ -257,7 +343,7 @@ impl Client {
     /// a harmless `cd .`. A client says so at once this way, rather than at
     /// each command that fails.
     pub async fn needs_login(&mut self) -> Result<bool, ClientError> {
-        if self.config.login.is_some()
+        if self.config.logs_in()
             || self.welcome.directory != "/"
             || !self.welcome.entries.is_empty()
         {
@@ -688,13 +774,16 @@ impl Transport {
         let asked_user = Arc::new(AtomicBool::new(false));
         match Transport::open_once(address, config, ask, &asked_user).await {
             // The user took a while to decide whether to trust the server's
-            // certificate, and the server may have given up waiting for a
-            // login meanwhile. The answer is recorded now: once more.
-            // (A refusal to trust it is final, of course.)
+            // certificate, or to type the password, and the server may have
+            // given up waiting for a login meanwhile. The answers are kept
+            // now: once more. (A refusal to trust it is final, of course,
+            // and a refused login is not tried twice.)
             Err(error)
-                if asked_user.load(Ordering::Relaxed) && !matches!(error, ClientError::Tls(_)) =>
+                if asked_user.load(Ordering::Relaxed)
+                    && error.is_connection_lost()
+                    && !matches!(error, ClientError::Tls(_) | ClientError::NoPassword(_)) =>
             {
-                tracing::debug!(%error, "failed after asking about the certificate; once more");
+                tracing::debug!(%error, "failed after asking the user; once more");
                 let not_again = Arc::new(AtomicBool::new(false));
                 Transport::open_once(address, config, ask, &not_again).await
             }
@@ -703,7 +792,7 @@ impl Transport {
     }
 
     /// [`Transport::open`], once; `asked_user` is set if the user was asked
-    /// whether to trust the server.
+    /// whether to trust the server, or for the password.
     async fn open_once(
         address: &str,
         config: &ClientConfig,
@@ -716,7 +805,7 @@ impl Transport {
                 .tcp()
                 .peer_addr()
                 .is_ok_and(|peer| peer.ip().is_loopback());
-        if config.login.is_some() && !private && !config.allow_insecure_login {
+        if config.logs_in() && !private && !config.allow_insecure_login {
             return Err(ClientError::InsecureLogin {
                 address: address.to_owned(),
             });
@@ -725,7 +814,7 @@ impl Transport {
             Classic::open(stream, address, config.timeout, config.greeting_timeout).await?;
         // Only our server names `/`; the original names a real path.
         if !ask || welcome.directory != "/" {
-            if config.login.is_some() {
+            if config.logs_in() {
                 return Err(ClientError::LoginUnsupported);
             }
             return Ok((Transport::Classic(classic), welcome));
@@ -737,7 +826,7 @@ impl Transport {
                     welcome.directory.clone(),
                     config.timeout,
                 )?;
-                if let Some(credentials) = &config.login {
+                if let Some(credentials) = config.credentials(asked_user).await? {
                     extended
                         .command(Message::Login {
                             user: credentials.user.clone(),
@@ -754,7 +843,7 @@ impl Transport {
                 }
                 Ok((Transport::Extended(extended), welcome))
             }
-            Upgrade::Refused | Upgrade::NoAnswer if config.login.is_some() => {
+            Upgrade::Refused | Upgrade::NoAnswer if config.logs_in() => {
                 Err(ClientError::LoginUnsupported)
             }
             Upgrade::Refused => Ok((Transport::Classic(classic), welcome)),

@@ -34,7 +34,7 @@ fn spawn_shell(address: SocketAddr, local: &Path, data: &Path) -> OsSession {
     shell
 }
 
-fn expect(shell: &mut OsSession, text: &str) {
+pub fn expect(shell: &mut OsSession, text: &str) {
     if let Err(error) = shell.expect(text) {
         panic!("expected {text:?}: {error}");
     }
@@ -43,14 +43,14 @@ fn expect(shell: &mut OsSession, text: &str) {
 /// Ctrl-D at the prompt ends the shell with exit code 0. Call it just
 /// after the prompt was seen: keys typed while a command runs reach a
 /// terminal in cooked mode, where Ctrl-D and Ctrl-C are not characters.
-fn leave(mut shell: OsSession) {
+pub fn leave(mut shell: OsSession) {
     shell.send(ControlCode::EndOfTransmission).unwrap();
     expect_eof(&mut shell);
     let status = shell.get_process().wait().unwrap();
     assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
 }
 
-fn expect_eof(shell: &mut OsSession) {
+pub fn expect_eof(shell: &mut OsSession) {
     if let Err(error) = shell.expect(Eof) {
         panic!("expected the end: {error}");
     }
@@ -383,7 +383,7 @@ async fn remote_names_complete_and_rm_r_asks_first() {
 }
 
 /// What the shell prints up to `text` (which is consumed too).
-fn output_until(shell: &mut OsSession, text: &str) -> String {
+pub fn output_until(shell: &mut OsSession, text: &str) -> String {
     match shell.expect(text) {
         Ok(found) => String::from_utf8_lossy(found.before()).into_owned(),
         Err(error) => panic!("expected {text:?}: {error}"),

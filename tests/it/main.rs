@@ -12,6 +12,7 @@ mod client_operations;
 mod client_original;
 mod client_script;
 mod client_shell;
+mod client_tls;
 
 mod extended_protocol;
 
