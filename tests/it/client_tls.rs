@@ -14,6 +14,7 @@ use miniftp::tls::load_server_identity;
 use miniftp::{Access, ServerConfig};
 use tempfile::TempDir;
 
+use crate::client_script::{miniftp, run, stderr};
 use crate::client_shell::{expect, leave, output_until};
 use crate::support::TestServer;
 
@@ -65,4 +66,57 @@ async fn the_certificate_is_trusted_before_the_password_is_asked() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_made_like_openssl_req_x509_is_pinned_with_ca() {
+    // What `openssl req -x509 -subj /CN=localhost` makes: CA:TRUE, no
+    // subjectAltName; the server's own certificate and the client's --ca.
+    let files = TempDir::new().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = params.self_signed(&key).unwrap();
+    let cert = files.path().join("c.pem");
+    let key_file = files.path().join("k.pem");
+    std::fs::write(&cert, certificate.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let identity = load_server_identity(Some(&cert), Some(&key_file), files.path()).unwrap();
+    let server = TestServer::start_with(ServerConfig {
+        tls: Some(Arc::clone(&identity.config)),
+        ..ServerConfig::default()
+    })
+    .await;
+    server.write("a.txt", b"hello");
+
+    let home = TempDir::new().unwrap();
+    let mut command = miniftp(home.path());
+    command
+        .args(["connect", &server.address.to_string(), "--ca"])
+        .arg(&cert)
+        .args(["-c", "info a.txt"]);
+    run(command)
+        .await
+        .success()
+        .stdout("a.txt: 5 bytes\n")
+        .stderr("");
+
+    // A CA file that cannot be read is said in words.
+    let mut command = miniftp(home.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "--ca",
+        "missing.pem",
+        "-c",
+        "ls",
+    ]);
+    let assert = run(command).await.code(2);
+    assert_eq!(
+        stderr(&assert),
+        "miniftp: cannot read missing.pem: no such file or directory\n"
+    );
 }
