@@ -183,12 +183,11 @@ fn ask_to_trust(server: &str, fingerprint: &Fingerprint) -> bool {
     eprintln!("Its SHA-256 fingerprint is:\n  {fingerprint}");
     eprintln!("Compare it with the one `miniftp serve --tls` printed when it started.");
     loop {
-        eprint!("Trust this server and remember it? [yes/no] ");
-        let mut answer = String::new();
-        if std::io::stdin().read_line(&mut answer).unwrap_or(0) == 0 {
+        // Ctrl-C or Ctrl-D: no.
+        let Some(answer) = super::ask::line("Trust this server and remember it? [yes/no] ") else {
             return false;
-        }
-        match answer.trim().to_ascii_lowercase().as_str() {
+        };
+        match answer.to_ascii_lowercase().as_str() {
             "yes" | "y" => return true,
             "no" | "n" | "" => return false,
             _ => eprintln!("Please answer yes or no."),

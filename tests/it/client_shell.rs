@@ -457,3 +457,23 @@ async fn rm_r_of_the_root_or_a_dot_is_refused_before_any_question() {
     .await;
     assert!(server.exists("sub/a.txt"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_at_a_question_cancels_it() {
+    let server = with_shell(
+        |server| server.write("d/a.txt", b"a"),
+        |shell, _, _| {
+            shell.send("rm -r d\r").unwrap();
+            expect(shell, "remove the directory d and everything in it? [y/N] ");
+            shell.send(ControlCode::EndOfText).unwrap();
+            expect(shell, "error: d: not removed");
+            expect(shell, "miniftp:/> ");
+            // The next line is a command again, not the answer.
+            shell.send("pwd\r").unwrap();
+            expect(shell, "/\r\n");
+            expect(shell, "miniftp:/> ");
+        },
+    )
+    .await;
+    assert!(server.exists("d/a.txt"));
+}

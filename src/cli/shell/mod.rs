@@ -15,7 +15,7 @@ pub mod script;
 
 use miniftp::protocol::request::escape;
 use std::fmt;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use miniftp::client::{
@@ -279,13 +279,13 @@ impl Shell {
                  terminal to ask on; use rm -rf to remove it without asking"
             )));
         }
-        print!("remove the directory {path} and everything in it? [y/N] ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let read = std::io::stdin().lock().read_line(&mut answer);
-        match read {
-            Ok(_) if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") => Ok(()),
-            _ => Err(Failure::Command(format!("{path}: not removed"))),
+        let question = format!(
+            "remove the directory {} and everything in it? [y/N] ",
+            escape(path)
+        );
+        match super::ask::yes(&question) {
+            true => Ok(()),
+            false => Err(Failure::Command(format!("{path}: not removed"))),
         }
     }
 
