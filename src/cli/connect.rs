@@ -36,7 +36,7 @@ use super::shell::{self, Confirm, Shell};
 /// Scripts (-c, -b, or commands piped to standard input) run without a
 /// prompt, print only what commands print (info sizes, listings, transfer
 /// summaries), and stop at the first failure. They never ask: rm -r of a
-/// directory needs -f.
+/// directory, and dl onto an existing local file, need -f.
 ///
 /// With NAME@HOST the client logs in to the account NAME: the password is
 /// read from MINIFTP_PASSWORD if set, otherwise asked for without echo

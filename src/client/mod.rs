@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 
 pub use error::{ClientError, Direction, plain_io};
 pub use local::RESUMABLE_SUFFIX;
+pub use tree::RemoteTree;
 
 use crate::digest::Hasher;
 use crate::protocol::Request;

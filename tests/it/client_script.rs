@@ -255,3 +255,36 @@ fn completions_and_the_man_page_are_generated() {
         .assert()
         .code(2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_replaces_a_local_file_only_with_force() {
+    let server = TestServer::start().await;
+    server.write("readme.txt", b"from the server");
+    let local = TempDir::new().unwrap();
+    std::fs::write(local.path().join("readme.txt"), b"notes").unwrap();
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "-c",
+        "dl readme.txt",
+    ]);
+    run(command).await.code(1).stdout("").stderr(
+        "miniftp: dl readme.txt: readme.txt exists; dl -f (or --force) replaces it \
+         (a script does not ask)\n",
+    );
+    assert_eq!(
+        std::fs::read(local.path().join("readme.txt")).unwrap(),
+        b"notes"
+    );
+    for force in ["-f", "--force"] {
+        let mut command = miniftp(local.path());
+        let script = format!("dl {force} readme.txt");
+        command.args(["connect", &server.address.to_string(), "-c", &script]);
+        run(command).await.success().stderr("");
+    }
+    assert_eq!(
+        std::fs::read(local.path().join("readme.txt")).unwrap(),
+        b"from the server"
+    );
+}

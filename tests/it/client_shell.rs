@@ -477,3 +477,56 @@ async fn ctrl_c_at_a_question_cancels_it() {
     .await;
     assert!(server.exists("d/a.txt"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dl_asks_before_replacing_a_local_file_once_for_a_tree() {
+    with_shell(
+        |server| {
+            server.write("readme.txt", b"from the server");
+            server.write("d/a.txt", b"new a");
+            server.write("d/b.txt", b"new b");
+            server.write("d/sub/c.txt", b"new c");
+        },
+        |shell, local, _| {
+            std::fs::write(local.join("readme.txt"), b"notes").unwrap();
+            shell.send("dl /readme.txt\r").unwrap();
+            expect(shell, "overwrite readme.txt? [y/N] ");
+            shell.send("n\r").unwrap();
+            expect(shell, "error: not downloaded");
+            expect(shell, "miniftp:/> ");
+            assert_eq!(std::fs::read(local.join("readme.txt")).unwrap(), b"notes");
+            shell.send("dl /readme.txt\r").unwrap();
+            expect(shell, "overwrite readme.txt? [y/N] ");
+            shell.send("y\r").unwrap();
+            expect(shell, "downloaded /readme.txt -> readme.txt: ");
+            expect(shell, "miniftp:/> ");
+            assert_eq!(
+                std::fs::read(local.join("readme.txt")).unwrap(),
+                b"from the server"
+            );
+
+            // A tree: one question, with the count of files it would replace.
+            std::fs::create_dir_all(local.join("d/sub")).unwrap();
+            std::fs::write(local.join("d/a.txt"), b"old a").unwrap();
+            std::fs::write(local.join("d/sub/c.txt"), b"old c").unwrap();
+            shell.send("dl -r d\r").unwrap();
+            expect(shell, "overwrite 2 existing files (d/a.txt, ...)? [y/N] ");
+            shell.send("\r").unwrap();
+            expect(shell, "error: not downloaded");
+            expect(shell, "miniftp:/> ");
+            assert!(!local.join("d/b.txt").exists(), "nothing was downloaded");
+            shell.send("dl -rf d\r").unwrap();
+            expect(shell, "downloaded d -> d: 3 files");
+            expect(shell, "miniftp:/> ");
+            assert_eq!(std::fs::read(local.join("d/sub/c.txt")).unwrap(), b"new c");
+
+            shell.send("help dl\r").unwrap();
+            expect(
+                shell,
+                "-f, --force  replace existing local files without asking",
+            );
+            expect(shell, "miniftp:/> ");
+        },
+    )
+    .await;
+}

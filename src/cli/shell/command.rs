@@ -49,7 +49,7 @@ pub enum Command {
         /// Directories with everything below them.
         recursive: bool,
     },
-    /// `dl [-r] REMOTE [LOCAL]`
+    /// `dl [-r] [-f] REMOTE [LOCAL]`
     Download {
         /// The remote file, directory or pattern.
         remote: Word,
@@ -57,6 +57,8 @@ pub enum Command {
         local: Option<String>,
         /// Directories with everything below them.
         recursive: bool,
+        /// Replace existing local files without asking.
+        force: bool,
     },
     /// `lcd [DIR]`
     LocalChangeDirectory(Option<String>),
@@ -166,19 +168,23 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "dl",
-        usage: "dl [-r] REMOTE [LOCAL]",
+        usage: "dl [-r] [-f] REMOTE [LOCAL]",
         summary: "download a remote file (or directory, or pattern)",
         details: "LOCAL defaults to REMOTE's file name in the local directory; if LOCAL is a\n\
                   directory (or ends with /) the file goes into it. The file appears under\n\
                   its name only when complete. Ctrl-C cancels it.\n\
+                  An existing local file is replaced only once you answer y to\n\
+                  `overwrite NAME? [y/N]` (one question for all, with their count, when\n\
+                  several would be); a script does not ask and refuses, unless -f.\n\
                   REMOTE may end with a pattern (dl logs/*.txt, extended protocol): every\n\
                   matching file is downloaded, into LOCAL if given.\n\
                   -r  download a directory with everything below it, empty directories\n    \
                   included (extended protocol).\n\
+                  -f, --force  replace existing local files without asking.\n\
                   With the extended protocol every file is verified against the server's\n\
                   digest, and an interrupted download keeps what it got in .NAME.miniftp-part\n\
                   beside the target, which the same dl continues (not with -r).",
-        flags: "r",
+        flags: "rf",
     },
     CommandHelp {
         name: "lcd",
@@ -244,7 +250,7 @@ impl Command {
         };
         let usage = || format!("usage: {}", help.usage);
         let (flags, args) = split_flags(rest, help.flags)
-            .map_err(|flag| format!("{}: unknown option -{flag}; {}", help.name, usage()))?;
+            .map_err(|flag| format!("{}: unknown option {flag}; {}", help.name, usage()))?;
         let flag = |letter: char| flags.contains(letter);
         let text = |i: usize| args[i].text.clone();
         let owned = |i: usize| args.get(i).map(|word| word.text.clone());
@@ -276,6 +282,7 @@ impl Command {
                 remote: args[0].clone(),
                 local: owned(1),
                 recursive: flag('r'),
+                force: flag('f'),
             },
             ("lcd", 0 | 1) => Command::LocalChangeDirectory(owned(0)),
             ("lpwd", 0) => Command::LocalDirectory,
@@ -288,9 +295,18 @@ impl Command {
     }
 }
 
-/// Splits leading flags (`-r`, `-rf`) from the other arguments; an unknown
-/// flag letter is the error. A lone `-` is an argument; `--` ends the flags.
-fn split_flags<'w>(words: &'w [Word], known: &str) -> Result<(String, &'w [Word]), char> {
+/// The long spelling of flags, for every command that takes the letter.
+const LONG_FLAGS: &[(&str, char)] = &[
+    ("force", 'f'),
+    ("long", 'l'),
+    ("parents", 'p'),
+    ("recursive", 'r'),
+];
+
+/// Splits leading flags (`-r`, `-rf`, `--force`) from the other arguments;
+/// an unknown flag (as typed) is the error. A lone `-` is an argument;
+/// `--` ends the flags.
+fn split_flags<'w>(words: &'w [Word], known: &str) -> Result<(String, &'w [Word]), String> {
     let mut flags = String::new();
     let mut rest = words;
     while let Some((word, after)) = rest.split_first() {
@@ -304,10 +320,16 @@ fn split_flags<'w>(words: &'w [Word], known: &str) -> Result<(String, &'w [Word]
         if known.is_empty() {
             break;
         }
-        if let Some(unknown) = letters.chars().find(|letter| !known.contains(*letter)) {
-            return Err(unknown);
+        if let Some(long) = letters.strip_prefix('-') {
+            match LONG_FLAGS.iter().find(|(name, _)| *name == long) {
+                Some((_, letter)) if known.contains(*letter) => flags.push(*letter),
+                _ => return Err(word.text.clone()),
+            }
+        } else if let Some(unknown) = letters.chars().find(|letter| !known.contains(*letter)) {
+            return Err(format!("-{unknown}"));
+        } else {
+            flags.push_str(letters);
         }
-        flags.push_str(letters);
         rest = after;
     }
     Ok((flags, rest))
@@ -413,6 +435,7 @@ mod tests {
                     remote: Word::plain("a.jpg"),
                     local: None,
                     recursive: false,
+                    force: false,
                 },
             ),
             (
@@ -421,6 +444,33 @@ mod tests {
                     remote: Word::plain("d"),
                     local: Some(s("-")),
                     recursive: true,
+                    force: false,
+                },
+            ),
+            (
+                &["dl", "-rf", "d"],
+                Command::Download {
+                    remote: Word::plain("d"),
+                    local: None,
+                    recursive: true,
+                    force: true,
+                },
+            ),
+            (
+                &["dl", "--force", "a.jpg", "b.jpg"],
+                Command::Download {
+                    remote: Word::plain("a.jpg"),
+                    local: Some(s("b.jpg")),
+                    recursive: false,
+                    force: true,
+                },
+            ),
+            (
+                &["rm", "--recursive", "--force", "x"],
+                Command::Remove {
+                    path: s("x"),
+                    recursive: true,
+                    force: true,
                 },
             ),
             (&["lcd"], Command::LocalChangeDirectory(None)),
@@ -451,6 +501,10 @@ mod tests {
         assert_eq!(
             parse(&["rm", "-x", "a"]),
             Err("rm: unknown option -x; usage: rm [-r] [-f] PATH".into())
+        );
+        assert_eq!(
+            parse(&["ls", "--force", "a"]),
+            Err("ls: unknown option --force; usage: ls [-l] [PATH]".into())
         );
         assert_eq!(
             parse(&["ls", "-l", "a", "b"]),

@@ -215,7 +215,8 @@ impl Shell {
                 remote,
                 local,
                 recursive,
-            } => self.download(remote, local.as_deref(), *recursive)?,
+                force,
+            } => self.download(remote, local.as_deref(), *recursive, *force)?,
             Command::LocalChangeDirectory(dir) => local_change_directory(dir.as_deref())?,
             Command::LocalDirectory => println!("{}", current_dir()?.display()),
             Command::LocalList(dir) => local_list(dir.as_deref().unwrap_or("."))?,
@@ -377,38 +378,55 @@ impl Shell {
         })
     }
 
-    /// `dl [-r] REMOTE [LOCAL]`, REMOTE perhaps ending with a pattern.
+    /// `dl [-r] [-f] REMOTE [LOCAL]`, REMOTE perhaps ending with a
+    /// pattern. Local files that would be replaced are asked about first
+    /// (once for all), unless `force`.
     fn download(
         &mut self,
         remote: &Word,
         local: Option<&str>,
         recursive: bool,
+        force: bool,
     ) -> Result<(), Failure> {
         let sources = match &remote.pattern {
             Some(pattern) => self.expand_remote(&remote.text, pattern, recursive)?,
             None => vec![remote.text.clone()],
         };
         let into = remote.pattern.is_some();
+        let several = sources.len() > 1;
         let mut failed = Vec::new();
+        let mut plans = Vec::new();
         for source in &sources {
-            match self.download_one(source, local, into, recursive) {
+            match self.plan_download(source, local, into, recursive) {
+                Ok(plan) => plans.push(plan),
+                Err(Failure::Command(reason)) if several => failed.push((source.clone(), reason)),
+                Err(failure) => return Err(failure),
+            }
+        }
+        if !force {
+            let replaced: Vec<PathBuf> = plans.iter().flat_map(Download::replaced).collect();
+            self.confirm_replacing(&replaced)?;
+        }
+        for plan in plans {
+            let source = plan.remote.clone();
+            match self.download_one(plan) {
                 Ok(()) => {}
-                Err(Failure::Command(reason)) if sources.len() > 1 => {
-                    failed.push((source.clone(), reason));
-                }
+                Err(Failure::Command(reason)) if several => failed.push((source, reason)),
                 Err(failure) => return Err(failure),
             }
         }
         report_failures("downloaded", sources.len(), failed)
     }
 
-    fn download_one(
+    /// Where a download of `remote` goes, and, for a directory with `-r`,
+    /// its tree listed.
+    fn plan_download(
         &mut self,
         remote: &str,
         local: Option<&str>,
         into: bool,
         recursive: bool,
-    ) -> Result<(), Failure> {
+    ) -> Result<Download, Failure> {
         let target = match local {
             None => PathBuf::from(file_name(remote)?),
             Some(local) if into || local.ends_with('/') || Path::new(local).is_dir() => {
@@ -416,23 +434,74 @@ impl Shell {
             }
             Some(local) => PathBuf::from(local),
         };
-        let name = target.display().to_string();
         let is_directory = recursive
             && self.client.is_extended()
             && self.remote(async |c| c.stat(remote).await)?.is_directory;
+        let tree = match is_directory {
+            true => Some(self.remote(async |c| c.list_tree(remote).await)?),
+            false => None,
+        };
+        Ok(Download {
+            remote: remote.to_owned(),
+            target,
+            tree,
+        })
+    }
+
+    /// Asks before local files are replaced, once for all; refuses if
+    /// there is no one to ask.
+    fn confirm_replacing(&self, replaced: &[PathBuf]) -> Result<(), Failure> {
+        let Some(first) = replaced.first() else {
+            return Ok(());
+        };
+        let first = escape(&first.display().to_string());
+        let (question, refusal) = match replaced.len() {
+            1 => (
+                format!("overwrite {first}? [y/N] "),
+                format!("{first} exists; dl -f (or --force) replaces it"),
+            ),
+            count => {
+                let count = thousands(count as u64);
+                (
+                    format!("overwrite {count} existing files ({first}, ...)? [y/N] "),
+                    format!(
+                        "{count} of these files exist here ({first}, ...); dl -f (or --force) \
+                         replaces them"
+                    ),
+                )
+            }
+        };
+        if self.confirm == Confirm::Refuse {
+            return Err(Failure::Command(format!(
+                "{refusal} (a script does not ask)"
+            )));
+        }
+        match super::ask::yes(&question) {
+            true => Ok(()),
+            false => Err(Failure::Command("not downloaded".to_owned())),
+        }
+    }
+
+    fn download_one(&mut self, plan: Download) -> Result<(), Failure> {
+        let Download {
+            remote,
+            target,
+            tree,
+        } = plan;
+        let name = target.display().to_string();
         let display = TransferDisplay::start(&name, self.animated);
-        if is_directory {
+        if let Some(tree) = tree {
             let result = self.remote(async |c| {
-                c.download_tree(remote, &target, |p| display.update(p))
+                c.download_listed_tree(tree, &target, |p| display.update(p))
                     .await
             });
             let elapsed = display.finish();
             let shown = target.display().to_string();
-            return tree_outcome("downloaded", remote, &shown, result?, elapsed);
+            return tree_outcome("downloaded", &remote, &shown, result?, elapsed);
         }
         let options = TransferOptions { resume: true };
         let result = self.remote(async |c| {
-            c.download_file(remote, &target, options, |p| display.update(p))
+            c.download_file(&remote, &target, options, |p| display.update(p))
                 .await
         });
         let elapsed = display.finish();
@@ -506,6 +575,31 @@ fn unremovable(directory: &str, path: &str) -> Option<String> {
         }
     }
     (depth == 0).then(|| format!("cannot remove the root directory: {path}"))
+}
+
+/// One download, planned: what, where to, and the tree of a directory.
+struct Download {
+    remote: String,
+    target: PathBuf,
+    tree: Option<miniftp::client::RemoteTree>,
+}
+
+impl Download {
+    /// The local files it would replace.
+    fn replaced(&self) -> Vec<PathBuf> {
+        let exists = |path: &Path| path.symlink_metadata().is_ok_and(|m| !m.is_dir());
+        match &self.tree {
+            None => exists(&self.target)
+                .then(|| self.target.clone())
+                .into_iter()
+                .collect(),
+            Some(tree) => tree
+                .files()
+                .map(|(relative, _)| tree.local_path(&self.target, relative))
+                .filter(|path| exists(path))
+                .collect(),
+        }
+    }
 }
 
 /// The local paths a pattern picks, in name order.
