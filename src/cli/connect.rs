@@ -21,8 +21,8 @@ use super::shell::{self, Confirm, Shell};
 /// Without -c or -b, shows the server's welcome and a prompt naming the
 /// remote directory (miniftp:/photos> ). Type help for the commands: cd,
 /// pwd, ls, stat, mkdir, rm, mv, info, ul, dl, lcd, lpwd, lls, help, exit.
-/// Quote names with spaces as in a shell; ul *.jpg and dl logs/*.txt take
-/// patterns. Tab completes commands, local paths and (extended protocol)
+/// Quote names with spaces as in a shell; patterns (ul *.jpg, dl
+/// logs/*.txt, ls *.txt, rm *.tmp, mv *.jpg photos/) pick names. Tab completes commands, local paths and (extended protocol)
 /// remote names; the history is kept in your data directory. Ctrl-C
 /// cancels a running transfer (the shell reconnects and returns to the
 /// remote directory) or clears the line at the prompt; Ctrl-D or exit
@@ -36,7 +36,8 @@ use super::shell::{self, Confirm, Shell};
 /// Scripts (-c, -b, or commands piped to standard input) run without a
 /// prompt, print only what commands print (info sizes, listings, transfer
 /// summaries), and stop at the first failure. They never ask: rm -r of a
-/// directory, and dl onto an existing local file, need -f.
+/// directory, rm of a pattern picking several files, and dl onto an
+/// existing local file need -f.
 ///
 /// With NAME@HOST the client logs in to the account NAME: the password is
 /// read from MINIFTP_PASSWORD if set, otherwise asked for without echo

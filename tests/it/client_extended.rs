@@ -1045,7 +1045,7 @@ async fn rm_r_in_a_script_without_a_terminal_needs_f() {
         .await
         .code(1);
     let err = stderr(&assert);
-    assert!(err.contains("no terminal to ask on; use rm -rf"), "{err}");
+    assert!(err.contains("a script does not ask; use rm -rf"), "{err}");
     assert!(server.exists("tree/a/b.txt"));
 
     // A file needs no confirmation; -f removes a tree, and a missing path

@@ -288,3 +288,34 @@ async fn a_script_replaces_a_local_file_only_with_force() {
         b"from the server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rm_of_a_pattern_picking_several_needs_f_in_a_script() {
+    let server = TestServer::start().await;
+    server.write("a.txt", b"a");
+    server.write("b.txt", b"b");
+    server.write("keep.log", b"k");
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command.args(["connect", &server.address.to_string(), "-c", "rm *.txt"]);
+    let assert = run(command).await.code(1);
+    assert!(
+        stderr(&assert).starts_with("miniftp: rm *.txt: *.txt matches 2 files: rm asks"),
+        "{}",
+        stderr(&assert)
+    );
+    assert_eq!(server.visible_entries("/"), ["a.txt", "b.txt", "keep.log"]);
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "-c",
+        "rm -f *.txt; rm -f *.none; info *.log",
+    ]);
+    run(command)
+        .await
+        .success()
+        .stdout("keep.log: 1 bytes\n")
+        .stderr("");
+    assert_eq!(server.visible_entries("/"), ["keep.log"]);
+}

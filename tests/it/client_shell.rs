@@ -530,3 +530,53 @@ async fn dl_asks_before_replacing_a_local_file_once_for_a_tree() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patterns_work_wherever_a_remote_path_is_taken() {
+    let server = with_shell(
+        |server| {
+            server.write("a.txt", b"a");
+            server.write("b.txt", b"bb");
+            server.write("c.log", b"ccc");
+            server.write("x.jpg", b"x");
+            server.write("y.jpg", b"y");
+            server.write("photos/old.jpg", b"o");
+        },
+        |shell, _, _| {
+            shell.send("ls *.txt\r").unwrap();
+            let listed = output_until(shell, "miniftp:/> ");
+            assert!(listed.contains("a.txt\r\nb.txt\r\n"), "{listed}");
+            assert!(!listed.contains("c.log"), "{listed}");
+
+            shell.send("stat *.log\r").unwrap();
+            expect(shell, "c.log: file, 3 bytes, modified ");
+            expect(shell, "miniftp:/> ");
+            shell.send("info *.txt\r").unwrap();
+            expect(shell, "a.txt: 1 bytes\r\nb.txt: 2 bytes");
+            expect(shell, "miniftp:/> ");
+
+            shell.send("mv *.jpg photos/\r").unwrap();
+            expect(shell, "miniftp:/> ");
+            shell.send("ls photos/*.jpg\r").unwrap();
+            expect(shell, "photos/old.jpg\r\nphotos/x.jpg\r\nphotos/y.jpg");
+            expect(shell, "miniftp:/> ");
+
+            // Removing several asks first, once.
+            shell.send("rm *.txt\r").unwrap();
+            expect(shell, "remove 2 files matching *.txt (a.txt, ...)? [y/N] ");
+            shell.send("y\r").unwrap();
+            expect(shell, "miniftp:/> ");
+
+            shell.send("cd ph*\r").unwrap();
+            expect(shell, "miniftp:/photos> ");
+            shell.send("cd /\r").unwrap();
+            expect(shell, "miniftp:/> ");
+        },
+    )
+    .await;
+    assert_eq!(server.visible_entries("/"), ["c.log", "photos"]);
+    assert_eq!(
+        server.visible_entries("photos"),
+        ["old.jpg", "x.jpg", "y.jpg"]
+    );
+}

@@ -8,18 +8,18 @@ use super::line::Word;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `cd PATH`
-    ChangeDirectory(String),
+    ChangeDirectory(Word),
     /// `pwd`
     RemoteDirectory,
     /// `ls [-l] [PATH]`
     List {
-        /// The directory; `None`: the remote directory.
-        path: Option<String>,
+        /// The directory, or a pattern; `None`: the remote directory.
+        path: Option<Word>,
         /// Type, size and modification time too.
         long: bool,
     },
     /// `stat PATH`
-    Stat(String),
+    Stat(Word),
     /// `mkdir [-p] PATH`
     MakeDirectory {
         /// The directory to make.
@@ -29,17 +29,17 @@ pub enum Command {
     },
     /// `rm [-r] [-f] PATH`
     Remove {
-        /// What to remove.
-        path: String,
+        /// What to remove, perhaps a pattern.
+        path: Word,
         /// A directory with everything below it.
         recursive: bool,
         /// Do not ask; a missing PATH is not an error.
         force: bool,
     },
     /// `mv SRC DEST`
-    Rename(String, String),
+    Rename(Word, String),
     /// `info PATH`
-    Size(String),
+    Size(Word),
     /// `ul [-r] LOCAL [REMOTE]`
     Upload {
         /// The local file, directory or pattern.
@@ -92,7 +92,8 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "cd",
         usage: "cd PATH",
         summary: "change the remote directory",
-        details: "PATH is relative to the remote directory unless it starts with /; .. goes up.",
+        details: "PATH is relative to the remote directory unless it starts with /; .. goes up.\n\
+                  PATH may end with a pattern (cd ph*) that picks one directory.",
         flags: "",
     },
     CommandHelp {
@@ -107,6 +108,8 @@ pub const COMMANDS: &[CommandHelp] = &[
         usage: "ls [-l] [PATH]",
         summary: "list a remote directory (extended protocol)",
         details: "Directories first, with a trailing /, then files, each group by name.\n\
+                  PATH may end with a pattern (ls *.txt, ls logs/2024-*): the entries it\n\
+                  picks are listed (not what the directories among them hold).\n\
                   -l  also the type (d or -), the size in bytes and the modification time (UTC).",
         flags: "l",
     },
@@ -114,7 +117,8 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "stat",
         usage: "stat PATH",
         summary: "describe a remote entry (extended protocol)",
-        details: "Prints `PATH: file, N bytes, modified TIME` (or `directory`), time in UTC.",
+        details: "Prints `PATH: file, N bytes, modified TIME` (or `directory`), time in UTC.\n\
+                  PATH may end with a pattern (stat *.log): one line per entry it picks.",
         flags: "",
     },
     CommandHelp {
@@ -129,10 +133,15 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "rm",
         usage: "rm [-r] [-f] PATH",
         summary: "remove a remote file or directory",
-        details: "Without -r a directory must be empty.\n\
+        details: "Without -r a directory must be empty. The root, and a PATH ending with . or\n\
+                  .., are never removed.\n\
+                  PATH may end with a pattern (rm *.tmp, extended protocol): the files it\n\
+                  picks (directories too with -r); when that is more than one file, asks once\n\
+                  first.\n\
                   -r  remove a directory with everything below it (extended protocol); asks\n    \
-                  first, and in a script without a terminal to ask on, refuses unless -f.\n\
-                  -f  do not ask, and a missing PATH is not an error.",
+                  first.\n\
+                  -f  do not ask, and a missing PATH (or no match) is not an error.\n\
+                  A script does not ask: what would need a question is refused, unless -f.",
         flags: "rf",
     },
     CommandHelp {
@@ -140,14 +149,18 @@ pub const COMMANDS: &[CommandHelp] = &[
         usage: "mv SRC DEST",
         summary: "rename or move a remote entry",
         details: "If DEST is an existing directory, SRC moves into it under its own name.\n\
-                  An existing entry is never replaced.",
+                  An existing entry is never replaced.\n\
+                  SRC may end with a pattern (mv *.jpg photos/, extended protocol): every\n\
+                  entry it picks moves into DEST, which must then be a directory.",
         flags: "",
     },
     CommandHelp {
         name: "info",
         usage: "info PATH",
         summary: "show the size of a remote file",
-        details: "Prints `PATH: N bytes`.",
+        details: "Prints `PATH: N bytes`.\n\
+                  PATH may end with a pattern (info *.iso, extended protocol): one line per\n\
+                  file it picks.",
         flags: "",
     },
     CommandHelp {
@@ -254,25 +267,26 @@ impl Command {
         let flag = |letter: char| flags.contains(letter);
         let text = |i: usize| args[i].text.clone();
         let owned = |i: usize| args.get(i).map(|word| word.text.clone());
+        let word = |i: usize| args[i].clone();
         let command = match (help.name, args.len()) {
-            ("cd", 1) => Command::ChangeDirectory(text(0)),
+            ("cd", 1) => Command::ChangeDirectory(word(0)),
             ("pwd", 0) => Command::RemoteDirectory,
             ("ls", 0 | 1) => Command::List {
-                path: owned(0),
+                path: args.first().cloned(),
                 long: flag('l'),
             },
-            ("stat", 1) => Command::Stat(text(0)),
+            ("stat", 1) => Command::Stat(word(0)),
             ("mkdir", 1) => Command::MakeDirectory {
                 path: text(0),
                 parents: flag('p'),
             },
             ("rm", 1) => Command::Remove {
-                path: text(0),
+                path: word(0),
                 recursive: flag('r'),
                 force: flag('f'),
             },
-            ("mv", 2) => Command::Rename(text(0), text(1)),
-            ("info", 1) => Command::Size(text(0)),
+            ("mv", 2) => Command::Rename(word(0), text(1)),
+            ("info", 1) => Command::Size(word(0)),
             ("ul", 1 | 2) => Command::Upload {
                 local: args[0].clone(),
                 remote: owned(1),
@@ -347,8 +361,9 @@ mod tests {
     #[test]
     fn parses_every_command() {
         let s = |text: &str| text.to_owned();
+        let w = Word::plain;
         let cases = [
-            (&["cd", "a b"][..], Command::ChangeDirectory(s("a b"))),
+            (&["cd", "a b"][..], Command::ChangeDirectory(w("a b"))),
             (
                 &["mkdir", "x"],
                 Command::MakeDirectory {
@@ -366,7 +381,7 @@ mod tests {
             (
                 &["rm", "x"],
                 Command::Remove {
-                    path: s("x"),
+                    path: w("x"),
                     recursive: false,
                     force: false,
                 },
@@ -374,7 +389,7 @@ mod tests {
             (
                 &["rm", "-rf", "x"],
                 Command::Remove {
-                    path: s("x"),
+                    path: w("x"),
                     recursive: true,
                     force: true,
                 },
@@ -382,7 +397,7 @@ mod tests {
             (
                 &["rm", "-r", "--", "-f"],
                 Command::Remove {
-                    path: s("-f"),
+                    path: w("-f"),
                     recursive: true,
                     force: false,
                 },
@@ -398,13 +413,13 @@ mod tests {
             (
                 &["ls", "-l", "a b"],
                 Command::List {
-                    path: Some(s("a b")),
+                    path: Some(w("a b")),
                     long: true,
                 },
             ),
-            (&["stat", "x"], Command::Stat(s("x"))),
-            (&["mv", "a", "b"], Command::Rename(s("a"), s("b"))),
-            (&["info", "x"], Command::Size(s("x"))),
+            (&["stat", "x"], Command::Stat(w("x"))),
+            (&["mv", "a", "b"], Command::Rename(w("a"), s("b"))),
+            (&["info", "x"], Command::Size(w("x"))),
             (
                 &["ul", "a.jpg"],
                 Command::Upload {
@@ -468,7 +483,7 @@ mod tests {
             (
                 &["rm", "--recursive", "--force", "x"],
                 Command::Remove {
-                    path: s("x"),
+                    path: w("x"),
                     recursive: true,
                     force: true,
                 },
@@ -513,7 +528,7 @@ mod tests {
         // Commands without flags take a leading dash as a name.
         assert_eq!(
             parse(&["cd", "-x"]),
-            Ok(Command::ChangeDirectory("-x".into()))
+            Ok(Command::ChangeDirectory(Word::plain("-x")))
         );
         assert!(
             parse(&["frobnicate"])

@@ -175,23 +175,22 @@ impl Shell {
     fn execute(&mut self, command: &Command) -> Result<Flow, Failure> {
         match command {
             Command::ChangeDirectory(path) => {
-                self.remote(async |c| c.change_directory(path).await)?
+                let path = self.one_directory(path)?;
+                self.remote(async |c| c.change_directory(&path).await)?
             }
-            Command::RemoteDirectory => println!("{}", self.client.directory()),
-            Command::List { path, long } => {
-                let path = path.as_deref().unwrap_or(".");
-                let entries = self.remote(async |c| c.list(path).await)?;
-                for entry in &entries {
-                    match long {
-                        true => println!("{}", listing::long(entry)),
-                        false => println!("{}", listing::short(entry)),
+            Command::RemoteDirectory => println!("{}", escape(self.client.directory())),
+            Command::List { path, long } => self.list(path.as_ref(), *long)?,
+            Command::Stat(path) => match &path.pattern {
+                None => {
+                    let entry = self.remote(async |c| c.stat(&path.text).await)?;
+                    println!("{}", listing::describe(&path.text, &entry));
+                }
+                Some(pattern) => {
+                    for (path, entry) in self.remote_matches(&path.text, pattern)? {
+                        println!("{}", listing::describe(&path, &entry));
                     }
                 }
-            }
-            Command::Stat(path) => {
-                let entry = self.remote(async |c| c.stat(path).await)?;
-                println!("{}", listing::describe(path, &entry));
-            }
+            },
             Command::MakeDirectory { path, parents } => match parents {
                 true => self.remote(async |c| c.make_directories(path).await)?,
                 false => self.remote(async |c| c.make_directory(path).await)?,
@@ -200,11 +199,29 @@ impl Shell {
                 path,
                 recursive,
                 force,
-            } => self.remove(path, *recursive, *force)?,
-            Command::Rename(from, to) => self.remote(async |c| c.rename(from, to).await)?,
+            } => match &path.pattern {
+                None => self.remove(&path.text, *recursive, *force)?,
+                Some(pattern) => self.remove_matches(&path.text, pattern, *recursive, *force)?,
+            },
+            Command::Rename(from, to) => match &from.pattern {
+                None => self.remote(async |c| c.rename(&from.text, to).await)?,
+                Some(pattern) => self.rename_matches(&from.text, pattern, to)?,
+            },
             Command::Size(path) => {
-                let size = self.remote(async |c| c.size(path).await)?;
-                println!("{path}: {size} bytes");
+                let sizes = match &path.pattern {
+                    None => vec![(
+                        path.text.clone(),
+                        self.remote(async |c| c.size(&path.text).await)?,
+                    )],
+                    Some(pattern) => self
+                        .expand_remote(&path.text, pattern, false)?
+                        .into_iter()
+                        .map(|(path, entry)| (path, entry.size))
+                        .collect(),
+                };
+                for (path, size) in sizes {
+                    println!("{}: {size} bytes", escape(&path));
+                }
             }
             Command::Upload {
                 local,
@@ -274,20 +291,19 @@ impl Shell {
 
     /// Asks before a recursive removal; refuses if there is no one to ask.
     fn confirm_removal(&mut self, path: &str) -> Result<(), Failure> {
-        if self.confirm == Confirm::Refuse {
-            return Err(Failure::Command(format!(
-                "{path} is a directory: rm -r asks before removing it, and there is no \
-                 terminal to ask on; use rm -rf to remove it without asking"
-            )));
-        }
-        let question = format!(
-            "remove the directory {} and everything in it? [y/N] ",
-            escape(path)
-        );
-        match super::ask::yes(&question) {
-            true => Ok(()),
-            false => Err(Failure::Command(format!("{path}: not removed"))),
-        }
+        self.confirm(
+            &format!(
+                "remove the directory {} and everything in it? [y/N] ",
+                escape(path)
+            ),
+            || {
+                format!(
+                    "{path} is a directory: rm -r asks before removing it, and a script does \
+                     not ask; use rm -rf to remove it without asking"
+                )
+            },
+            || format!("{path}: not removed"),
+        )
     }
 
     /// `ul [-r] LOCAL [REMOTE]`, LOCAL perhaps a pattern.
@@ -389,7 +405,11 @@ impl Shell {
         force: bool,
     ) -> Result<(), Failure> {
         let sources = match &remote.pattern {
-            Some(pattern) => self.expand_remote(&remote.text, pattern, recursive)?,
+            Some(pattern) => self
+                .expand_remote(&remote.text, pattern, recursive)?
+                .into_iter()
+                .map(|(path, _)| path)
+                .collect(),
             None => vec![remote.text.clone()],
         };
         let into = remote.pattern.is_some();
@@ -471,15 +491,11 @@ impl Shell {
                 )
             }
         };
-        if self.confirm == Confirm::Refuse {
-            return Err(Failure::Command(format!(
-                "{refusal} (a script does not ask)"
-            )));
-        }
-        match super::ask::yes(&question) {
-            true => Ok(()),
-            false => Err(Failure::Command("not downloaded".to_owned())),
-        }
+        self.confirm(
+            &question,
+            || format!("{refusal} (a script does not ask)"),
+            || "not downloaded".to_owned(),
+        )
     }
 
     fn download_one(&mut self, plan: Download) -> Result<(), Failure> {
@@ -514,14 +530,32 @@ impl Shell {
         Ok(())
     }
 
-    /// The remote paths a pattern in the last component picks, by listing
-    /// the directory before it.
+    /// The remote entries a pattern in the last component picks (files,
+    /// and directories if asked), by listing the directory before it: each
+    /// path as the pattern would name it, and its entry. None is an error.
     fn expand_remote(
         &mut self,
         text: &str,
         pattern: &str,
         directories: bool,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<Vec<(String, EntryInfo)>, Failure> {
+        let mut found = self.remote_matches(text, pattern)?;
+        if !directories {
+            found.retain(|(_, entry)| !entry.is_directory);
+        }
+        if found.is_empty() {
+            return Err(Failure::Command(format!("{text}: no match")));
+        }
+        Ok(found)
+    }
+
+    /// Every remote entry a pattern picks, directories included (none is
+    /// an error); in listing order, directories first.
+    fn remote_matches(
+        &mut self,
+        text: &str,
+        pattern: &str,
+    ) -> Result<Vec<(String, EntryInfo)>, Failure> {
         let (directory, names) = listing::split_remote_pattern(text, pattern).ok_or_else(|| {
             Failure::Command(format!(
                 "{text}: a pattern may only be in the last part of a remote path"
@@ -540,18 +574,175 @@ impl Shell {
             directory => directory,
         };
         let entries = self.remote(async |c| c.list(listed).await)?;
-        let found: Vec<String> = listing::matching(&entries, &names, directories)
+        let found: Vec<(String, EntryInfo)> = listing::matching(&entries, &names, true)
             .into_iter()
-            .map(|entry| match directory {
-                "" => entry.name.clone(),
-                "/" => format!("/{}", entry.name),
-                directory => format!("{directory}/{}", entry.name),
+            .map(|entry| {
+                let path = match directory {
+                    "" => entry.name.clone(),
+                    "/" => format!("/{}", entry.name),
+                    directory => format!("{directory}/{}", entry.name),
+                };
+                (path, entry.clone())
             })
             .collect();
         if found.is_empty() {
             return Err(Failure::Command(format!("{text}: no match")));
         }
         Ok(found)
+    }
+
+    /// `ls [-l] [PATH]`: a directory's entries, or the entries a pattern
+    /// picks (themselves, not what is in the directories among them).
+    fn list(&mut self, path: Option<&Word>, long: bool) -> Result<(), Failure> {
+        let entries = match path {
+            Some(Word {
+                text,
+                pattern: Some(pattern),
+            }) => self
+                .remote_matches(text, pattern)?
+                .into_iter()
+                .map(|(path, entry)| EntryInfo {
+                    name: path,
+                    ..entry
+                })
+                .collect(),
+            path => {
+                let path = path.map_or(".", |path| path.text.as_str());
+                self.remote(async |c| c.list(path).await)?
+            }
+        };
+        for entry in &entries {
+            match long {
+                true => println!("{}", listing::long(entry)),
+                false => println!("{}", listing::short(entry)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory `cd` goes to: the path, or the one directory a
+    /// pattern picks.
+    fn one_directory(&mut self, path: &Word) -> Result<String, Failure> {
+        let Some(pattern) = &path.pattern else {
+            return Ok(path.text.clone());
+        };
+        let mut directories: Vec<String> = self
+            .remote_matches(&path.text, pattern)?
+            .into_iter()
+            .filter(|(_, entry)| entry.is_directory)
+            .map(|(path, _)| path)
+            .collect();
+        match directories.len() {
+            1 => Ok(directories.remove(0)),
+            0 => Err(Failure::Command(format!(
+                "{}: no directory matches",
+                path.text
+            ))),
+            count => Err(Failure::Command(format!(
+                "{}: {count} directories match ({}, ...); cd goes to one",
+                path.text,
+                escape(&directories[0])
+            ))),
+        }
+    }
+
+    /// `rm [-r] [-f] PATTERN`: every file the pattern picks (directories
+    /// too with `-r`); when that is more than one, or a directory, asked
+    /// once first unless `force`.
+    fn remove_matches(
+        &mut self,
+        text: &str,
+        pattern: &str,
+        recursive: bool,
+        force: bool,
+    ) -> Result<(), Failure> {
+        let found = match self.expand_remote(text, pattern, recursive) {
+            // -f: nothing to remove is no failure, as with a missing path.
+            Err(Failure::Command(_)) if force => return Ok(()),
+            found => found?,
+        };
+        if let [(path, entry)] = found.as_slice()
+            && !entry.is_directory
+        {
+            let path = path.clone();
+            return self.remove(&path, false, force);
+        }
+        if !force {
+            let directories = found.iter().filter(|(_, entry)| entry.is_directory).count();
+            let what = match directories {
+                0 => format!("{} files", thousands(found.len() as u64)),
+                _ => format!(
+                    "{} entries ({} of them directories, with everything in them)",
+                    thousands(found.len() as u64),
+                    thousands(directories as u64)
+                ),
+            };
+            let first = escape(&found[0].0);
+            self.confirm(
+                &format!("remove {what} matching {text} ({first}, ...)? [y/N] "),
+                || {
+                    format!(
+                        "{text} matches {what}: rm asks before removing them, and a script \
+                         does not ask; use rm -f to remove them without asking"
+                    )
+                },
+                || format!("{text}: nothing removed"),
+            )?;
+        }
+        let mut failed = Vec::new();
+        for (path, entry) in &found {
+            let removed = match entry.is_directory {
+                true => self.remote(async |c| c.remove_tree(path).await),
+                false => self.remote(async |c| c.remove(path).await),
+            };
+            match removed {
+                Ok(()) => {}
+                Err(Failure::Command(_)) if force && self.missing(path) => {}
+                Err(Failure::Command(reason)) => failed.push((path.clone(), reason)),
+                Err(failure) => return Err(failure),
+            }
+        }
+        report_failures("removed", found.len(), failed)
+    }
+
+    /// `mv PATTERN DEST`: one match is renamed; several move into DEST,
+    /// which must be a directory.
+    fn rename_matches(&mut self, text: &str, pattern: &str, to: &str) -> Result<(), Failure> {
+        let found = self.remote_matches(text, pattern)?;
+        if found.len() > 1 && !self.remote(async |c| c.stat(to).await)?.is_directory {
+            return Err(Failure::Command(format!(
+                "{to}: not a directory, and {text} matches {}: they can only move into one",
+                thousands(found.len() as u64)
+            )));
+        }
+        let mut failed = Vec::new();
+        for (path, _) in &found {
+            match self.remote(async |c| c.rename(path, to).await) {
+                Ok(()) => {}
+                Err(Failure::Command(reason)) if found.len() > 1 => {
+                    failed.push((path.clone(), reason));
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        report_failures("moved", found.len(), failed)
+    }
+
+    /// Asks `question`, unless nobody can be asked (a script): then fails
+    /// with `refused`. A no is the failure `declined`.
+    fn confirm(
+        &self,
+        question: &str,
+        refused: impl FnOnce() -> String,
+        declined: impl FnOnce() -> String,
+    ) -> Result<(), Failure> {
+        if self.confirm == Confirm::Refuse {
+            return Err(Failure::Command(refused()));
+        }
+        match super::ask::yes(question) {
+            true => Ok(()),
+            false => Err(Failure::Command(declined())),
+        }
     }
 }
 
@@ -743,6 +934,10 @@ fn help(name: Option<&str>) -> Result<(), Failure> {
                 println!("  {:<24} {}", command.usage, command.summary);
             }
             println!("Quote names with spaces: ul 'my file.jpg'. Separate commands with ;.");
+            println!("Patterns (*.txt, a?.log, [ab]*) work in ls, stat, info, rm, mv, cd, ul and");
+            println!(
+                "dl; quote them to mean the name itself. Remote ones need the extended protocol."
+            );
             println!("Type help COMMAND for more. Commands marked (extended protocol) need a");
             println!("miniftp server; the original Mini-FTP speaks only the classic protocol.");
         }
