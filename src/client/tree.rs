@@ -45,8 +45,12 @@ impl Client {
             ..TreeSummary::default()
         };
         let total: u64 = tree.files.iter().map(|(_, _, size)| size).sum();
-        let mut names = vec![String::new()];
-        let mut jobs = vec![Job::MakeDirectories(remote.to_owned())];
+        // The root first, alone: a refusal there (a read-only server, a
+        // file in the way) would hit every file, so it ends the transfer
+        // at once, as one error.
+        self.make_directories(remote).await?;
+        let mut names = Vec::new();
+        let mut jobs = Vec::new();
         for directory in tree.directories {
             jobs.push(Job::MakeDirectories(join_remote(remote, &directory)));
             names.push(directory);
@@ -76,8 +80,6 @@ impl Client {
                 Err(error) => summary.failures.push((name, error)),
             }
         }
-        // The root itself is not counted among the directories below it.
-        summary.directories = summary.directories.saturating_sub(1);
         Ok(summary)
     }
 

@@ -319,3 +319,39 @@ async fn rm_of_a_pattern_picking_several_needs_f_in_a_script() {
         .stderr("");
     assert_eq!(server.visible_entries("/"), ["keep.log"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ul_r_refused_at_its_root_stops_at_once_with_one_line() {
+    let server = TestServer::start_with(miniftp::ServerConfig {
+        read_only: true,
+        ..miniftp::ServerConfig::default()
+    })
+    .await;
+    let local = TempDir::new().unwrap();
+    for index in 0..200 {
+        let path = local
+            .path()
+            .join(format!("tree/sub{}/f{index}.txt", index % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"x").unwrap();
+    }
+    let mut command = miniftp(local.path());
+    command.args(["connect", &server.address.to_string(), "-c", "ul -r tree"]);
+    let assert = run(command).await.code(1).stdout("");
+    let err = stderr(&assert);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("miniftp: ul -r tree: permission denied (read-only access)"),
+        "{err}"
+    );
+
+    // A file where the tree would go: the same.
+    let server = TestServer::start().await;
+    server.write("tree", b"a file");
+    let mut command = miniftp(local.path());
+    command.args(["connect", &server.address.to_string(), "-c", "ul -r tree"]);
+    let assert = run(command).await.code(1).stdout("");
+    let err = stderr(&assert);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(server.read("tree"), b"a file");
+}

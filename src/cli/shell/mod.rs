@@ -812,12 +812,18 @@ fn tree_outcome(
     summary: TreeSummary,
     elapsed: std::time::Duration,
 ) -> Result<(), Failure> {
-    println!(
-        "{verb} {from} -> {to}: {}, {}, {}",
-        plural(summary.files, "file", "files"),
-        plural(summary.directories, "directory", "directories"),
-        progress::summary(summary.bytes, elapsed)
-    );
+    // Nothing done and something failed: no line that reads as a success.
+    let nothing_done = summary.files == 0 && summary.directories == 0;
+    if !nothing_done || summary.failures.is_empty() {
+        println!(
+            "{verb} {} -> {}: {}, {}, {}",
+            escape(from),
+            escape(to),
+            plural(summary.files, "file", "files"),
+            plural(summary.directories, "directory", "directories"),
+            progress::summary(summary.bytes, elapsed)
+        );
+    }
     let total = summary.files as usize + summary.failures.len();
     let failed = summary
         .failures
@@ -849,21 +855,49 @@ fn plural(count: u64, one: &str, many: &str) -> String {
 }
 
 /// Names the failures of a command that transferred several things (out
-/// of `total`), and fails it if there were any.
+/// of `total`), and fails it if there were any. Failures for one and the
+/// same reason are one line.
 fn report_failures(verb: &str, total: usize, failed: Vec<(String, String)>) -> Result<(), Failure> {
-    if failed.is_empty() {
+    let Some((first, reason)) = failed.first() else {
         return Ok(());
+    };
+    let count = thousands(failed.len() as u64);
+    let total = thousands(total as u64);
+    let common = without_name(reason, first);
+    if failed.len() > 1
+        && failed
+            .iter()
+            .all(|(name, reason)| without_name(reason, name) == common)
+    {
+        return Err(Failure::Command(format!(
+            "{count} of {total} could not be {verb} ({}, ...): {}",
+            escape(first),
+            escape(common)
+        )));
     }
     for (name, reason) in failed.iter().take(FAILURES_SHOWN) {
-        eprintln!("  not {verb}: {name}: {reason}");
+        eprintln!("  not {verb}: {}: {}", escape(name), escape(reason));
     }
     if failed.len() > FAILURES_SHOWN {
-        eprintln!("  ... and {} more", failed.len() - FAILURES_SHOWN);
+        eprintln!(
+            "  ... and {} more",
+            thousands((failed.len() - FAILURES_SHOWN) as u64)
+        );
     }
     Err(Failure::Command(format!(
-        "{} of {total} could not be {verb}",
-        failed.len()
+        "{count} of {total} could not be {verb}"
     )))
+}
+
+/// A refusal without the path it ends with (`permission denied: x/a.txt`
+/// for the file `a.txt` of a tree), to tell refusals for one reason.
+fn without_name<'r>(reason: &'r str, name: &str) -> &'r str {
+    match reason.strip_suffix(name) {
+        Some(head) if !name.is_empty() => {
+            head.rsplit_once(": ").map_or(reason, |(reason, _)| reason)
+        }
+        _ => reason,
+    }
 }
 
 /// Runs `operation` unless Ctrl-C comes first.
@@ -990,6 +1024,22 @@ mod tests {
                 "{directory} {path}"
             );
         }
+    }
+
+    #[test]
+    fn a_refusal_is_told_apart_from_the_name_it_ends_with() {
+        assert_eq!(
+            without_name(
+                "permission denied (read-only access): up/a b.txt",
+                "a b.txt"
+            ),
+            "permission denied (read-only access)"
+        );
+        assert_eq!(without_name("file too large", "a.txt"), "file too large");
+        assert_eq!(
+            without_name("no such file: a.txt", ""),
+            "no such file: a.txt"
+        );
     }
 
     #[test]
