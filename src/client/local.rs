@@ -102,6 +102,14 @@ impl PartialFile {
         })
     }
 
+    /// How many bytes the file holds (an earlier attempt's).
+    pub async fn len(&self) -> Result<u64, ClientError> {
+        let metadata = self.file.metadata().await;
+        Ok(metadata
+            .map_err(|source| local(&self.target, source))?
+            .len())
+    }
+
     /// How many bytes an earlier attempt left, and their digest so far;
     /// the file is then positioned after them. Unreadable leftovers are
     /// dropped and the download starts afresh.

@@ -219,6 +219,27 @@ pub struct Progress {
     /// The expected total, when known (a local file's size, or the remote
     /// size reported before a download).
     pub total: Option<u64>,
+    /// Of `done`, the bytes an earlier, interrupted attempt left, which a
+    /// resumed transfer did not move again (0 when not resuming).
+    pub kept: u64,
+    /// What the transfer is doing.
+    pub stage: Stage,
+}
+
+/// What a transfer is doing, for a display (bytes move only in
+/// [`Stage::Transferring`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stage {
+    /// Moving bytes.
+    #[default]
+    Transferring,
+    /// Reading back what an earlier attempt left, before resuming: here
+    /// (a download's `kept` bytes), or on the server (an upload, whose
+    /// `kept` is known only once the server has said it).
+    Checking,
+    /// Every byte is across; the receiving side checks the digest and
+    /// makes the file durable.
+    Verifying,
 }
 
 /// How a file transfer goes about it.
@@ -497,6 +518,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(size),
+            ..Progress::default()
         };
         self.run(async |transport| match transport {
             Transport::Classic(classic) => {
@@ -540,6 +562,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(size),
+            ..Progress::default()
         };
         self.run(async |transport| match transport {
             Transport::Classic(classic) => {
@@ -583,6 +606,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(self.size(remote).await?),
+            ..Progress::default()
         };
         progress(start);
         let expected = start.total.unwrap_or_default();
@@ -627,6 +651,15 @@ impl Client {
             return Ok(received);
         }
         let mut partial = PartialFile::resumable(local).await?;
+        let kept = partial.len().await?;
+        if kept > 0 {
+            progress(Progress {
+                done: kept,
+                total: None,
+                kept,
+                stage: Stage::Checking,
+            });
+        }
         let (mut offset, mut hasher) = partial.held().await?;
         loop {
             let result = self

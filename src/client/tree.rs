@@ -66,6 +66,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(total),
+            ..Progress::default()
         };
         let mut progress = progress;
         let results = self.pipeline("ul -r", jobs, start, &mut progress).await?;
@@ -232,6 +233,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(total),
+            ..Progress::default()
         };
         let mut progress = progress;
         let results = self.pipeline("dl -r", jobs, start, &mut progress).await?;

@@ -254,7 +254,12 @@ async fn ctrl_c_cancels_a_download_and_the_same_dl_resumes_it() {
     let local_path = local.path().to_owned();
     tokio::task::spawn_blocking(move || {
         shell.send(ControlCode::EndOfText).unwrap();
-        expect(&mut shell, "cancelled");
+        // What was kept, and how to go on, are said.
+        expect(&mut shell, "cancelled; kept ");
+        expect(
+            &mut shell,
+            " of big.bin in .big.bin.miniftp-part: the same dl resumes it",
+        );
         expect(&mut shell, "reconnected; remote directory /sub");
         expect(&mut shell, "miniftp:/sub> ");
         // What arrived is kept for the next attempt, under a hidden name.
@@ -262,10 +267,13 @@ async fn ctrl_c_cancels_a_download_and_the_same_dl_resumes_it() {
         let kept = std::fs::metadata(local_path.join(".big.bin.miniftp-part")).unwrap();
         assert!(kept.len() > 0 && kept.len() < 8 << 20, "{}", kept.len());
         shell.send("dl big.bin\r").unwrap();
+        // The summary counts what travelled and what was kept.
         expect(
             &mut shell,
-            "downloaded big.bin -> big.bin: 8.0 MiB (8388608 bytes)",
+            "downloaded big.bin -> big.bin: 8.0 MiB (8388608 bytes) in ",
         );
+        let summary = output_until(&mut shell, " kept from before");
+        assert!(summary.contains(" received at "), "{summary}");
         expect(&mut shell, "miniftp:/sub> ");
         leave(shell);
     })
@@ -307,7 +315,14 @@ async fn ctrl_c_cancels_an_upload_and_nothing_appears_on_the_server() {
 
     shell = tokio::task::spawn_blocking(move || {
         shell.send(ControlCode::EndOfText).unwrap();
-        expect(&mut shell, "cancelled");
+        expect(
+            &mut shell,
+            "cancelled; the server keeps what it received of old.bin (up to ",
+        );
+        expect(
+            &mut shell,
+            " of 64.0 MiB) for a day: the same ul resumes it",
+        );
         expect(&mut shell, "reconnected; remote directory /sub");
         expect(&mut shell, "miniftp:/sub> ");
         shell

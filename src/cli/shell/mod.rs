@@ -19,7 +19,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use miniftp::client::{
-    Client, ClientError, EntryInfo, ErrorCode, TransferOptions, TreeSummary, plain_io,
+    Client, ClientError, EntryInfo, ErrorCode, Progress, RESUMABLE_SUFFIX, TransferOptions,
+    TreeSummary, plain_io,
 };
 use tokio::runtime::Runtime;
 
@@ -41,15 +42,30 @@ pub enum Failure {
     Command(String),
     /// The connection is gone or out of step.
     Connection(String),
-    /// Ctrl-C; the connection was dropped.
-    Cancelled,
+    /// Ctrl-C; the connection was dropped. With what was kept of an
+    /// interrupted transfer, and how to resume it.
+    Cancelled(Option<String>),
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Command(message) | Failure::Connection(message) => f.write_str(message),
-            Failure::Cancelled => f.write_str("cancelled"),
+            Failure::Cancelled(None) => f.write_str("cancelled"),
+            Failure::Cancelled(Some(note)) => write!(f, "cancelled; {note}"),
+        }
+    }
+}
+
+impl Failure {
+    /// The failure of a transfer that can be resumed, with `note` saying
+    /// what was kept and how (only a cancel or a lost connection can be
+    /// resumed; a refusal stays as it is).
+    fn interrupted(self, note: String) -> Failure {
+        match self {
+            Failure::Cancelled(_) => Failure::Cancelled(Some(note)),
+            Failure::Connection(message) => Failure::Connection(format!("{message}; {note}")),
+            failure => failure,
         }
     }
 }
@@ -353,19 +369,36 @@ impl Shell {
         if is_directory {
             let result =
                 self.remote(async |c| c.upload_tree(source, &target, |p| display.update(p)).await);
-            let elapsed = display.finish();
-            return tree_outcome("uploaded", shown, &target, result?, elapsed);
+            let finished = display.finish_for(&result);
+            return tree_outcome("uploaded", shown, &target, result?, finished.elapsed);
         }
         let options = TransferOptions { resume: true };
+        let resumable = self.client.is_extended();
         let result = self.remote(async |c| {
             c.upload_file(source, &target, options, |p| display.update(p))
                 .await
         });
-        let elapsed = display.finish();
-        let bytes = result?;
+        let finished = display.finish_for(&result);
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(failure) if resumable && finished.last.done > 0 => {
+                let Progress { done, total, .. } = finished.last;
+                let note = format!(
+                    "the server keeps what it received of {} (up to {} of {}) for a day: \
+                     the same ul resumes it",
+                    escape(&target),
+                    progress::size(done as f64),
+                    progress::size(total.unwrap_or(done) as f64)
+                );
+                return Err(failure.interrupted(note));
+            }
+            Err(failure) => return Err(failure),
+        };
         println!(
-            "uploaded {shown} -> {target}: {}",
-            progress::summary(bytes, elapsed)
+            "uploaded {} -> {}: {}",
+            escape(shown),
+            escape(&target),
+            progress::resumed_summary(bytes, &finished, "sent")
         );
         Ok(())
     }
@@ -511,21 +544,38 @@ impl Shell {
                 c.download_listed_tree(tree, &target, |p| display.update(p))
                     .await
             });
-            let elapsed = display.finish();
+            let finished = display.finish_for(&result);
             let shown = target.display().to_string();
-            return tree_outcome("downloaded", &remote, &shown, result?, elapsed);
+            return tree_outcome("downloaded", &remote, &shown, result?, finished.elapsed);
         }
         let options = TransferOptions { resume: true };
+        let resumable = self.client.is_extended();
         let result = self.remote(async |c| {
             c.download_file(&remote, &target, options, |p| display.update(p))
                 .await
         });
-        let elapsed = display.finish();
-        let bytes = result?;
+        let finished = display.finish_for(&result);
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(failure) if resumable && finished.last.done > 0 => {
+                let part = target
+                    .file_name()
+                    .map(|name| format!(".{}{RESUMABLE_SUFFIX}", name.to_string_lossy()));
+                let note = format!(
+                    "kept {} of {} in {}: the same dl resumes it",
+                    progress::size(finished.last.done as f64),
+                    escape(&name),
+                    escape(&part.unwrap_or_default())
+                );
+                return Err(failure.interrupted(note));
+            }
+            Err(failure) => return Err(failure),
+        };
         println!(
-            "downloaded {remote} -> {}: {}",
-            target.display(),
-            progress::summary(bytes, elapsed)
+            "downloaded {} -> {}: {}",
+            escape(&remote),
+            escape(&name),
+            progress::resumed_summary(bytes, &finished, "received")
         );
         Ok(())
     }
@@ -911,7 +961,7 @@ async fn cancellable<T>(
     };
     tokio::select! {
         result = operation() => result.map_err(Failure::from),
-        () = interrupted => Err(Failure::Cancelled),
+        () = interrupted => Err(Failure::Cancelled(None)),
     }
 }
 
