@@ -22,11 +22,12 @@ use super::shell::{self, Confirm, Shell};
 /// remote directory (miniftp:/photos> ). Type help for the commands: cd,
 /// pwd, ls, stat, mkdir, rm, mv, info, ul, dl, lcd, lpwd, lls, help, exit.
 /// Quote names with spaces as in a shell; patterns (ul *.jpg, dl
-/// logs/*.txt, ls *.txt, rm *.tmp, mv *.jpg photos/) pick names. Tab completes commands, local paths and (extended protocol)
-/// remote names; the history is kept in your data directory. Ctrl-C
-/// cancels a running transfer (the shell reconnects and returns to the
-/// remote directory) or clears the line at the prompt; Ctrl-D or exit
-/// leaves.
+/// logs/*.txt, ls *.txt, rm *.tmp, mv *.jpg photos/) pick names. Tab
+/// completes commands, local paths and (extended protocol) remote names as
+/// bash does: the common part first, the candidates on a second Tab. The
+/// history is kept in your data directory. Ctrl-C cancels a running
+/// transfer (what was kept is said; the same command resumes it) or a
+/// question, or clears the line at the prompt; Ctrl-D or exit leaves.
 ///
 /// Against a miniftp server the client switches to the extended protocol:
 /// any file travels, every transfer is verified, interrupted transfers

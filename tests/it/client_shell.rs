@@ -595,3 +595,51 @@ async fn patterns_work_wherever_a_remote_path_is_taken() {
         ["old.jpg", "x.jpg", "y.jpg"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tab_completes_the_common_prefix_then_lists_the_candidates() {
+    with_shell(
+        |server| {
+            server.write("notes-2023.txt", b"a");
+            server.write("notes-2024.txt", b"b");
+            server.write("other.txt", b"c");
+        },
+        |shell, _, _| {
+            shell.send("info no\t").unwrap();
+            expect(shell, "info notes-202");
+            // A second Tab lists the candidates, then the line comes back.
+            shell.send("\t").unwrap();
+            let listed = output_until(shell, "miniftp:/> info notes-202");
+            assert!(
+                listed.contains("notes-2023.txt  notes-2024.txt"),
+                "{listed}"
+            );
+            assert!(!listed.contains("other.txt"), "{listed}");
+            shell.send("4\t\r").unwrap();
+            expect(shell, "notes-2024.txt: 1 bytes");
+            expect(shell, "miniftp:/> ");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_candidates_are_counted_before_they_are_listed() {
+    with_shell(
+        |server| {
+            for index in 0..300 {
+                server.write(&format!("f{index:03}.txt"), b"");
+            }
+        },
+        |shell, _, _| {
+            shell.send("info f\t").unwrap();
+            expect(shell, "info f");
+            shell.send("\t").unwrap();
+            expect(shell, "Display all 300 possibilities? (y or n)");
+            shell.send("n").unwrap();
+            expect(shell, "miniftp:/> info f");
+            shell.send("\x15").unwrap();
+        },
+    )
+    .await;
+}

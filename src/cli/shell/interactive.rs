@@ -9,11 +9,15 @@ use std::rc::Rc;
 
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
-use rustyline::{Config, Editor};
+use rustyline::{CompletionType, Config, Editor};
 
 use super::complete::ShellHelper;
 use super::line::parse_script;
 use super::{Failure, Flow, Shell};
+
+/// Past this many candidates, a second Tab asks `Display all N
+/// possibilities? (y or n)` before listing them (readline's default).
+const COMPLETION_QUERY_ITEMS: usize = 100;
 
 /// Where the history is kept: the user's data directory.
 fn history_path() -> Option<PathBuf> {
@@ -28,7 +32,14 @@ pub fn run(shell: Shell) -> anyhow::Result<ExitCode> {
     // Completion lists remote directories between commands: the shell is
     // shared with the editor's helper, and never borrowed by both at once.
     let shared = Rc::new(RefCell::new(shell));
-    let config = Config::builder().auto_add_history(false).build();
+    // Completion as in bash: the common prefix first, then on a second
+    // Tab the candidates in columns, paged with --More--, and past
+    // COMPLETION_QUERY_ITEMS a question with their count first.
+    let config = Config::builder()
+        .auto_add_history(false)
+        .completion_type(CompletionType::List)
+        .completion_prompt_limit(COMPLETION_QUERY_ITEMS)
+        .build();
     let mut editor: Editor<ShellHelper, FileHistory> = Editor::with_config(config)?;
     let lister = shared.clone();
     editor.set_helper(Some(ShellHelper::new(Box::new(move |directory| {
