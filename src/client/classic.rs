@@ -120,6 +120,13 @@ impl Classic {
         }
     }
 
+    /// Whether the server has closed the connection, or said something
+    /// unasked (the classic protocol's way to say it gives up, as on an
+    /// idle timeout), since the last command: looked at without waiting.
+    pub fn closed_by_server(&mut self) -> bool {
+        super::ready_now(self.connection.read_message(STATUS_LIMIT)).is_some()
+    }
+
     /// The connection, to go on with another protocol.
     pub fn into_connection(self) -> Connection<Stream> {
         self.connection

@@ -174,6 +174,13 @@ impl Extended {
         &self.directory
     }
 
+    /// Whether the server has closed the connection (an idle timeout, a
+    /// shutdown), or sent a frame unasked, since the last request: looked at
+    /// without waiting.
+    pub fn closed_by_server(&mut self) -> bool {
+        super::ready_now(self.replies.connection.read_header()).is_some()
+    }
+
     /// A request answered by `Done` (cd, mkdir, rm, mv); the directory.
     pub async fn command(&mut self, message: Message) -> Result<String, ClientError> {
         match self.request(message).await? {

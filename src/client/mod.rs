@@ -384,6 +384,26 @@ impl Client {
         }
     }
 
+    /// If the server closed the connection since the last operation (an
+    /// idle timeout, a restart), opens a new one and returns to the remote
+    /// directory, before anything is sent on the dead one; whether it did.
+    /// The check itself does not wait.
+    pub async fn reconnect_if_closed(&mut self) -> Result<bool, ClientError> {
+        // Lets the runtime poll its I/O driver, which learns of a close only
+        // then: the shell's runtime sleeps while the user types.
+        tokio::task::yield_now().await;
+        let closed = match &mut self.transport {
+            Some(Transport::Classic(classic)) => classic.closed_by_server(),
+            Some(Transport::Extended(extended)) => extended.closed_by_server(),
+            None => return Ok(false),
+        };
+        if !closed {
+            return Ok(false);
+        }
+        tracing::debug!("the server closed the connection; reconnecting");
+        self.reconnect().await.map(|()| true)
+    }
+
     /// `cd`: changes the remote directory.
     pub async fn change_directory(&mut self, path: &str) -> Result<(), ClientError> {
         self.command(
@@ -772,6 +792,18 @@ fn split_address(address: &str) -> (&str, u16) {
         address.trim_start_matches('[').trim_end_matches(']'),
         DEFAULT_PORT,
     )
+}
+
+/// Polls `future` once, without waiting: its output if it is ready now.
+/// (For reads that keep what they read in their connection, so that
+/// dropping them is harmless.)
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
 }
 
 /// The error of a source that ended before the size announced.

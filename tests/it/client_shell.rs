@@ -643,3 +643,96 @@ async fn many_candidates_are_counted_before_they_are_listed() {
     )
     .await;
 }
+
+/// A TCP proxy to `upstream` whose first connection is dropped (both
+/// sides) when `cut` is notified, as a server does on an idle timeout or a
+/// restart; `done` is notified once it is. Later connections pass.
+struct CuttingProxy {
+    address: SocketAddr,
+    cut: Arc<Notify>,
+    done: Arc<Notify>,
+}
+
+impl CuttingProxy {
+    async fn start(upstream: SocketAddr) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (cut, done) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (cut_task, done_task) = (cut.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let cuttable = std::mem::take(&mut first);
+                let (cut, done) = (cut_task.clone(), done_task.clone());
+                tokio::spawn(async move {
+                    let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                    match cuttable {
+                        true => {
+                            tokio::select! {
+                                _ = copy => {}
+                                () = cut.notified() => {}
+                            }
+                            drop((client, server));
+                            done.notify_one();
+                        }
+                        false => drop(copy.await),
+                    }
+                });
+            }
+        });
+        CuttingProxy { address, cut, done }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_after_the_server_closed_an_idle_connection_runs() {
+    let server = TestServer::start().await;
+    for classic in [false, true] {
+        let proxy = CuttingProxy::start(server.address).await;
+        let local = TempDir::new().unwrap();
+        let data = TempDir::new().unwrap();
+        let (address, local_path, data_path) = (
+            proxy.address,
+            local.path().to_owned(),
+            data.path().to_owned(),
+        );
+        let mut shell = tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_miniftp"));
+            command
+                .args(["connect", &address.to_string()])
+                .args(classic.then_some("--classic"))
+                .current_dir(local_path)
+                .env("XDG_DATA_HOME", data_path)
+                .env("TERM", "xterm");
+            let mut shell = Session::spawn(command).expect("spawn the shell");
+            shell.set_expect_timeout(Some(Duration::from_secs(30)));
+            expect(&mut shell, "miniftp:/> ");
+            shell.send("mkdir sub\r").unwrap();
+            expect(&mut shell, "miniftp:/> ");
+            shell.send("cd sub\r").unwrap();
+            expect(&mut shell, "miniftp:/sub> ");
+            shell
+        })
+        .await
+        .unwrap();
+        proxy.cut.notify_one();
+        proxy.done.notified().await;
+        tokio::task::spawn_blocking(move || {
+            shell.send("mkdir made\r").unwrap();
+            expect(
+                &mut shell,
+                "the server had closed the connection (idle for too long?); reconnected, \
+                 remote directory /sub",
+            );
+            expect(&mut shell, "miniftp:/sub> ");
+            leave(shell);
+        })
+        .await
+        .unwrap();
+        assert!(server.exists("sub/made"), "classic: {classic}");
+        std::fs::remove_dir_all(server.path("sub")).unwrap();
+    }
+}

@@ -249,6 +249,27 @@ pub fn help_for(name: &str) -> Option<&'static CommandHelp> {
 }
 
 impl Command {
+    /// Whether the command needs the server.
+    pub fn is_remote(&self) -> bool {
+        match self {
+            Command::ChangeDirectory(_)
+            | Command::RemoteDirectory
+            | Command::List { .. }
+            | Command::Stat(_)
+            | Command::MakeDirectory { .. }
+            | Command::Remove { .. }
+            | Command::Rename(..)
+            | Command::Size(_)
+            | Command::Upload { .. }
+            | Command::Download { .. } => true,
+            Command::LocalChangeDirectory(_)
+            | Command::LocalDirectory
+            | Command::LocalList(_)
+            | Command::Help(_)
+            | Command::Exit => false,
+        }
+    }
+
     /// Reads a command from its words (at least one). Flags come before
     /// the other arguments, alone or together (`-rf`); `--` ends them.
     pub fn parse(words: &[Word]) -> Result<Command, String> {

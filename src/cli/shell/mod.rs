@@ -149,9 +149,24 @@ impl Shell {
         text
     }
 
-    /// Reads and runs one command given as words.
+    /// Reads and runs one command given as words. A connection the server
+    /// closed meanwhile (an idle timeout) is opened again first, and said
+    /// so, so that the command runs.
     pub fn run_words(&mut self, words: &[Word]) -> Result<Flow, Failure> {
         let command = Command::parse(words).map_err(Failure::Command)?;
+        if command.is_remote() {
+            let client = &mut self.client;
+            let reconnected = self
+                .runtime
+                .block_on(cancellable(async || client.reconnect_if_closed().await))?;
+            if reconnected {
+                eprintln!(
+                    "the server had closed the connection (idle for too long?); reconnected, \
+                     remote directory {}",
+                    escape(self.client.directory())
+                );
+            }
+        }
         self.execute(&command)
     }
 
