@@ -71,10 +71,13 @@ impl Classic {
             let peeked = tokio::time::timeout(greeting, tcp.peek(&mut first))
                 .await
                 .map_err(|_| not_miniftp(None))?;
-            if let Ok(read @ 1..) = peeked
-                && !could_start_a_token(&first[..read])
-            {
-                return Err(not_miniftp(Some(&first[..read])));
+            match peeked {
+                // Closed before a word: a server going away, not another kind.
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(read) if !could_start_a_token(&first[..read]) => {
+                    return Err(not_miniftp(Some(&first[..read])));
+                }
+                _ => {}
             }
         }
         let connection = tokio::time::timeout(greeting, Connection::accept_token(stream))

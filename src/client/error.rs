@@ -78,10 +78,10 @@ pub enum ClientError {
     #[error("the server sent nothing for {} s; the connection was dropped", .0.as_secs_f64())]
     TimedOut(Duration),
     /// The connection failed or was closed by the server.
-    #[error("connection lost: {}", plain_connection(.0))]
+    #[error("{}", plain_connection(.0))]
     ConnectionLost(#[source] ConnectionError),
     /// The server closed the connection where a message was expected.
-    #[error("the server closed the connection")]
+    #[error("{CLOSED_BY_SERVER}")]
     Closed,
     /// An earlier operation was interrupted mid-way (its future dropped),
     /// so the connection is out of step, or the client was closed.
@@ -223,11 +223,27 @@ pub fn plain_io(error: &io::Error) -> String {
     }
 }
 
+/// What a client is told when the server went away (most often because
+/// it is shutting down or restarting).
+const CLOSED_BY_SERVER: &str = "the server closed the connection (shutting down?)";
+
 /// A connection failure in plain words.
 fn plain_connection(error: &ConnectionError) -> String {
     match error {
-        ConnectionError::Io(error) => plain_io(error),
-        error => error.to_string(),
+        ConnectionError::ClosedMidMessage => CLOSED_BY_SERVER.to_owned(),
+        ConnectionError::Io(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            CLOSED_BY_SERVER.to_owned()
+        }
+        ConnectionError::Io(error) => format!("connection lost: {}", plain_io(error)),
+        error => format!("connection lost: {error}"),
     }
 }
 

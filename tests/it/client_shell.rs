@@ -255,10 +255,10 @@ async fn ctrl_c_cancels_a_download_and_the_same_dl_resumes_it() {
     tokio::task::spawn_blocking(move || {
         shell.send(ControlCode::EndOfText).unwrap();
         // What was kept, and how to go on, are said.
-        expect(&mut shell, "cancelled; kept ");
+        expect(&mut shell, "cancelled; the transfer can be resumed: ");
         expect(
             &mut shell,
-            " of big.bin in .big.bin.miniftp-part: the same dl resumes it",
+            " of big.bin is kept in .big.bin.miniftp-part, and the same dl goes on from there",
         );
         expect(&mut shell, "reconnected; remote directory /sub");
         expect(&mut shell, "miniftp:/sub> ");
@@ -317,11 +317,12 @@ async fn ctrl_c_cancels_an_upload_and_nothing_appears_on_the_server() {
         shell.send(ControlCode::EndOfText).unwrap();
         expect(
             &mut shell,
-            "cancelled; the server keeps what it received of old.bin (up to ",
+            "cancelled; the transfer can be resumed: the server keeps what it received of \
+             old.bin (up to ",
         );
         expect(
             &mut shell,
-            " of 64.0 MiB) for a day: the same ul resumes it",
+            " of 64.0 MiB) for a day, and the same ul goes on from there",
         );
         expect(&mut shell, "reconnected; remote directory /sub");
         expect(&mut shell, "miniftp:/sub> ");
@@ -735,4 +736,73 @@ async fn a_command_after_the_server_closed_an_idle_connection_runs() {
         assert!(server.exists("sub/made"), "classic: {classic}");
         std::fs::remove_dir_all(server.path("sub")).unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_shutting_down_mid_transfer_leaves_the_shell_ready_to_resume() {
+    // A slow server (its rate limit keeps the download going) that stops
+    // at once, then comes back at the same address. It runs on a runtime of
+    // its own: a stopped server abandons its sessions, which then end with
+    // the process, as that runtime's end stands for here.
+    let process = tokio::runtime::Runtime::new().unwrap();
+    let server = process
+        .spawn(TestServer::start_with(miniftp::ServerConfig {
+            rate_limit: Some(256 << 10),
+            shutdown_grace: Duration::ZERO,
+            ..miniftp::ServerConfig::default()
+        }))
+        .await
+        .unwrap();
+    let contents = pseudo_random_bytes(8 << 20, 21);
+    server.write("sub/big.bin", &contents);
+    let address = server.address;
+    let local = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let (local_path, data_path) = (local.path().to_owned(), data.path().to_owned());
+    let mut shell = tokio::task::spawn_blocking(move || {
+        let mut shell = spawn_shell(address, &local_path, &data_path);
+        shell.send("cd sub\r").unwrap();
+        expect(&mut shell, "miniftp:/sub> ");
+        shell.send("dl big.bin\r").unwrap();
+        shell
+    })
+    .await
+    .unwrap();
+    let part = local.path().join(".big.bin.miniftp-part");
+    crate::support::wait_until("part of the download arrived", || {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    let root = server.stop().await;
+    process.shutdown_background();
+
+    shell = tokio::task::spawn_blocking(move || {
+        expect(
+            &mut shell,
+            "error: the server closed the connection (shutting down?); the transfer can be \
+             resumed: ",
+        );
+        expect(&mut shell, "cannot reconnect: ");
+        expect(&mut shell, "not connected: type reconnect");
+        expect(&mut shell, "miniftp:(not connected)> ");
+        shell
+    })
+    .await
+    .unwrap();
+    let server = TestServer::serve_at(root, miniftp::ServerConfig::default(), address).await;
+    tokio::task::spawn_blocking(move || {
+        shell.send("dl big.bin\r").unwrap();
+        expect(&mut shell, "reconnected; remote directory /sub");
+        expect(
+            &mut shell,
+            "downloaded big.bin -> big.bin: 8.0 MiB (8388608 bytes) in ",
+        );
+        expect(&mut shell, " kept from before");
+        expect(&mut shell, "miniftp:/sub> ");
+        leave(shell);
+    })
+    .await
+    .unwrap();
+    assert!(std::fs::read(local.path().join("big.bin")).unwrap() == contents);
+    drop(server);
 }

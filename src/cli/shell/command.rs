@@ -68,6 +68,8 @@ pub enum Command {
     LocalList(Option<String>),
     /// `help [COMMAND]`
     Help(Option<String>),
+    /// `reconnect`
+    Reconnect,
     /// `exit`, `quit`
     Exit,
 }
@@ -221,6 +223,15 @@ pub const COMMANDS: &[CommandHelp] = &[
         flags: "",
     },
     CommandHelp {
+        name: "reconnect",
+        usage: "reconnect",
+        summary: "connect to the server again",
+        details: "After the server went away (a restart, a shutdown), the shell stays, not\n\
+                  connected; reconnect (or any remote command) connects again and returns\n\
+                  to the remote directory.",
+        flags: "",
+    },
+    CommandHelp {
         name: "help",
         usage: "help [COMMAND]",
         summary: "list the commands, or explain one",
@@ -266,6 +277,7 @@ impl Command {
             | Command::LocalDirectory
             | Command::LocalList(_)
             | Command::Help(_)
+            | Command::Reconnect
             | Command::Exit => false,
         }
     }
@@ -323,6 +335,7 @@ impl Command {
             ("lpwd", 0) => Command::LocalDirectory,
             ("lls", 0 | 1) => Command::LocalList(owned(0)),
             ("help", 0 | 1) => Command::Help(owned(0)),
+            ("reconnect", 0) => Command::Reconnect,
             ("exit" | "quit", 0) => Command::Exit,
             _ => return Err(usage()),
         };

@@ -59,8 +59,9 @@ pub fn run(shell: Shell) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The prompt loop; `None` when the user left (the shell is to be closed),
-/// or the exit code when the connection could not be restored.
+/// The prompt loop; `None` when the user left connected (the shell is to
+/// be closed), or the exit code 2 when the user left while the connection
+/// was gone and could not be restored.
 fn prompt(
     shared: &Rc<RefCell<Shell>>,
     editor: &mut Editor<ShellHelper, FileHistory>,
@@ -73,7 +74,13 @@ fn prompt(
         let _ = editor.load_history(path);
     }
     loop {
-        let prompt = format!("miniftp:{}> ", escape(shared.borrow().directory()));
+        let prompt = {
+            let shell = shared.borrow();
+            match shell.is_connected() {
+                true => format!("miniftp:{}> ", escape(shell.directory())),
+                false => "miniftp:(not connected)> ".to_owned(),
+            }
+        };
         let line = match editor.readline(&prompt) {
             Ok(line) => line,
             // Ctrl-C at the prompt clears the line.
@@ -88,53 +95,53 @@ fn prompt(
             }
         }
         let mut shell = shared.borrow_mut();
-        // A completion may have found the connection gone.
-        if !shell.is_connected() && !recover(&mut shell) {
-            return Ok(Some(ExitCode::from(2)));
-        }
         for command in parse_script(&line) {
             let result = command
                 .map_err(|error| Failure::Command(error.reason.to_owned()))
                 .and_then(|words| shell.run_words(&words.words));
             match result {
                 Ok(Flow::Continue) => {}
-                Ok(Flow::Exit) => return Ok(None),
+                Ok(Flow::Exit) => return Ok(exit_code(&shell)),
                 Err(failure) => {
                     eprintln!("error: {}", escape(&failure.to_string()));
-                    if !recover(&mut shell) {
-                        return Ok(Some(ExitCode::from(2)));
-                    }
+                    recover(&mut shell);
                     // The rest of the line assumed this command worked.
                     break;
                 }
             }
         }
     }
-    Ok(None)
+    Ok(exit_code(&shared.borrow()))
+}
+
+/// How the prompt ends: closed normally when connected, exit code 2 when
+/// the connection is gone.
+fn exit_code(shell: &Shell) -> Option<ExitCode> {
+    (!shell.is_connected()).then(|| ExitCode::from(2))
 }
 
 /// After a failure, reconnects if the connection is gone (lost, or
-/// dropped by a cancelled command); whether the shell can go on.
-fn recover(shell: &mut Shell) -> bool {
+/// dropped by a cancelled command). If it cannot, the shell stays, not
+/// connected: the next remote command (or `reconnect`) tries again.
+fn recover(shell: &mut Shell) {
     if shell.is_connected() {
-        return true;
+        return;
     }
     eprintln!("reconnecting...");
     match shell.reconnect() {
-        Ok(()) => {
-            eprintln!("reconnected; remote directory {}", shell.directory());
-            true
-        }
-        Err(Failure::Command(reason)) => {
-            eprintln!(
-                "reconnected, but could not return to the remote directory: {reason}; now in {}",
-                shell.directory()
-            );
-            true
-        }
-        Err(failure) => {
-            eprintln!("miniftp: cannot reconnect: {failure}");
-            false
-        }
+        Ok(()) => eprintln!(
+            "reconnected; remote directory {}",
+            escape(shell.directory())
+        ),
+        Err(Failure::Command(reason)) => eprintln!(
+            "reconnected, but could not return to the remote directory: {}; now in {}",
+            escape(&reason),
+            escape(shell.directory())
+        ),
+        Err(failure) => eprintln!(
+            "cannot reconnect: {}\n\
+             not connected: type reconnect (or any remote command) to try again, exit to leave",
+            escape(&failure.to_string())
+        ),
     }
 }

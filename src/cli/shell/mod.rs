@@ -154,7 +154,11 @@ impl Shell {
     /// so, so that the command runs.
     pub fn run_words(&mut self, words: &[Word]) -> Result<Flow, Failure> {
         let command = Command::parse(words).map_err(Failure::Command)?;
-        if command.is_remote() {
+        if command.is_remote() && !self.is_connected() {
+            eprintln!("reconnecting...");
+            self.reconnect()?;
+            eprintln!("reconnected; remote directory {}", escape(self.directory()));
+        } else if command.is_remote() {
             let client = &mut self.client;
             let reconnected = self
                 .runtime
@@ -269,6 +273,10 @@ impl Shell {
             Command::LocalDirectory => println!("{}", current_dir()?.display()),
             Command::LocalList(dir) => local_list(dir.as_deref().unwrap_or("."))?,
             Command::Help(name) => help(name.as_deref())?,
+            Command::Reconnect => {
+                self.reconnect()?;
+                eprintln!("reconnected; remote directory {}", escape(self.directory()));
+            }
             Command::Exit => return Ok(Flow::Exit),
         }
         Ok(Flow::Continue)
@@ -399,8 +407,8 @@ impl Shell {
             Err(failure) if resumable && finished.last.done > 0 => {
                 let Progress { done, total, .. } = finished.last;
                 let note = format!(
-                    "the server keeps what it received of {} (up to {} of {}) for a day: \
-                     the same ul resumes it",
+                    "the transfer can be resumed: the server keeps what it received of {} \
+                     (up to {} of {}) for a day, and the same ul goes on from there",
                     escape(&target),
                     progress::size(done as f64),
                     progress::size(total.unwrap_or(done) as f64)
@@ -577,7 +585,8 @@ impl Shell {
                     .file_name()
                     .map(|name| format!(".{}{RESUMABLE_SUFFIX}", name.to_string_lossy()));
                 let note = format!(
-                    "kept {} of {} in {}: the same dl resumes it",
+                    "the transfer can be resumed: {} of {} is kept in {}, and the same dl \
+                     goes on from there",
                     progress::size(finished.last.done as f64),
                     escape(&name),
                     escape(&part.unwrap_or_default())
