@@ -12,6 +12,7 @@ use miniftp::client::{
     AskedLogin, Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol,
     plain_io,
 };
+use miniftp::protocol::request::escape;
 use miniftp::tls::{ClientTrust, Fingerprint};
 
 use super::shell::{self, Confirm, Shell};
@@ -314,8 +315,14 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let anonymous = user.is_none();
     let mut client = match runtime.block_on(Client::connect(&address, config)) {
         Ok(client) => client,
-        Err(error) => {
+        // TLS messages are ours (the changed-certificate warning spans
+        // lines); any other may quote the server, never raw.
+        Err(error @ ClientError::Tls(_)) => {
             eprintln!("miniftp: {error}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(error) => {
+            eprintln!("miniftp: {}", escape(&error.to_string()));
             return Ok(ExitCode::from(2));
         }
     };

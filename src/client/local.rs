@@ -277,3 +277,37 @@ pub(super) fn walk(root: &Path) -> Result<LocalTree, ClientError> {
     }
     Ok(tree)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_walk_keeps_names_with_control_characters() {
+        // Legal on Linux; the extended protocol carries them.
+        let root = tempfile::TempDir::new().unwrap();
+        for name in ["new\nline.txt", "tab\there", "plain.txt", "bell\u{7}"] {
+            std::fs::write(root.path().join(name), name).unwrap();
+        }
+        std::fs::create_dir(root.path().join("dir\rreturn")).unwrap();
+        std::fs::write(root.path().join("dir\rreturn/in\u{1b}side"), b"x").unwrap();
+        let tree = walk(root.path()).unwrap();
+        assert!(tree.skipped.is_empty(), "{:?}", tree.skipped);
+        assert_eq!(tree.directories, ["dir\rreturn"]);
+        let files: Vec<&str> = tree
+            .files
+            .iter()
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "bell\u{7}",
+                "new\nline.txt",
+                "plain.txt",
+                "tab\there",
+                "dir\rreturn/in\u{1b}side"
+            ]
+        );
+    }
+}

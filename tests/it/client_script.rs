@@ -355,3 +355,34 @@ async fn a_ul_r_refused_at_its_root_stops_at_once_with_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(server.read("tree"), b"a file");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_with_control_characters_never_reach_the_terminal_raw() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let tree = local.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("ok.txt"), b"ok").unwrap();
+    std::fs::write(tree.join("new\nline\x1b[31m.txt"), b"odd").unwrap();
+    // Whether the server takes the name or not, it is shown escaped: no
+    // line starts with what follows the newline, no escape sequence.
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "--keep-going",
+        "-c",
+        "ul -r tree; lls tree",
+    ]);
+    let assert = run(command).await;
+    let output = format!("{}{}", stdout(&assert), stderr(&assert));
+    assert!(
+        !output.lines().any(|line| line.starts_with("line")),
+        "{output}"
+    );
+    assert!(!output.contains('\x1b'), "{output}");
+    assert!(
+        output.contains("new\\nline\\u{1b}[31m.txt"),
+        "lls shows it escaped: {output}"
+    );
+}

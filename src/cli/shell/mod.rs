@@ -270,7 +270,9 @@ impl Shell {
                 force,
             } => self.download(remote, local.as_deref(), *recursive, *force)?,
             Command::LocalChangeDirectory(dir) => local_change_directory(dir.as_deref())?,
-            Command::LocalDirectory => println!("{}", current_dir()?.display()),
+            Command::LocalDirectory => {
+                println!("{}", escape(&current_dir()?.display().to_string()))
+            }
             Command::LocalList(dir) => local_list(dir.as_deref().unwrap_or("."))?,
             Command::Help(name) => help(name.as_deref())?,
             Command::Reconnect => {
@@ -1022,7 +1024,7 @@ fn local_list(dir: &str) -> Result<(), Failure> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(failed)? {
         let entry = entry.map_err(failed)?;
-        let mut name = entry.file_name().to_string_lossy().into_owned();
+        let mut name = escape(&entry.file_name().to_string_lossy());
         if entry.path().is_dir() {
             name.push('/');
         }
