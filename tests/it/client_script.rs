@@ -386,3 +386,21 @@ async fn names_with_control_characters_never_reach_the_terminal_raw() {
         "lls shows it escaped: {output}"
     );
 }
+
+#[test]
+fn the_man_page_stands_alone_with_its_examples_as_typed() {
+    let dir = TempDir::new().unwrap();
+    let assert = miniftp(dir.path()).arg("man").assert().success();
+    let page = stdout(&assert);
+    // No pointers to pages that are not installed: each subcommand is a
+    // section of this one.
+    assert!(!page.contains("(1)"), "{page}");
+    for section in ["MINIFTP SERVE", "MINIFTP CONNECT", "MINIFTP USER ADD"] {
+        assert!(page.contains(&format!(".SH \"{section}\"")), "{section}");
+    }
+    // Examples are not filled into paragraphs.
+    let examples = page
+        .find("Examples:\n.nf\n  miniftp connect ")
+        .expect("no-fill examples");
+    assert!(page[examples..].contains("\n.fi\n"));
+}
