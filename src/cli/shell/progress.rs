@@ -103,7 +103,7 @@ impl TransferDisplay {
         }
         match progress.stage {
             Stage::Checking => bar.set_message(match progress.kept {
-                0 => format!("{}: checking what the other side kept", self.label),
+                0 => format!("{}: checking what the server kept", self.label),
                 kept => format!(
                     "resuming {} at {}: checking what was kept",
                     self.label,
