@@ -785,6 +785,14 @@ async fn a_server_shutting_down_mid_transfer_leaves_the_shell_ready_to_resume() 
         expect(&mut shell, "cannot reconnect: ");
         expect(&mut shell, "not connected: type reconnect");
         expect(&mut shell, "miniftp:(not connected)> ");
+        // A remote command tries once more, and says so once.
+        shell.send("ls\r").unwrap();
+        let said = output_until(&mut shell, "miniftp:(not connected)> ");
+        assert_eq!(said.matches("reconnecting...").count(), 1, "{said}");
+        assert!(
+            said.contains("error: not connected, and cannot reconnect: "),
+            "{said}"
+        );
         shell
     })
     .await

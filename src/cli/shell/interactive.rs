@@ -102,6 +102,11 @@ fn prompt(
             match result {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Exit) => return Ok(exit_code(&shell)),
+                // Said once: the attempt to reconnect was the command's.
+                Err(failure @ Failure::Unreachable(_)) => {
+                    eprintln!("error: {failure}");
+                    break;
+                }
                 Err(failure) => {
                     eprintln!("error: {}", escape(&failure.to_string()));
                     recover(&mut shell);

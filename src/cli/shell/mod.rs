@@ -42,6 +42,9 @@ pub enum Failure {
     Command(String),
     /// The connection is gone or out of step.
     Connection(String),
+    /// Not connected, and connecting again failed (the message says why);
+    /// there is nothing to recover until the server is back.
+    Unreachable(String),
     /// Ctrl-C; the connection was dropped. With what was kept of an
     /// interrupted transfer, and how to resume it.
     Cancelled(Option<String>),
@@ -51,6 +54,11 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Command(message) | Failure::Connection(message) => f.write_str(message),
+            Failure::Unreachable(reason) => write!(
+                f,
+                "not connected, and cannot reconnect: {reason}\n\
+                 type reconnect (or any remote command) to try again, exit to leave"
+            ),
             Failure::Cancelled(None) => f.write_str("cancelled"),
             Failure::Cancelled(Some(note)) => write!(f, "cancelled; {note}"),
         }
@@ -156,7 +164,10 @@ impl Shell {
         let command = Command::parse(words).map_err(Failure::Command)?;
         if command.is_remote() && !self.is_connected() {
             eprintln!("reconnecting...");
-            self.reconnect()?;
+            self.reconnect().map_err(|failure| match failure {
+                Failure::Connection(reason) => Failure::Unreachable(reason),
+                failure => failure,
+            })?;
             eprintln!("reconnected; remote directory {}", escape(self.directory()));
         } else if command.is_remote() {
             let client = &mut self.client;

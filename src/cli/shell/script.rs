@@ -32,7 +32,7 @@ pub fn run(mut shell: Shell, script: &str, keep_going: bool) -> ExitCode {
         let code = match failure {
             Failure::Cancelled(_) => return ExitCode::from(INTERRUPTED),
             Failure::Command(_) => COMMAND_FAILED,
-            Failure::Connection(_) => CONNECTION_FAILED,
+            Failure::Connection(_) | Failure::Unreachable(_) => CONNECTION_FAILED,
         };
         if !keep_going {
             return ExitCode::from(code);
