@@ -979,7 +979,12 @@ fn report_failures(verb: &str, total: usize, failed: Vec<(String, String)>) -> R
 /// A refusal without the path it ends with (`permission denied: x/a.txt`
 /// for the file `a.txt` of a tree), to tell refusals for one reason.
 fn without_name<'r>(reason: &'r str, name: &str) -> &'r str {
-    match reason.strip_suffix(name) {
+    // The server may have quoted the name escaped.
+    let escaped = escape(name);
+    match reason
+        .strip_suffix(name)
+        .or_else(|| reason.strip_suffix(escaped.as_str()))
+    {
         Some(head) if !name.is_empty() => {
             head.rsplit_once(": ").map_or(reason, |(reason, _)| reason)
         }
@@ -1123,6 +1128,10 @@ mod tests {
             "permission denied (read-only access)"
         );
         assert_eq!(without_name("file too large", "a.txt"), "file too large");
+        assert_eq!(
+            without_name("invalid name: up/new\\nline", "new\nline"),
+            "invalid name"
+        );
         assert_eq!(
             without_name("no such file: a.txt", ""),
             "no such file: a.txt"
