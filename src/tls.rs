@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::client::plain_io;
+
 pub use client::connect;
 pub use identity::{ServerIdentity, default_state_dir, load_server_identity};
 pub use known_hosts::default_known_hosts;
@@ -109,7 +111,7 @@ fn hex_value(digit: u8) -> Option<u8> {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read (missing, unreadable).
-    #[error("cannot read {}: {error}", path.display())]
+    #[error("cannot read {}: {}", path.display(), plain_io(error))]
     Read {
         /// The file.
         path: PathBuf,
@@ -117,7 +119,7 @@ pub enum TlsError {
         error: io::Error,
     },
     /// A file or directory could not be written.
-    #[error("cannot write {}: {error}", path.display())]
+    #[error("cannot write {}: {}", path.display(), plain_io(error))]
     Write {
         /// The file or directory.
         path: PathBuf,
@@ -271,7 +273,7 @@ pub enum TlsError {
         reason: String,
     },
     /// The socket failed during the handshake.
-    #[error("the TLS handshake with {address} failed: {error}")]
+    #[error("the TLS handshake with {address} failed: {}", plain_io(error))]
     Io {
         /// `HOST:PORT`.
         address: String,

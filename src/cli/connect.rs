@@ -1,7 +1,7 @@
 //! `miniftp connect`: the client, as a shell or running a script.
 
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use miniftp::client::{
-    Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol,
+    AskedLogin, Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol,
+    plain_io,
 };
+use miniftp::protocol::request::escape;
 use miniftp::tls::{ClientTrust, Fingerprint};
 
 use super::shell::{self, Confirm, Shell};
@@ -20,25 +22,29 @@ use super::shell::{self, Confirm, Shell};
 /// Without -c or -b, shows the server's welcome and a prompt naming the
 /// remote directory (miniftp:/photos> ). Type help for the commands: cd,
 /// pwd, ls, stat, mkdir, rm, mv, info, ul, dl, lcd, lpwd, lls, help, exit.
-/// Quote names with spaces as in a shell; ul *.jpg and dl logs/*.txt take
-/// patterns. Tab completes commands, local paths and (extended protocol)
-/// remote names; the history is kept in your data directory. Ctrl-C
-/// cancels a running transfer (the shell reconnects and returns to the
-/// remote directory) or clears the line at the prompt; Ctrl-D or exit
-/// leaves.
+/// Quote names with spaces as in a shell; patterns (ul *.jpg, dl
+/// logs/*.txt, ls *.txt, rm *.tmp, mv *.jpg photos/) pick names. Tab
+/// completes commands, local paths and (extended protocol) remote names as
+/// bash does: the common part first, the candidates on a second Tab. The
+/// history is kept in your data directory. Ctrl-C cancels a running
+/// transfer (what was kept is said; the same command resumes it) or a
+/// question, or clears the line at the prompt; Ctrl-D or exit leaves.
 ///
 /// Against a miniftp server the client switches to the extended protocol:
 /// any file travels, every transfer is verified, interrupted transfers
 /// resume, and ls, stat, mkdir -p, rm -r, ul -r and dl -r work. Against the
 /// original Mini-FTP (or with --classic) it speaks the classic protocol.
 ///
-/// Scripts (-c, -b) run without a prompt, print only what commands print
-/// (info sizes, listings, transfer summaries), and stop at the first
-/// failure. Without a terminal, rm -r of a directory needs -f.
+/// Scripts (-c, -b, or commands piped to standard input) run without a
+/// prompt, print only what commands print (info sizes, listings, transfer
+/// summaries), and stop at the first failure. They never ask: rm -r of a
+/// directory, rm of a pattern picking several files, and dl onto an
+/// existing local file need -f.
 ///
 /// With NAME@HOST the client logs in to the account NAME: the password is
-/// read from MINIFTP_PASSWORD if set, otherwise asked for without echo. It
-/// is sent only over TLS or to this host (see --allow-insecure-login).
+/// read from MINIFTP_PASSWORD if set, otherwise asked for without echo
+/// (after the server's certificate is trusted, as ssh asks). It is sent
+/// only over TLS or to this host (see --allow-insecure-login).
 ///
 /// With --tls the connection is encrypted. The server's certificate is
 /// checked against --ca, or the system's roots; a server with a certificate
@@ -145,19 +151,28 @@ fn on_this_host(address: &str) -> bool {
     }
 }
 
-/// The password for `user`: `MINIFTP_PASSWORD`, or asked without echo.
-fn password_for(user: &str, host: &str) -> anyhow::Result<Password> {
+/// How the client logs in to `user`: with `MINIFTP_PASSWORD`, or asking
+/// for the password without echo once it is needed (after the server's
+/// certificate is trusted, as ssh asks).
+fn login_for(user: &str, host: &str) -> anyhow::Result<(Option<Credentials>, Option<AskedLogin>)> {
     if let Ok(password) = std::env::var("MINIFTP_PASSWORD") {
-        return Ok(Password::new(password));
+        let credentials = Credentials {
+            user: user.to_owned(),
+            password: Password::new(password),
+        };
+        return Ok((Some(credentials), None));
     }
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "a password is needed for {user}@{host}: set MINIFTP_PASSWORD, or run on a terminal"
         );
     }
-    let password = rpassword::prompt_password(format!("{user}@{host}'s password: "))
-        .context("cannot read the password")?;
-    Ok(Password::new(password))
+    let prompt = format!("{user}@{host}'s password: ");
+    let ask = move || match rpassword::prompt_password(&prompt) {
+        Ok(password) => Ok(Password::new(password)),
+        Err(error) => Err(format!("cannot read the password: {}", plain_io(&error))),
+    };
+    Ok((None, Some(AskedLogin::new(user.to_owned(), Arc::new(ask)))))
 }
 
 /// Asks on the terminal whether to trust a server seen for the first time.
@@ -171,12 +186,11 @@ fn ask_to_trust(server: &str, fingerprint: &Fingerprint) -> bool {
     eprintln!("Its SHA-256 fingerprint is:\n  {fingerprint}");
     eprintln!("Compare it with the one `miniftp serve --tls` printed when it started.");
     loop {
-        eprint!("Trust this server and remember it? [yes/no] ");
-        let mut answer = String::new();
-        if std::io::stdin().read_line(&mut answer).unwrap_or(0) == 0 {
+        // Ctrl-C or Ctrl-D: no.
+        let Some(answer) = super::ask::line("Trust this server and remember it? [yes/no] ") else {
             return false;
-        }
-        match answer.trim().to_ascii_lowercase().as_str() {
+        };
+        match answer.to_ascii_lowercase().as_str() {
             "yes" | "y" => return true,
             "no" | "n" | "" => return false,
             _ => eprintln!("Please answer yes or no."),
@@ -191,36 +205,54 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// `HOST[:PORT]` as an address to connect to, with the default port.
-fn with_port(address: &str) -> String {
+/// `HOST[:PORT]` as an address to connect to, with the default port; a
+/// port that is not one (`99999`, `http`) is the error.
+fn with_port(address: &str) -> Result<String, String> {
     if address.parse::<std::net::SocketAddr>().is_ok() {
-        return address.to_owned();
+        return Ok(address.to_owned());
     }
     if let Ok(ip) = address.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        return std::net::SocketAddr::new(ip, DEFAULT_PORT).to_string();
+        return Ok(std::net::SocketAddr::new(ip, DEFAULT_PORT).to_string());
     }
+    // What follows the last colon is a port, unless the colon is inside an
+    // IPv6 address, which then comes in brackets.
     match address.rsplit_once(':') {
-        Some((_, port)) if port.parse::<u16>().is_ok() => address.to_owned(),
-        _ => format!("{address}:{DEFAULT_PORT}"),
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            match port.parse::<u16>() {
+                Ok(1..) => Ok(address.to_owned()),
+                _ => Err(format!(
+                    "invalid port '{port}' in {address}: a port is a number from 1 to 65535"
+                )),
+            }
+        }
+        _ => Ok(format!("{address}:{DEFAULT_PORT}")),
     }
+}
+
+/// Reads a script from standard input or a file, with an error in words.
+fn read_script(path: Option<&Path>) -> anyhow::Result<String> {
+    let mut text = String::new();
+    let read = match path {
+        None => std::io::stdin().read_to_string(&mut text).map(drop),
+        Some(path) => std::fs::read_to_string(path).map(|read| text = read),
+    };
+    read.map_err(|error| {
+        let source = path.map_or("standard input".into(), |path| path.display().to_string());
+        anyhow::anyhow!("cannot read commands from {source}: {}", plain_io(&error))
+    })?;
+    Ok(text)
 }
 
 /// Connects, then runs the script or the prompt.
 pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     // Read the script first: a missing file is not worth a connection.
+    // Commands piped in without -b are a batch too, as with sftp: no
+    // banner, no prompt, stop at the first failure.
     let script = match (&args.commands, &args.batch) {
         (Some(commands), _) => Some(commands.clone()),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read commands from standard input")?;
-            Some(text)
-        }
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read commands from {}", path.display()))?,
-        ),
+        (None, Some(path)) if path.as_os_str() == "-" => Some(read_script(None)?),
+        (None, Some(path)) => Some(read_script(Some(path))?),
+        (None, None) if !std::io::stdin().is_terminal() => Some(read_script(None)?),
         (None, None) => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -228,7 +260,13 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the runtime")?;
     let (user, host) = split_account(&args.address);
-    let address = with_port(host);
+    let address = match with_port(host) {
+        Ok(address) => address,
+        Err(reason) => {
+            eprintln!("miniftp: {reason}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let tls_asked = args.tls || args.ca.is_some();
     if user.is_some() && !tls_asked && !args.allow_insecure_login && !on_this_host(&address) {
         // Said before the password is typed, not after.
@@ -240,12 +278,9 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let login = match user {
-        Some(user) => Some(Credentials {
-            user: user.to_owned(),
-            password: password_for(user, host)?,
-        }),
-        None => None,
+    let (login, asked_login) = match user {
+        Some(user) => login_for(user, host)?,
+        None => (None, None),
     };
     let tls = tls_asked.then(|| {
         Arc::new(ClientTrust {
@@ -267,25 +302,41 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         },
         tls,
         login,
+        asked_login,
         allow_insecure_login: args.allow_insecure_login,
+        ..ClientConfig::default()
     };
-    // A prompt, or a script typed on a terminal, can ask for confirmation;
-    // a script read from standard input or without a terminal cannot.
-    let stdin_free = args
-        .batch
-        .as_ref()
-        .is_none_or(|path| path.as_os_str() != "-");
-    let confirm = match stdin_free && std::io::stdin().is_terminal() {
-        true => Confirm::Ask,
-        false => Confirm::Refuse,
+    // The prompt asks before what cannot be undone; scripts never ask
+    // (as sftp -b), they refuse unless forced.
+    let confirm = match script {
+        None => Confirm::Ask,
+        Some(_) => Confirm::Refuse,
     };
-    let client = match runtime.block_on(Client::connect(&address, config)) {
+    let anonymous = user.is_none();
+    let mut client = match runtime.block_on(Client::connect(&address, config)) {
         Ok(client) => client,
-        Err(error) => {
+        // TLS messages are ours (the changed-certificate warning spans
+        // lines); any other may quote the server, never raw.
+        Err(error @ ClientError::Tls(_)) => {
             eprintln!("miniftp: {error}");
             return Ok(ExitCode::from(2));
         }
+        Err(error) => {
+            eprintln!("miniftp: {}", escape(&error.to_string()));
+            return Ok(ExitCode::from(2));
+        }
     };
+    // Said now, rather than by every command.
+    if anonymous && runtime.block_on(client.needs_login()).unwrap_or(false) {
+        eprintln!(
+            "miniftp: the server at {address} needs an account: connect as NAME@{host}{}",
+            match tls_asked {
+                true => "",
+                false => " (with --tls unless it is on this host)",
+            }
+        );
+        return Ok(ExitCode::from(2));
+    }
     let shell = Shell::new(runtime, client, confirm);
     match script {
         Some(script) => Ok(shell::script::run(shell, &script, args.keep_going)),
@@ -309,7 +360,25 @@ mod tests {
             ("[::1]:7000", "[::1]:7000"),
         ];
         for (given, expected) in cases {
-            assert_eq!(with_port(given), expected, "{given}");
+            assert_eq!(with_port(given).as_deref(), Ok(expected), "{given}");
+        }
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_no_port() {
+        for given in [
+            "127.0.0.1:99999",
+            "host:0",
+            "host:http",
+            "[::1]:65536",
+            "host:",
+        ] {
+            let error = with_port(given).unwrap_err();
+            assert!(error.starts_with("invalid port '"), "{given}: {error}");
+            assert!(
+                error.ends_with("a port is a number from 1 to 65535"),
+                "{error}"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, translated into library calls. The
 //! only code that knows a terminal.
 
+mod ask;
 mod completions;
 mod connect;
 mod serve;

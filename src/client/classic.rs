@@ -17,6 +17,7 @@ use crate::connection::{Connection, ConnectionError, PayloadFailure};
 use crate::protocol::extended::{upgrade_accepted, upgrade_request};
 use crate::protocol::frame::TokenDetector;
 use crate::protocol::reply::Welcome;
+use crate::protocol::token::TOKEN_LEN;
 use crate::protocol::{Request, Token};
 
 /// The longest welcome accepted (a listing of a large root).
@@ -46,15 +47,46 @@ pub(super) struct Classic {
 }
 
 impl Classic {
-    /// Reads the token and the welcome from a freshly connected server.
+    /// Reads the token and the welcome from a freshly connected server at
+    /// `address`. The token must come within `greeting` (a miniftp or
+    /// Mini-FTP server sends it at once); a server that sends nothing, or
+    /// something else, is said not to look like one.
     pub async fn open(
         stream: Stream,
+        address: &str,
         timeout: Duration,
+        greeting: Duration,
     ) -> Result<(Classic, Welcome), ClientError> {
-        let connection = tokio::time::timeout(timeout, Connection::accept_token(stream))
+        let greeting = greeting.min(timeout);
+        let not_miniftp = |sent: Option<&[u8]>| ClientError::NotMiniftp {
+            address: address.to_owned(),
+            sent: sent.map(shown),
+            waited: greeting,
+        };
+        // On plain TCP the first bytes can be looked at before they are
+        // taken, to quote them if they are no token.
+        if !stream.is_tls() {
+            let tcp = stream.tcp();
+            let mut first = [0u8; 64];
+            let peeked = tokio::time::timeout(greeting, tcp.peek(&mut first))
+                .await
+                .map_err(|_| not_miniftp(None))?;
+            match peeked {
+                // Closed before a word: a server going away, not another kind.
+                Ok(0) => return Err(ClientError::Closed),
+                Ok(read) if !could_start_a_token(&first[..read]) => {
+                    return Err(not_miniftp(Some(&first[..read])));
+                }
+                _ => {}
+            }
+        }
+        let connection = tokio::time::timeout(greeting, Connection::accept_token(stream))
             .await
-            .map_err(|_| ClientError::TimedOut(timeout))?
-            .map_err(|error| ClientError::from_connection(error, timeout))?;
+            .map_err(|_| not_miniftp(None))?
+            .map_err(|error| match error {
+                ConnectionError::BadToken => not_miniftp(Some(b"")),
+                error => ClientError::from_connection(error, timeout),
+            })?;
         let mut classic = Classic {
             connection,
             timeout,
@@ -89,6 +121,13 @@ impl Classic {
             Ok(status) if status.starts_with("error:") => Upgrade::Refused,
             Ok(_) | Err(_) => Upgrade::NoAnswer,
         }
+    }
+
+    /// Whether the server has closed the connection, or said something
+    /// unasked (the classic protocol's way to say it gives up, as on an
+    /// idle timeout), since the last command: looked at without waiting.
+    pub fn closed_by_server(&mut self) -> bool {
+        super::ready_now(self.connection.read_message(STATUS_LIMIT)).is_some()
     }
 
     /// The connection, to go on with another protocol.
@@ -228,6 +267,25 @@ impl Classic {
     }
 }
 
+/// Whether `bytes` could be the start of a token (`<` and alphanumerics,
+/// up to the closing `>`).
+fn could_start_a_token(bytes: &[u8]) -> bool {
+    let token = &bytes[..bytes.len().min(TOKEN_LEN)];
+    token.iter().enumerate().all(|(at, byte)| match at {
+        0 => *byte == b'<',
+        at if at == TOKEN_LEN - 1 => *byte == b'>',
+        _ => byte.is_ascii_alphanumeric(),
+    })
+}
+
+/// The first line of what a server sent, for a message: lossy, escaped,
+/// without its line ending.
+fn shown(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.lines().next().unwrap_or_default();
+    crate::protocol::request::escape(line)
+}
+
 /// A failed write to the server.
 fn lost(error: std::io::Error) -> ClientError {
     ClientError::ConnectionLost(ConnectionError::Io(error))
@@ -239,5 +297,27 @@ fn first_line(text: &str) -> Cow<'_, str> {
     match line.len() > 80 {
         true => Cow::Owned(format!("{}...", &line[..line.floor_char_boundary(80)])),
         false => Cow::Borrowed(line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_start_of_a_token_could_be_one() {
+        for start in [&b"<"[..], b"<Ab3", b"<Ab3X9kQw>", b"<Ab3X9kQw>Current"] {
+            assert!(could_start_a_token(start), "{start:?}");
+        }
+        for other in [
+            &b"SSH-2.0-OpenSSH_9.6\r\n"[..],
+            b"<html>",
+            b"<Ab3X9kQw!",
+            b"HTTP/1.1",
+        ] {
+            assert!(!could_start_a_token(other), "{other:?}");
+        }
+        assert_eq!(shown(b"SSH-2.0-OpenSSH_9.6\r\nmore"), "SSH-2.0-OpenSSH_9.6");
+        assert_eq!(shown(b"\x1b[31mred"), "\\u{1b}[31mred");
     }
 }

@@ -45,7 +45,7 @@ pub enum ClientError {
         operation: &'static str,
     },
     /// No connection could be opened.
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}: {}", plain_io(source))]
     Connect {
         /// The address as given.
         address: String,
@@ -53,15 +53,35 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// What answered is not a miniftp (or Mini-FTP) server: it sent
+    /// something other than a token first, or nothing at all in time (an
+    /// HTTP server, for one, waits for its client to speak).
+    #[error("the server at {address} does not look like a miniftp server ({})", match sent {
+        Some(sent) if !sent.is_empty() => format!("it sent '{sent}'"),
+        Some(_) => "it did not send a valid token".to_owned(),
+        None => format!(
+            "it sent nothing within {} s of the connection; an HTTP server, for one, \
+             waits for its client to speak first",
+            waited.as_secs_f64()
+        ),
+    })]
+    NotMiniftp {
+        /// The address as given.
+        address: String,
+        /// The first line it sent (escaped), if it sent anything.
+        sent: Option<String>,
+        /// How long it was given to send a token.
+        waited: Duration,
+    },
     /// The server went silent for longer than the configured timeout. The
     /// connection is out of step and has been dropped.
     #[error("the server sent nothing for {} s; the connection was dropped", .0.as_secs_f64())]
     TimedOut(Duration),
     /// The connection failed or was closed by the server.
-    #[error("connection lost: {0}")]
+    #[error("{}", plain_connection(.0))]
     ConnectionLost(#[source] ConnectionError),
     /// The server closed the connection where a message was expected.
-    #[error("the server closed the connection")]
+    #[error("{CLOSED_BY_SERVER}")]
     Closed,
     /// An earlier operation was interrupted mid-way (its future dropped),
     /// so the connection is out of step, or the client was closed.
@@ -84,7 +104,7 @@ pub enum ClientError {
         connection_dropped: bool,
     },
     /// A local file could not be read or written.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {}", .path.display(), plain_io(source))]
     Local {
         /// The local path.
         path: PathBuf,
@@ -99,7 +119,7 @@ pub enum ClientError {
     /// ended before the size announced). A classic message cannot be
     /// abandoned half-way, so there the connection was dropped; the
     /// extended protocol abandons the upload and goes on.
-    #[error("reading the data to upload failed ({source}); {}", match .connection_dropped {
+    #[error("reading the data to upload failed ({}); {}", plain_io(source), match .connection_dropped {
         true => "the connection was dropped",
         false => "nothing was stored",
     })]
@@ -112,7 +132,7 @@ pub enum ClientError {
     },
     /// Writing the downloaded data failed; the rest was read and discarded,
     /// and the connection goes on.
-    #[error("writing the download failed: {0}")]
+    #[error("writing the download failed: {}", plain_io(.0))]
     Sink(#[source] io::Error),
     /// TLS could not be set up, or the server could not be trusted.
     #[error(transparent)]
@@ -126,6 +146,10 @@ pub enum ClientError {
         /// The address as given.
         address: String,
     },
+    /// A login was asked for, but no password could be had (the
+    /// [`AskedLogin`](super::AskedLogin) said why).
+    #[error("no password: {0}")]
+    NoPassword(String),
     /// A login was asked for, but the server speaks only the classic
     /// protocol, which has no logins.
     #[error("this server does not support logins (it speaks only the classic protocol)")]
@@ -145,6 +169,8 @@ impl ClientError {
             | ClientError::Tls(_)
             | ClientError::InsecureLogin { .. }
             | ClientError::LoginUnsupported
+            | ClientError::NotMiniftp { .. }
+            | ClientError::NoPassword(_)
             | ClientError::Connect { .. } => true,
             ClientError::TokenInFile {
                 connection_dropped, ..
@@ -177,6 +203,50 @@ impl ClientError {
     }
 }
 
+/// An I/O error in plain words, as the rest of miniftp's messages: what
+/// the system says, without its `(os error N)` suffix, lowercase
+/// (`no such file or directory`).
+pub fn plain_io(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => text.as_str(),
+    };
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        // An initialism (`TLS ...`) keeps its capitals.
+        (Some(first), Some(second)) if first.is_uppercase() && !second.is_uppercase() => first
+            .to_lowercase()
+            .chain(text[first.len_utf8()..].chars())
+            .collect(),
+        _ => text.to_owned(),
+    }
+}
+
+/// What a client is told when the server went away (most often because
+/// it is shutting down or restarting).
+const CLOSED_BY_SERVER: &str = "the server closed the connection (shutting down?)";
+
+/// A connection failure in plain words.
+fn plain_connection(error: &ConnectionError) -> String {
+    match error {
+        ConnectionError::ClosedMidMessage => CLOSED_BY_SERVER.to_owned(),
+        ConnectionError::Io(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            CLOSED_BY_SERVER.to_owned()
+        }
+        ConnectionError::Io(error) => format!("connection lost: {}", plain_io(error)),
+        error => format!("connection lost: {error}"),
+    }
+}
+
 /// Which way a transfer went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -192,5 +262,22 @@ impl fmt::Display for Direction {
             Direction::Upload => "upload",
             Direction::Download => "download",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_as_plain_words() {
+        let missing = io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(plain_io(&missing), "no such file or directory");
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(plain_io(&refused), "connection refused");
+        let kind: io::Error = io::ErrorKind::NotADirectory.into();
+        assert_eq!(plain_io(&kind), "not a directory");
+        let custom = io::Error::other("TLS alert (os error in name only");
+        assert_eq!(plain_io(&custom), "TLS alert (os error in name only");
     }
 }

@@ -27,7 +27,7 @@ use tokio::time::Sleep;
 
 use super::error::{ClientError, Direction};
 use super::local::PartialFile;
-use super::{Progress, ProgressWriter};
+use super::{Progress, ProgressWriter, Stage};
 use crate::connection::{Connection, ConnectionError};
 use crate::digest::{self, Digest, Hasher};
 use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, Message};
@@ -174,6 +174,13 @@ impl Extended {
         &self.directory
     }
 
+    /// Whether the server has closed the connection (an idle timeout, a
+    /// shutdown), or sent a frame unasked, since the last request: looked at
+    /// without waiting.
+    pub fn closed_by_server(&mut self) -> bool {
+        super::ready_now(self.replies.connection.read_header()).is_some()
+    }
+
     /// A request answered by `Done` (cd, mkdir, rm, mv); the directory.
     pub async fn command(&mut self, message: Message) -> Result<String, ClientError> {
         match self.request(message).await? {
@@ -250,6 +257,7 @@ impl Extended {
             .push_body(id, size, source, &mut hasher, &mut report)
             .await?;
         self.requests.flush().await?;
+        report.stage(Stage::Verifying);
         self.finish_upload(id, path, size, failure).await
     }
 
@@ -271,6 +279,12 @@ impl Extended {
         };
         self.requests.push(id, &upload);
         self.requests.flush().await?;
+        report(Progress {
+            done: 0,
+            total: Some(size),
+            kept: 0,
+            stage: Stage::Checking,
+        });
         // Before it answers, the server reads back and hashes what it kept,
         // up to the whole file: allow for that at a slow disk's pace.
         let hashing = Duration::from_secs(size / RESUME_HASH_PACE);
@@ -286,6 +300,15 @@ impl Extended {
             Message::Failed { code, message } => return Err(refusal(code, message)),
             other => return Err(protocol(format!("{other:?} instead of an offset"))),
         };
+        if offset > 0 {
+            // This side reads the same part back, to hash it.
+            report(Progress {
+                done: offset,
+                total: Some(size),
+                kept: offset,
+                stage: Stage::Checking,
+            });
+        }
         let mut hasher = Hasher::new();
         let positioned = async {
             file.seek(io::SeekFrom::Start(0)).await?;
@@ -296,6 +319,8 @@ impl Extended {
         let start = Progress {
             done: offset,
             total: Some(size),
+            kept: offset,
+            stage: Stage::Transferring,
         };
         let mut reporter = Reporter::new(start, report);
         reporter.report();
@@ -316,6 +341,7 @@ impl Extended {
             }
         };
         self.requests.flush().await?;
+        reporter.stage(Stage::Verifying);
         let result = self.finish_upload(id, path, size, failure).await;
         match result {
             Err(ClientError::DigestMismatch { .. }) if offset > 0 => {
@@ -329,6 +355,7 @@ impl Extended {
                 let start = Progress {
                     done: 0,
                     total: Some(size),
+                    ..Progress::default()
                 };
                 self.upload(path, file, size, start, report).await
             }
@@ -773,6 +800,8 @@ impl Replies {
         }
         report.progress.total = Some(size);
         report.progress.done = offset;
+        report.progress.kept = offset;
+        report.progress.stage = Stage::Transferring;
         report.report();
         let progress = report.progress;
         let mut sink = ProgressWriter::new(writer, progress, &mut *report.callback);
@@ -783,6 +812,8 @@ impl Replies {
             })
             .await
             .map_err(|error| self.lost(error))?;
+        report.progress.done = offset + header.length;
+        report.stage(Stage::Verifying);
         let digest = match self.message(id).await? {
             Message::End { digest } => digest,
             other => return Err(protocol(format!("{other:?} where the digest was due"))),
@@ -897,6 +928,12 @@ impl<'a> Reporter<'a> {
 
     fn report(&mut self) {
         (self.callback)(self.progress);
+    }
+
+    /// Says the transfer moved on to `stage`.
+    fn stage(&mut self, stage: Stage) {
+        self.progress.stage = stage;
+        self.report();
     }
 }
 

@@ -102,6 +102,14 @@ impl PartialFile {
         })
     }
 
+    /// How many bytes the file holds (an earlier attempt's).
+    pub async fn len(&self) -> Result<u64, ClientError> {
+        let metadata = self.file.metadata().await;
+        Ok(metadata
+            .map_err(|source| local(&self.target, source))?
+            .len())
+    }
+
     /// How many bytes an earlier attempt left, and their digest so far;
     /// the file is then positioned after them. Unreadable leftovers are
     /// dropped and the download starts afresh.
@@ -268,4 +276,38 @@ pub(super) fn walk(root: &Path) -> Result<LocalTree, ClientError> {
         pending.extend(subdirectories.into_iter().rev());
     }
     Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_walk_keeps_names_with_control_characters() {
+        // Legal on Linux; the extended protocol carries them.
+        let root = tempfile::TempDir::new().unwrap();
+        for name in ["new\nline.txt", "tab\there", "plain.txt", "bell\u{7}"] {
+            std::fs::write(root.path().join(name), name).unwrap();
+        }
+        std::fs::create_dir(root.path().join("dir\rreturn")).unwrap();
+        std::fs::write(root.path().join("dir\rreturn/in\u{1b}side"), b"x").unwrap();
+        let tree = walk(root.path()).unwrap();
+        assert!(tree.skipped.is_empty(), "{:?}", tree.skipped);
+        assert_eq!(tree.directories, ["dir\rreturn"]);
+        let files: Vec<&str> = tree
+            .files
+            .iter()
+            .map(|(name, _, _)| name.as_str())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "bell\u{7}",
+                "new\nline.txt",
+                "plain.txt",
+                "tab\there",
+                "dir\rreturn/in\u{1b}side"
+            ]
+        );
+    }
 }

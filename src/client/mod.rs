@@ -27,8 +27,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-pub use error::{ClientError, Direction};
+pub use error::{ClientError, Direction, plain_io};
 pub use local::RESUMABLE_SUFFIX;
+pub use tree::RemoteTree;
 
 use crate::digest::Hasher;
 use crate::protocol::Request;
@@ -65,6 +66,65 @@ pub struct Credentials {
     pub password: Password,
 }
 
+/// Asks for a password (on a terminal, say); the error says why there is
+/// none.
+pub type AskPassword = dyn Fn() -> Result<Password, String> + Send + Sync;
+
+/// An account whose password is asked for only when it is first needed: by
+/// then the server is trusted (a TLS server's certificate decided on), as
+/// ssh asks. Asked once per client; reconnections use the same answer.
+#[derive(Clone)]
+pub struct AskedLogin {
+    /// The account's name.
+    pub user: String,
+    /// Asks for its password; called on the blocking pool.
+    pub ask: Arc<AskPassword>,
+    answer: Arc<std::sync::Mutex<Option<Password>>>,
+}
+
+impl AskedLogin {
+    /// The account `user`, its password from `ask`.
+    pub fn new(user: String, ask: Arc<AskPassword>) -> AskedLogin {
+        AskedLogin {
+            user,
+            ask,
+            answer: Arc::default(),
+        }
+    }
+
+    /// The password: asked the first time (which sets `asked`), then the
+    /// same answer.
+    async fn password(&self, asked: &AtomicBool) -> Result<Password, ClientError> {
+        if let Some(password) = self.remembered() {
+            return Ok(password);
+        }
+        asked.store(true, Ordering::Relaxed);
+        let ask = Arc::clone(&self.ask);
+        let answer = tokio::task::spawn_blocking(move || ask())
+            .await
+            .map_err(|error| ClientError::NoPassword(error.to_string()))?
+            .map_err(ClientError::NoPassword)?;
+        *self.answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer.clone());
+        Ok(answer)
+    }
+
+    fn remembered(&self) -> Option<Password> {
+        self.answer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+impl std::fmt::Debug for AskedLogin {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AskedLogin")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client's settings.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -80,10 +140,46 @@ pub struct ClientConfig {
     /// Log in to this account after connecting (extended protocol only).
     /// Default: no login.
     pub login: Option<Credentials>,
+    /// Log in to this account, asking for its password only when it is
+    /// needed (when `login` is not set). Default: none.
+    pub asked_login: Option<AskedLogin>,
     /// Send the password even over plain TCP to another host. Default off:
     /// a login needs TLS, unless the server is on this host.
     pub allow_insecure_login: bool,
+    /// How long a server has, once connected (and its TLS handshake done),
+    /// to send its token: a miniftp or Mini-FTP server sends it at once, so
+    /// one that stays silent is another kind of server (an HTTP server
+    /// waits for its client to speak first), said as
+    /// [`ClientError::NotMiniftp`]. At most `timeout`. Default
+    /// [`DEFAULT_GREETING_TIMEOUT`].
+    pub greeting_timeout: Duration,
 }
+
+impl ClientConfig {
+    /// Whether the client logs in (`login` or `asked_login`).
+    fn logs_in(&self) -> bool {
+        self.login.is_some() || self.asked_login.is_some()
+    }
+
+    /// The account to log in to, if any: its name and password (asked now
+    /// if it must be, which sets `asked`).
+    async fn credentials(&self, asked: &AtomicBool) -> Result<Option<Credentials>, ClientError> {
+        if let Some(login) = &self.login {
+            return Ok(Some(login.clone()));
+        }
+        let Some(asked_login) = &self.asked_login else {
+            return Ok(None);
+        };
+        Ok(Some(Credentials {
+            user: asked_login.user.clone(),
+            password: asked_login.password(asked).await?,
+        }))
+    }
+}
+
+/// How long a server has to send its token by default (see
+/// [`ClientConfig::greeting_timeout`]).
+pub const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,7 +189,9 @@ impl std::fmt::Debug for ClientConfig {
             .field("protocol", &self.protocol)
             .field("tls", &self.tls.is_some())
             .field("login", &self.login)
+            .field("asked_login", &self.asked_login)
             .field("allow_insecure_login", &self.allow_insecure_login)
+            .field("greeting_timeout", &self.greeting_timeout)
             .finish()
     }
 }
@@ -105,7 +203,9 @@ impl Default for ClientConfig {
             protocol: Protocol::Auto,
             tls: None,
             login: None,
+            asked_login: None,
             allow_insecure_login: false,
+            greeting_timeout: DEFAULT_GREETING_TIMEOUT,
         }
     }
 }
@@ -119,6 +219,27 @@ pub struct Progress {
     /// The expected total, when known (a local file's size, or the remote
     /// size reported before a download).
     pub total: Option<u64>,
+    /// Of `done`, the bytes an earlier, interrupted attempt left, which a
+    /// resumed transfer did not move again (0 when not resuming).
+    pub kept: u64,
+    /// What the transfer is doing.
+    pub stage: Stage,
+}
+
+/// What a transfer is doing, for a display (bytes move only in
+/// [`Stage::Transferring`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stage {
+    /// Moving bytes.
+    #[default]
+    Transferring,
+    /// Reading back what an earlier attempt left, before resuming: here
+    /// (a download's `kept` bytes), or on the server (an upload, whose
+    /// `kept` is known only once the server has said it).
+    Checking,
+    /// Every byte is across; the receiving side checks the digest and
+    /// makes the file durable.
+    Verifying,
 }
 
 /// How a file transfer goes about it.
@@ -236,6 +357,51 @@ impl Client {
             self.change_directory(&previous).await?;
         }
         Ok(())
+    }
+
+    /// Whether the server lets nothing happen before a login (it has
+    /// accounts and no anonymous access) while this client did not log in.
+    /// Such a server's welcome lists nothing, so only then is it asked, with
+    /// a harmless `cd .`. A client says so at once this way, rather than at
+    /// each command that fails.
+    pub async fn needs_login(&mut self) -> Result<bool, ClientError> {
+        if self.config.logs_in()
+            || self.welcome.directory != "/"
+            || !self.welcome.entries.is_empty()
+        {
+            return Ok(false);
+        }
+        match self.change_directory(".").await {
+            Ok(()) => Ok(false),
+            Err(error) if error.code() == Some(ErrorCode::LoginRequired) => Ok(true),
+            // The classic protocol has no codes: our server's words.
+            Err(ClientError::Server { reason, code: None })
+                if reason.starts_with("login required") =>
+            {
+                Ok(true)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// If the server closed the connection since the last operation (an
+    /// idle timeout, a restart), opens a new one and returns to the remote
+    /// directory, before anything is sent on the dead one; whether it did.
+    /// The check itself does not wait.
+    pub async fn reconnect_if_closed(&mut self) -> Result<bool, ClientError> {
+        // Lets the runtime poll its I/O driver, which learns of a close only
+        // then: the shell's runtime sleeps while the user types.
+        tokio::task::yield_now().await;
+        let closed = match &mut self.transport {
+            Some(Transport::Classic(classic)) => classic.closed_by_server(),
+            Some(Transport::Extended(extended)) => extended.closed_by_server(),
+            None => return Ok(false),
+        };
+        if !closed {
+            return Ok(false);
+        }
+        tracing::debug!("the server closed the connection; reconnecting");
+        self.reconnect().await.map(|()| true)
     }
 
     /// `cd`: changes the remote directory.
@@ -372,6 +538,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(size),
+            ..Progress::default()
         };
         self.run(async |transport| match transport {
             Transport::Classic(classic) => {
@@ -415,6 +582,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(size),
+            ..Progress::default()
         };
         self.run(async |transport| match transport {
             Transport::Classic(classic) => {
@@ -458,6 +626,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(self.size(remote).await?),
+            ..Progress::default()
         };
         progress(start);
         let expected = start.total.unwrap_or_default();
@@ -502,6 +671,15 @@ impl Client {
             return Ok(received);
         }
         let mut partial = PartialFile::resumable(local).await?;
+        let kept = partial.len().await?;
+        if kept > 0 {
+            progress(Progress {
+                done: kept,
+                total: None,
+                kept,
+                stage: Stage::Checking,
+            });
+        }
         let (mut offset, mut hasher) = partial.held().await?;
         loop {
             let result = self
@@ -616,6 +794,18 @@ fn split_address(address: &str) -> (&str, u16) {
     )
 }
 
+/// Polls `future` once, without waiting: its output if it is ready now.
+/// (For reads that keep what they read in their connection, so that
+/// dropping them is harmless.)
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => None,
+    }
+}
+
 /// The error of a source that ended before the size announced.
 fn ended_early(read: u64, size: u64) -> std::io::Error {
     std::io::Error::new(
@@ -650,13 +840,16 @@ impl Transport {
         let asked_user = Arc::new(AtomicBool::new(false));
         match Transport::open_once(address, config, ask, &asked_user).await {
             // The user took a while to decide whether to trust the server's
-            // certificate, and the server may have given up waiting for a
-            // login meanwhile. The answer is recorded now: once more.
-            // (A refusal to trust it is final, of course.)
+            // certificate, or to type the password, and the server may have
+            // given up waiting for a login meanwhile. The answers are kept
+            // now: once more. (A refusal to trust it is final, of course,
+            // and a refused login is not tried twice.)
             Err(error)
-                if asked_user.load(Ordering::Relaxed) && !matches!(error, ClientError::Tls(_)) =>
+                if asked_user.load(Ordering::Relaxed)
+                    && error.is_connection_lost()
+                    && !matches!(error, ClientError::Tls(_) | ClientError::NoPassword(_)) =>
             {
-                tracing::debug!(%error, "failed after asking about the certificate; once more");
+                tracing::debug!(%error, "failed after asking the user; once more");
                 let not_again = Arc::new(AtomicBool::new(false));
                 Transport::open_once(address, config, ask, &not_again).await
             }
@@ -665,7 +858,7 @@ impl Transport {
     }
 
     /// [`Transport::open`], once; `asked_user` is set if the user was asked
-    /// whether to trust the server.
+    /// whether to trust the server, or for the password.
     async fn open_once(
         address: &str,
         config: &ClientConfig,
@@ -678,15 +871,16 @@ impl Transport {
                 .tcp()
                 .peer_addr()
                 .is_ok_and(|peer| peer.ip().is_loopback());
-        if config.login.is_some() && !private && !config.allow_insecure_login {
+        if config.logs_in() && !private && !config.allow_insecure_login {
             return Err(ClientError::InsecureLogin {
                 address: address.to_owned(),
             });
         }
-        let (mut classic, mut welcome) = Classic::open(stream, config.timeout).await?;
+        let (mut classic, mut welcome) =
+            Classic::open(stream, address, config.timeout, config.greeting_timeout).await?;
         // Only our server names `/`; the original names a real path.
         if !ask || welcome.directory != "/" {
-            if config.login.is_some() {
+            if config.logs_in() {
                 return Err(ClientError::LoginUnsupported);
             }
             return Ok((Transport::Classic(classic), welcome));
@@ -698,7 +892,7 @@ impl Transport {
                     welcome.directory.clone(),
                     config.timeout,
                 )?;
-                if let Some(credentials) = &config.login {
+                if let Some(credentials) = config.credentials(asked_user).await? {
                     extended
                         .command(Message::Login {
                             user: credentials.user.clone(),
@@ -715,14 +909,15 @@ impl Transport {
                 }
                 Ok((Transport::Extended(extended), welcome))
             }
-            Upgrade::Refused | Upgrade::NoAnswer if config.login.is_some() => {
+            Upgrade::Refused | Upgrade::NoAnswer if config.logs_in() => {
                 Err(ClientError::LoginUnsupported)
             }
             Upgrade::Refused => Ok((Transport::Classic(classic), welcome)),
             Upgrade::NoAnswer => {
                 tracing::debug!("no answer to the protocol switch; reconnecting classic");
                 let stream = Transport::connect(address, config, asked_user).await?;
-                let (classic, welcome) = Classic::open(stream, config.timeout).await?;
+                let (classic, welcome) =
+                    Classic::open(stream, address, config.timeout, config.greeting_timeout).await?;
                 Ok((Transport::Classic(classic), welcome))
             }
         }

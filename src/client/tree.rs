@@ -45,8 +45,12 @@ impl Client {
             ..TreeSummary::default()
         };
         let total: u64 = tree.files.iter().map(|(_, _, size)| size).sum();
-        let mut names = vec![String::new()];
-        let mut jobs = vec![Job::MakeDirectories(remote.to_owned())];
+        // The root first, alone: a refusal there (a read-only server, a
+        // file in the way) would hit every file, so it ends the transfer
+        // at once, as one error.
+        self.make_directories(remote).await?;
+        let mut names = Vec::new();
+        let mut jobs = Vec::new();
         for directory in tree.directories {
             jobs.push(Job::MakeDirectories(join_remote(remote, &directory)));
             names.push(directory);
@@ -62,6 +66,7 @@ impl Client {
         let start = Progress {
             done: 0,
             total: Some(total),
+            ..Progress::default()
         };
         let mut progress = progress;
         let results = self.pipeline("ul -r", jobs, start, &mut progress).await?;
@@ -76,8 +81,6 @@ impl Client {
                 Err(error) => summary.failures.push((name, error)),
             }
         }
-        // The root itself is not counted among the directories below it.
-        summary.directories = summary.directories.saturating_sub(1);
         Ok(summary)
     }
 
@@ -90,33 +93,45 @@ impl Client {
     /// disk is flushed once at the end rather than after each file. Names
     /// that would not be safe locally (`..`, with a `/`) are failures, as
     /// are files that cannot be fetched or written; the others still go.
-    /// Extended protocol only.
+    /// Extended protocol only. The same as [`Client::list_tree`] then
+    /// [`Client::download_listed_tree`] (which lets a caller see what would
+    /// be replaced first).
     pub async fn download_tree(
         &mut self,
         remote: &str,
         local: &Path,
         progress: impl FnMut(Progress) + Send,
     ) -> Result<TreeSummary, ClientError> {
+        let tree = self.list_tree(remote).await?;
+        self.download_listed_tree(tree, local, progress).await
+    }
+
+    /// Lists the remote directory `remote` with everything below it, a
+    /// level at a time (each level's listings pipelined), for
+    /// [`Client::download_listed_tree`]. A listing that fails below the top,
+    /// a name that would not be safe locally and a tree without end are in
+    /// the tree's failures. Extended protocol only.
+    pub async fn list_tree(&mut self, remote: &str) -> Result<RemoteTree, ClientError> {
         if !self.is_extended() {
             return Err(self.needs_extended("dl -r"));
         }
-        let mut summary = TreeSummary::default();
-        let mut files = Vec::new();
-        let mut directories = Vec::new();
+        let mut tree = RemoteTree {
+            root: remote.to_owned(),
+            ..RemoteTree::default()
+        };
         // Breadth first: every listing of a level in one pipeline.
         let mut level = vec![String::new()];
         let mut first = true;
         let mut depth = 0;
         while !level.is_empty() {
             depth += 1;
-            if depth > MAX_TREE_DEPTH || directories.len() > MAX_TREE_DIRECTORIES {
+            if depth > MAX_TREE_DEPTH || tree.directories.len() > MAX_TREE_DIRECTORIES {
                 let reason = format!(
                     "the tree goes deeper than {MAX_TREE_DEPTH} levels or holds more than \
                      {MAX_TREE_DIRECTORIES} directories (a loop of links on the server?); \
                      stopped there"
                 );
-                summary
-                    .failures
+                tree.failures
                     .push((level[0].clone(), ClientError::Protocol(reason)));
                 break;
             }
@@ -134,7 +149,7 @@ impl Client {
                     Ok(other) => return Err(unexpected(other)),
                     Err(error) if first => return Err(error),
                     Err(error) => {
-                        summary.failures.push((relative, error));
+                        tree.failures.push((relative, error));
                         continue;
                     }
                 };
@@ -144,21 +159,43 @@ impl Client {
                         false => format!("{relative}/{}", entry.name),
                     };
                     if !safe_local_name(&entry.name) {
-                        let reason = format!("unsafe name from the server: {:?}", entry.name);
-                        summary
-                            .failures
-                            .push((child, ClientError::Protocol(reason)));
+                        let reason = format!(
+                            "unsafe name from the server: \"{}\"",
+                            crate::protocol::request::escape(&entry.name)
+                        );
+                        tree.failures.push((child, ClientError::Protocol(reason)));
                     } else if entry.is_directory {
-                        directories.push(child.clone());
+                        tree.directories.push(child.clone());
                         next.push(child);
                     } else {
-                        files.push((child, entry.size));
+                        tree.files.push((child, entry.size));
                     }
                 }
             }
             level = next;
             first = false;
         }
+        Ok(tree)
+    }
+
+    /// Downloads a tree listed by [`Client::list_tree`] into the local
+    /// directory `local`; see [`Client::download_tree`].
+    pub async fn download_listed_tree(
+        &mut self,
+        tree: RemoteTree,
+        local: &Path,
+        progress: impl FnMut(Progress) + Send,
+    ) -> Result<TreeSummary, ClientError> {
+        let RemoteTree {
+            root: remote,
+            directories,
+            mut files,
+            failures,
+        } = tree;
+        let mut summary = TreeSummary {
+            failures,
+            ..TreeSummary::default()
+        };
         let root = local.to_owned();
         let made = {
             let directories = directories.clone();
@@ -189,13 +226,14 @@ impl Client {
         let jobs = files
             .iter()
             .map(|(relative, _)| Job::Download {
-                remote: join_remote(remote, relative),
+                remote: join_remote(&remote, relative),
                 local: local_path(local, relative),
             })
             .collect();
         let start = Progress {
             done: 0,
             total: Some(total),
+            ..Progress::default()
         };
         let mut progress = progress;
         let results = self.pipeline("dl -r", jobs, start, &mut progress).await?;
@@ -211,6 +249,33 @@ impl Client {
         }
         flush_local_disk(local).await;
         Ok(summary)
+    }
+}
+
+/// A remote directory tree listed for a download ([`Client::list_tree`]).
+#[derive(Debug, Default)]
+pub struct RemoteTree {
+    /// The remote directory listed.
+    root: String,
+    /// Directories below it, parents first, as relative paths with `/`
+    /// between names.
+    directories: Vec<String>,
+    /// Files below it: relative path and size.
+    files: Vec<(String, u64)>,
+    /// What could not be listed, or would not be safe locally, and why.
+    failures: Vec<(String, ClientError)>,
+}
+
+impl RemoteTree {
+    /// The files below the root: relative path (names joined by `/`) and
+    /// size.
+    pub fn files(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.files.iter().map(|(path, size)| (path.as_str(), *size))
+    }
+
+    /// Where a file of the tree goes below the local directory `local`.
+    pub fn local_path(&self, local: &Path, relative: &str) -> PathBuf {
+        local_path(local, relative)
     }
 }
 

@@ -17,6 +17,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -101,13 +102,17 @@ pub async fn connect(
     }
 }
 
-/// The verifier of `--ca`: that CA file only, standard webpki verification.
+/// The verifier of `--ca`: that CA file only, standard webpki verification;
+/// a server certificate that is itself in the file is pinned (see
+/// [`CaVerifier`]).
 fn ca_verifier(
     ca_file: &Path,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
+    let certificates = read_certificates(ca_file)?;
+    let pinned = certificates.clone();
     let mut roots = RootCertStore::empty();
-    let (_, invalid) = roots.add_parsable_certificates(read_certificates(ca_file)?);
+    let (_, invalid) = roots.add_parsable_certificates(certificates);
     let bad_ca = |reason: String| TlsError::BadCa {
         path: ca_file.to_owned(),
         reason,
@@ -117,10 +122,74 @@ fn ca_verifier(
             "{invalid} certificate(s) could not be parsed"
         )));
     }
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|error| bad_ca(error.to_string()))?;
-    Ok(verifier)
+    Ok(Arc::new(CaVerifier { webpki, pinned }))
+}
+
+/// Verifies against the CA file, and accepts a server certificate that is
+/// byte for byte one of the file's: the user gave that very certificate,
+/// which pins it as a known-hosts fingerprint does (webpki alone refuses a
+/// CA certificate as a server's own, and `openssl req -x509` marks every
+/// certificate it makes as a CA). A pinned certificate must still name the
+/// host connected to, if it names any hosts (one made with only a common
+/// name names none: the pin alone vouches for it). Handshake signatures are
+/// always verified, so a pinned certificate is trusted only from the
+/// holder of its key.
+#[derive(Debug)]
+struct CaVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for CaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|pinned| pinned.as_ref() == end_entity.as_ref())
+        {
+            let parsed = ParsedCertificate::try_from(end_entity)?;
+            return match rustls::client::verify_server_name(&parsed, server_name) {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForNameContext { presented, .. },
+                )) if presented.is_empty() => Ok(ServerCertVerified::assertion()),
+                named => named.map(|()| ServerCertVerified::assertion()),
+            };
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, signature)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, signature)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// The system's trusted roots, read once per process. An empty or
@@ -278,30 +347,106 @@ fn handshake_error(error: io::Error, address: String, trust: &ClientTrust) -> Tl
     }
 }
 
+/// Why a certificate was refused, in words, with what to do about it.
 fn certificate_reason(error: &CertificateError, ca_file: Option<&Path>) -> String {
+    let pin = match ca_file {
+        Some(ca_file) => format!(
+            "give the server's own certificate to --ca to pin it (not {})",
+            ca_file.display()
+        ),
+        None => "give the server's own certificate to --ca to pin it".to_owned(),
+    };
     match error {
         CertificateError::UnknownIssuer => match ca_file {
-            Some(ca_file) => format!("it is not signed by the CA in {}", ca_file.display()),
+            Some(ca_file) => format!(
+                "it is not signed by the CA in {} (give --ca the CA that signed it, or the \
+                 server's own certificate to pin it)",
+                ca_file.display()
+            ),
             None => "it is not signed by a trusted root".to_owned(),
         },
+        CertificateError::NotValidForNameContext { presented, .. } if presented.is_empty() => {
+            format!(
+                "it names no host (it has no subjectAltName, as openssl req -x509 makes it \
+                 without -addext subjectAltName=DNS:NAME); make it again with the server's \
+                 name, or {pin}"
+            )
+        }
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             format!("{error} (connect with a name the certificate lists)")
         }
-        CertificateError::Expired => "it has expired".to_owned(),
+        CertificateError::Expired => {
+            "it has expired (the server needs a new certificate)".to_owned()
+        }
         CertificateError::ExpiredContext { time, not_after } => format!(
-            "it expired {} day(s) ago",
+            "it expired {} day(s) ago (the server needs a new certificate)",
             time.as_secs().saturating_sub(not_after.as_secs()) / 86_400
         ),
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
             "it is not valid yet (is this machine's clock right?)".to_owned()
         }
-        CertificateError::Revoked => "it has been revoked".to_owned(),
-        CertificateError::BadEncoding => "it is malformed".to_owned(),
-        CertificateError::BadSignature => {
-            "a signature does not verify: the certificate is forged, \
-             or the server does not hold its private key"
+        CertificateError::Revoked => "it has been revoked by its authority".to_owned(),
+        CertificateError::BadEncoding => {
+            "it is malformed (the server's certificate file is damaged?)".to_owned()
+        }
+        CertificateError::BadSignature => "a signature does not verify: the certificate is \
+             forged, or the server does not hold its private key"
+            .to_owned(),
+        CertificateError::UnhandledCriticalExtension => {
+            "it has a critical extension this client does not know, so it cannot be checked"
                 .to_owned()
         }
-        _ => error.to_string(),
+        CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "it is signed with an algorithm this client does not support (make it with \
+             ECDSA P-256 or RSA and SHA-256)"
+                .to_owned()
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "it is not meant for a server (its extended key usage lacks serverAuth)".to_owned()
+        }
+        CertificateError::UnknownRevocationStatus
+        | CertificateError::ExpiredRevocationList
+        | CertificateError::ExpiredRevocationListContext { .. }
+        | CertificateError::InvalidOcspResponse => {
+            "its revocation status cannot be checked".to_owned()
+        }
+        CertificateError::ApplicationVerificationFailure => "it was refused".to_owned(),
+        // webpki's own errors come as names (its Display is its Debug).
+        CertificateError::Other(other) => {
+            let name = other.to_string();
+            match name.as_str() {
+                "CaUsedAsEndEntity" => format!(
+                    "it is a CA certificate used as the server's own (openssl req -x509 makes \
+                     such certificates by default); {pin}, or give the server a certificate \
+                     signed by a CA"
+                ),
+                "EndEntityUsedAsCa" => "it is signed by a certificate that is no CA".to_owned(),
+                "PathLenConstraintViolated" | "NameConstraintViolation" => {
+                    "the CA that signed it is not allowed to sign for it".to_owned()
+                }
+                "CertDistrusted" => "its key is explicitly distrusted".to_owned(),
+                "RequiredEkuNotFound" => {
+                    "it is not meant for a server (its extended key usage lacks serverAuth)"
+                        .to_owned()
+                }
+                "MaximumPathDepthExceeded" | "MaximumPathBuildCallsExceeded" => {
+                    "its chain of authorities is too long to check".to_owned()
+                }
+                "InvalidCertValidity" => {
+                    "its validity dates make no sense (it ends before it starts)".to_owned()
+                }
+                "UnsupportedCertVersion" => "it is not an X.509 v3 certificate".to_owned(),
+                name if name.starts_with("RequiredEkuNotFound") => {
+                    "it is not meant for a server (its extended key usage lacks serverAuth)"
+                        .to_owned()
+                }
+                name => format!(
+                    "it cannot be verified (webpki says {name}); look at it with openssl x509 \
+                     -noout -text -in FILE, or {pin}"
+                ),
+            }
+        }
+        _ => format!("it cannot be verified ({error}); {pin}"),
     }
 }

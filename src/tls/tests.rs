@@ -714,6 +714,94 @@ async fn the_generated_certificate_names_the_loopback_addresses() {
     );
 }
 
+/// A self-signed CA certificate as a server's own, as `openssl req -x509`
+/// makes it (CA:TRUE), naming `names` (none: a common name only, as with
+/// `-subj /CN=localhost`); its PEM and the identity.
+fn openssl_like_identity(dir: &Path, names: &[&str]) -> (PathBuf, ServerIdentity) {
+    let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = params.self_signed(&key).unwrap();
+    let cert = write(dir, "c.pem", &certificate.pem());
+    let key = write(dir, "k.pem", &key.serialize_pem());
+    let identity = load_server_identity(Some(&cert), Some(&key), dir).unwrap();
+    (cert, identity)
+}
+
+#[tokio::test]
+async fn a_ca_certificate_given_as_the_ca_file_is_pinned() {
+    // With names, they are checked; with none, the pin alone vouches.
+    for (names, refused) in [(&["localhost"][..], Some("127.0.0.1")), (&[], None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, identity) = openssl_like_identity(dir.path(), names);
+        let port = serve(vec![identity.config.clone()]).await;
+        let known_hosts = known_hosts_dir();
+        let mut trust = ClientTrust::new(known_hosts.path.clone());
+        trust.ca_file = Some(cert);
+        trust.ask = Some(never_ask());
+        connect_to("localhost", port, &trust).await.unwrap();
+        match refused {
+            Some(host) => {
+                let error = connect_to(host, port, &trust).await.unwrap_err();
+                assert!(
+                    matches!(error, TlsError::BadCertificate { .. }),
+                    "{error:?}"
+                );
+                assert!(error.to_string().contains("not valid for name"), "{error}");
+            }
+            None => connect_to("127.0.0.1", port, &trust).await.unwrap(),
+        }
+        assert!(
+            !known_hosts.path.exists(),
+            "pinned, not trusted on first use"
+        );
+    }
+}
+
+#[tokio::test]
+async fn certificate_errors_are_words_with_what_to_do() {
+    // A CA certificate as the server's own, signed by the CA given: webpki
+    // refuses it as CaUsedAsEndEntity, which must not show as such.
+    let dir = tempfile::tempdir().unwrap();
+    let test_ca = ca("test CA");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate = params.signed_by(&key, &test_ca.issuer).unwrap();
+    let ca_as_leaf = Leaf {
+        chain_pem: format!("{}{}", certificate.pem(), test_ca.pem),
+        key_pem: key.serialize_pem(),
+        der: certificate.der().clone(),
+    };
+    let port = serve(vec![leaf_identity(dir.path(), &ca_as_leaf).config]).await;
+    let mut trust = ClientTrust::new(known_hosts_dir().path);
+    trust.ca_file = Some(write(dir.path(), "ca.pem", &test_ca.pem));
+    let error = connect_to("localhost", port, &trust).await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("it is a CA certificate used as the server's own"),
+        "{message}"
+    );
+    assert!(message.contains("to --ca to pin it"), "{message}");
+    assert!(!message.contains("CaUsedAsEndEntity"), "{message}");
+    assert!(!message.contains("Other("), "{message}");
+
+    // A certificate naming no host, under a CA: what to do about it.
+    let named_nothing = leaf(&test_ca, &[], false);
+    let port = serve(vec![leaf_identity(dir.path(), &named_nothing).config]).await;
+    let error = connect_to("localhost", port, &trust).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("it names no host (it has no subjectAltName"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn a_bad_ca_file_is_named() {
     let dir = tempfile::tempdir().unwrap();

@@ -723,7 +723,12 @@ async fn an_upload_cut_at_any_point_resumes_to_an_identical_file() {
             .await
             .unwrap();
         assert!(server.read(name) == data, "{point}: identical");
-        let resumed_from = reports.first().unwrap().done;
+        // The first report of bytes moving starts where it resumed.
+        let moving = reports
+            .iter()
+            .find(|report| report.stage == miniftp::client::Stage::Transferring);
+        let resumed_from = moving.unwrap().done;
+        assert_eq!(resumed_from, moving.unwrap().kept, "{point}");
         let received = cut.saturating_sub(data_start).min(size);
         assert!(
             resumed_from <= received,
@@ -1045,7 +1050,7 @@ async fn rm_r_in_a_script_without_a_terminal_needs_f() {
         .await
         .code(1);
     let err = stderr(&assert);
-    assert!(err.contains("no terminal to ask on; use rm -rf"), "{err}");
+    assert!(err.contains("a script does not ask; use rm -rf"), "{err}");
     assert!(server.exists("tree/a/b.txt"));
 
     // A file needs no confirmation; -f removes a tree, and a missing path
@@ -1250,4 +1255,63 @@ async fn a_download_of_a_tree_without_end_stops_and_says_why() {
     assert!(reason.contains("deeper than 64 levels"), "{reason}");
     assert!(local.path().join(vec!["d"; 64].join("/")).is_dir());
     assert!(!local.path().join(vec!["d"; 66].join("/")).exists());
+}
+
+/// The stages a transfer reported, each once, in order, and the kept
+/// bytes it last reported.
+fn stages(reports: &[Progress]) -> (Vec<miniftp::client::Stage>, u64) {
+    let mut stages = Vec::new();
+    for report in reports {
+        if stages.last() != Some(&report.stage) {
+            stages.push(report.stage);
+        }
+    }
+    (stages, reports.last().map_or(0, |report| report.kept))
+}
+
+#[tokio::test]
+async fn a_resumed_transfer_reports_checking_then_moving_then_verifying() {
+    use miniftp::client::Stage::{Checking, Transferring, Verifying};
+    let server = TestServer::start().await;
+    let contents = pseudo_random_bytes(3 << 20, 31);
+    server.write("big.bin", &contents);
+    let local = TempDir::new().unwrap();
+    // An earlier download left the first MiB.
+    std::fs::write(
+        local.path().join(".big.bin.miniftp-part"),
+        &contents[..1 << 20],
+    )
+    .unwrap();
+    let mut client = connect(server.address).await;
+    let mut reports = Vec::new();
+    client
+        .download_file("big.bin", &local.path().join("big.bin"), RESUME, |p| {
+            reports.push(p)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stages(&reports),
+        (vec![Checking, Transferring, Verifying], 1 << 20)
+    );
+    assert_eq!(
+        reports[0].kept,
+        1 << 20,
+        "the kept part is known while checked"
+    );
+
+    // A fresh upload: the server is asked what it kept (nothing), then the
+    // bytes move, then it verifies.
+    let mut reports = Vec::new();
+    client
+        .upload_file(&local.path().join("big.bin"), "copy.bin", RESUME, |p| {
+            reports.push(p)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        stages(&reports),
+        (vec![Checking, Transferring, Verifying], 0)
+    );
+    assert_eq!(server.read("copy.bin"), contents);
 }

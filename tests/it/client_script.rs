@@ -109,7 +109,7 @@ async fn keep_going_runs_the_rest_and_still_exits_1() {
         "miniftp: cd nowhere: no such file or directory: nowhere"
     );
     assert!(
-        lines[1].starts_with("miniftp: ul missing.jpg: missing.jpg: No such file"),
+        lines[1] == "miniftp: ul missing.jpg: missing.jpg: no such file or directory",
         "{err}"
     );
     assert!(
@@ -146,6 +146,23 @@ async fn a_batch_file_and_standard_input() {
         stderr(&assert)
     );
     assert_eq!(server.visible_entries("a dir"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commands_piped_in_without_b_are_a_batch() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command
+        .args(["connect", &server.address.to_string()])
+        .write_stdin("mkdir x\ncd nowhere\nmkdir y\n");
+    // No banner, no prompt; the first failure stops it with exit code 1.
+    run(command)
+        .await
+        .code(1)
+        .stdout("")
+        .stderr("miniftp: cd nowhere: no such file or directory: nowhere\n");
+    assert_eq!(server.visible_entries("/"), ["x"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,4 +254,153 @@ fn completions_and_the_man_page_are_generated() {
         .args(["completions", "tcsh"])
         .assert()
         .code(2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_replaces_a_local_file_only_with_force() {
+    let server = TestServer::start().await;
+    server.write("readme.txt", b"from the server");
+    let local = TempDir::new().unwrap();
+    std::fs::write(local.path().join("readme.txt"), b"notes").unwrap();
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "-c",
+        "dl readme.txt",
+    ]);
+    run(command).await.code(1).stdout("").stderr(
+        "miniftp: dl readme.txt: readme.txt exists; dl -f (or --force) replaces it \
+         (a script does not ask)\n",
+    );
+    assert_eq!(
+        std::fs::read(local.path().join("readme.txt")).unwrap(),
+        b"notes"
+    );
+    for force in ["-f", "--force"] {
+        let mut command = miniftp(local.path());
+        let script = format!("dl {force} readme.txt");
+        command.args(["connect", &server.address.to_string(), "-c", &script]);
+        run(command).await.success().stderr("");
+    }
+    assert_eq!(
+        std::fs::read(local.path().join("readme.txt")).unwrap(),
+        b"from the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rm_of_a_pattern_picking_several_needs_f_in_a_script() {
+    let server = TestServer::start().await;
+    server.write("a.txt", b"a");
+    server.write("b.txt", b"b");
+    server.write("keep.log", b"k");
+    let local = TempDir::new().unwrap();
+    let mut command = miniftp(local.path());
+    command.args(["connect", &server.address.to_string(), "-c", "rm *.txt"]);
+    let assert = run(command).await.code(1);
+    assert!(
+        stderr(&assert).starts_with("miniftp: rm *.txt: *.txt matches 2 files: rm asks"),
+        "{}",
+        stderr(&assert)
+    );
+    assert_eq!(server.visible_entries("/"), ["a.txt", "b.txt", "keep.log"]);
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "-c",
+        "rm -f *.txt; rm -f *.none; info *.log",
+    ]);
+    run(command)
+        .await
+        .success()
+        .stdout("keep.log: 1 bytes\n")
+        .stderr("");
+    assert_eq!(server.visible_entries("/"), ["keep.log"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ul_r_refused_at_its_root_stops_at_once_with_one_line() {
+    let server = TestServer::start_with(miniftp::ServerConfig {
+        read_only: true,
+        ..miniftp::ServerConfig::default()
+    })
+    .await;
+    let local = TempDir::new().unwrap();
+    for index in 0..200 {
+        let path = local
+            .path()
+            .join(format!("tree/sub{}/f{index}.txt", index % 4));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"x").unwrap();
+    }
+    let mut command = miniftp(local.path());
+    command.args(["connect", &server.address.to_string(), "-c", "ul -r tree"]);
+    let assert = run(command).await.code(1).stdout("");
+    let err = stderr(&assert);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("miniftp: ul -r tree: permission denied (read-only access)"),
+        "{err}"
+    );
+
+    // A file where the tree would go: the same.
+    let server = TestServer::start().await;
+    server.write("tree", b"a file");
+    let mut command = miniftp(local.path());
+    command.args(["connect", &server.address.to_string(), "-c", "ul -r tree"]);
+    let assert = run(command).await.code(1).stdout("");
+    let err = stderr(&assert);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(server.read("tree"), b"a file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn names_with_control_characters_never_reach_the_terminal_raw() {
+    let server = TestServer::start().await;
+    let local = TempDir::new().unwrap();
+    let tree = local.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("ok.txt"), b"ok").unwrap();
+    std::fs::write(tree.join("new\nline\x1b[31m.txt"), b"odd").unwrap();
+    // Whether the server takes the name or not, it is shown escaped: no
+    // line starts with what follows the newline, no escape sequence.
+    let mut command = miniftp(local.path());
+    command.args([
+        "connect",
+        &server.address.to_string(),
+        "--keep-going",
+        "-c",
+        "ul -r tree; lls tree",
+    ]);
+    let assert = run(command).await;
+    let output = format!("{}{}", stdout(&assert), stderr(&assert));
+    assert!(
+        !output.lines().any(|line| line.starts_with("line")),
+        "{output}"
+    );
+    assert!(!output.contains('\x1b'), "{output}");
+    assert!(
+        output.contains("new\\nline\\u{1b}[31m.txt"),
+        "lls shows it escaped: {output}"
+    );
+}
+
+#[test]
+fn the_man_page_stands_alone_with_its_examples_as_typed() {
+    let dir = TempDir::new().unwrap();
+    let assert = miniftp(dir.path()).arg("man").assert().success();
+    let page = stdout(&assert);
+    // No pointers to pages that are not installed: each subcommand is a
+    // section of this one.
+    assert!(!page.contains("(1)"), "{page}");
+    for section in ["MINIFTP SERVE", "MINIFTP CONNECT", "MINIFTP USER ADD"] {
+        assert!(page.contains(&format!(".SH \"{section}\"")), "{section}");
+    }
+    // Examples are not filled into paragraphs.
+    let examples = page
+        .find("Examples:\n.nf\n  miniftp connect ")
+        .expect("no-fill examples");
+    assert!(page[examples..].contains("\n.fi\n"));
 }

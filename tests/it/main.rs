@@ -6,11 +6,13 @@ mod support;
 mod cli_serve_config;
 mod cli_user;
 
+mod client_connect;
 mod client_extended;
 mod client_operations;
 mod client_original;
 mod client_script;
 mod client_shell;
+mod client_tls;
 
 mod extended_ordering;
 mod extended_protocol;

@@ -3,8 +3,6 @@
 //! slowed down then banned. (That passwords stay out of the logs is shown
 //! in `tests/log_secrets.rs`, a binary of its own for its global logger.)
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -318,3 +318,25 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     walk(root, root, &mut files);
     files
 }
+
+impl TestServer {
+    /// Starts a server on an existing root at `address`, the address of a
+    /// stopped one: a restart, as its clients see it.
+    pub async fn serve_at(root: TempDir, config: ServerConfig, address: SocketAddr) -> TestServer {
+        let storage = Storage::open(root.path()).expect("open storage");
+        let listener = TcpListener::bind(address).await.expect("bind");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(miniftp::server::run(
+            listener,
+            storage,
+            config,
+            shutdown.clone(),
+        ));
+        TestServer {
+            address,
+            root,
+            shutdown,
+            task: Some(task),
+        }
+    }
+}

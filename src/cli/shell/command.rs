@@ -8,18 +8,18 @@ use super::line::Word;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `cd PATH`
-    ChangeDirectory(String),
+    ChangeDirectory(Word),
     /// `pwd`
     RemoteDirectory,
     /// `ls [-l] [PATH]`
     List {
-        /// The directory; `None`: the remote directory.
-        path: Option<String>,
+        /// The directory, or a pattern; `None`: the remote directory.
+        path: Option<Word>,
         /// Type, size and modification time too.
         long: bool,
     },
     /// `stat PATH`
-    Stat(String),
+    Stat(Word),
     /// `mkdir [-p] PATH`
     MakeDirectory {
         /// The directory to make.
@@ -29,17 +29,17 @@ pub enum Command {
     },
     /// `rm [-r] [-f] PATH`
     Remove {
-        /// What to remove.
-        path: String,
+        /// What to remove, perhaps a pattern.
+        path: Word,
         /// A directory with everything below it.
         recursive: bool,
         /// Do not ask; a missing PATH is not an error.
         force: bool,
     },
     /// `mv SRC DEST`
-    Rename(String, String),
+    Rename(Word, String),
     /// `info PATH`
-    Size(String),
+    Size(Word),
     /// `ul [-r] LOCAL [REMOTE]`
     Upload {
         /// The local file, directory or pattern.
@@ -49,7 +49,7 @@ pub enum Command {
         /// Directories with everything below them.
         recursive: bool,
     },
-    /// `dl [-r] REMOTE [LOCAL]`
+    /// `dl [-r] [-f] REMOTE [LOCAL]`
     Download {
         /// The remote file, directory or pattern.
         remote: Word,
@@ -57,6 +57,8 @@ pub enum Command {
         local: Option<String>,
         /// Directories with everything below them.
         recursive: bool,
+        /// Replace existing local files without asking.
+        force: bool,
     },
     /// `lcd [DIR]`
     LocalChangeDirectory(Option<String>),
@@ -66,6 +68,8 @@ pub enum Command {
     LocalList(Option<String>),
     /// `help [COMMAND]`
     Help(Option<String>),
+    /// `reconnect`
+    Reconnect,
     /// `exit`, `quit`
     Exit,
 }
@@ -90,7 +94,8 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "cd",
         usage: "cd PATH",
         summary: "change the remote directory",
-        details: "PATH is relative to the remote directory unless it starts with /; .. goes up.",
+        details: "PATH is relative to the remote directory unless it starts with /; .. goes up.\n\
+                  PATH may end with a pattern (cd ph*) that picks one directory.",
         flags: "",
     },
     CommandHelp {
@@ -105,6 +110,8 @@ pub const COMMANDS: &[CommandHelp] = &[
         usage: "ls [-l] [PATH]",
         summary: "list a remote directory (extended protocol)",
         details: "Directories first, with a trailing /, then files, each group by name.\n\
+                  PATH may end with a pattern (ls *.txt, ls logs/2024-*): the entries it\n\
+                  picks are listed (not what the directories among them hold).\n\
                   -l  also the type (d or -), the size in bytes and the modification time (UTC).",
         flags: "l",
     },
@@ -112,7 +119,8 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "stat",
         usage: "stat PATH",
         summary: "describe a remote entry (extended protocol)",
-        details: "Prints `PATH: file, N bytes, modified TIME` (or `directory`), time in UTC.",
+        details: "Prints `PATH: file, N bytes, modified TIME` (or `directory`), time in UTC.\n\
+                  PATH may end with a pattern (stat *.log): one line per entry it picks.",
         flags: "",
     },
     CommandHelp {
@@ -127,10 +135,15 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "rm",
         usage: "rm [-r] [-f] PATH",
         summary: "remove a remote file or directory",
-        details: "Without -r a directory must be empty.\n\
+        details: "Without -r a directory must be empty. The root, and a PATH ending with . or\n\
+                  .., are never removed.\n\
+                  PATH may end with a pattern (rm *.tmp, extended protocol): the files it\n\
+                  picks (directories too with -r); when that is more than one file, asks once\n\
+                  first.\n\
                   -r  remove a directory with everything below it (extended protocol); asks\n    \
-                  first, and in a script without a terminal to ask on, refuses unless -f.\n\
-                  -f  do not ask, and a missing PATH is not an error.",
+                  first.\n\
+                  -f  do not ask, and a missing PATH (or no match) is not an error.\n\
+                  A script does not ask: what would need a question is refused, unless -f.",
         flags: "rf",
     },
     CommandHelp {
@@ -138,14 +151,18 @@ pub const COMMANDS: &[CommandHelp] = &[
         usage: "mv SRC DEST",
         summary: "rename or move a remote entry",
         details: "If DEST is an existing directory, SRC moves into it under its own name.\n\
-                  An existing entry is never replaced.",
+                  An existing entry is never replaced.\n\
+                  SRC may end with a pattern (mv *.jpg photos/, extended protocol): every\n\
+                  entry it picks moves into DEST, which must then be a directory.",
         flags: "",
     },
     CommandHelp {
         name: "info",
         usage: "info PATH",
         summary: "show the size of a remote file",
-        details: "Prints `PATH: N bytes`.",
+        details: "Prints `PATH: N bytes`.\n\
+                  PATH may end with a pattern (info *.iso, extended protocol): one line per\n\
+                  file it picks.",
         flags: "",
     },
     CommandHelp {
@@ -166,19 +183,23 @@ pub const COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "dl",
-        usage: "dl [-r] REMOTE [LOCAL]",
+        usage: "dl [-r] [-f] REMOTE [LOCAL]",
         summary: "download a remote file (or directory, or pattern)",
         details: "LOCAL defaults to REMOTE's file name in the local directory; if LOCAL is a\n\
                   directory (or ends with /) the file goes into it. The file appears under\n\
                   its name only when complete. Ctrl-C cancels it.\n\
+                  An existing local file is replaced only once you answer y to\n\
+                  `overwrite NAME? [y/N]` (one question for all, with their count, when\n\
+                  several would be); a script does not ask and refuses, unless -f.\n\
                   REMOTE may end with a pattern (dl logs/*.txt, extended protocol): every\n\
                   matching file is downloaded, into LOCAL if given.\n\
                   -r  download a directory with everything below it, empty directories\n    \
                   included (extended protocol).\n\
+                  -f, --force  replace existing local files without asking.\n\
                   With the extended protocol every file is verified against the server's\n\
                   digest, and an interrupted download keeps what it got in .NAME.miniftp-part\n\
                   beside the target, which the same dl continues (not with -r).",
-        flags: "r",
+        flags: "rf",
     },
     CommandHelp {
         name: "lcd",
@@ -199,6 +220,15 @@ pub const COMMANDS: &[CommandHelp] = &[
         usage: "lls [DIR]",
         summary: "list a local directory",
         details: "Directories are shown with a trailing /.",
+        flags: "",
+    },
+    CommandHelp {
+        name: "reconnect",
+        usage: "reconnect",
+        summary: "connect to the server again",
+        details: "After the server went away (a restart, a shutdown), the shell stays, not\n\
+                  connected; reconnect (or any remote command) connects again and returns\n\
+                  to the remote directory.",
         flags: "",
     },
     CommandHelp {
@@ -230,6 +260,28 @@ pub fn help_for(name: &str) -> Option<&'static CommandHelp> {
 }
 
 impl Command {
+    /// Whether the command needs the server.
+    pub fn is_remote(&self) -> bool {
+        match self {
+            Command::ChangeDirectory(_)
+            | Command::RemoteDirectory
+            | Command::List { .. }
+            | Command::Stat(_)
+            | Command::MakeDirectory { .. }
+            | Command::Remove { .. }
+            | Command::Rename(..)
+            | Command::Size(_)
+            | Command::Upload { .. }
+            | Command::Download { .. } => true,
+            Command::LocalChangeDirectory(_)
+            | Command::LocalDirectory
+            | Command::LocalList(_)
+            | Command::Help(_)
+            | Command::Reconnect
+            | Command::Exit => false,
+        }
+    }
+
     /// Reads a command from its words (at least one). Flags come before
     /// the other arguments, alone or together (`-rf`); `--` ends them.
     pub fn parse(words: &[Word]) -> Result<Command, String> {
@@ -244,29 +296,30 @@ impl Command {
         };
         let usage = || format!("usage: {}", help.usage);
         let (flags, args) = split_flags(rest, help.flags)
-            .map_err(|flag| format!("{}: unknown option -{flag}; {}", help.name, usage()))?;
+            .map_err(|flag| format!("{}: unknown option {flag}; {}", help.name, usage()))?;
         let flag = |letter: char| flags.contains(letter);
         let text = |i: usize| args[i].text.clone();
         let owned = |i: usize| args.get(i).map(|word| word.text.clone());
+        let word = |i: usize| args[i].clone();
         let command = match (help.name, args.len()) {
-            ("cd", 1) => Command::ChangeDirectory(text(0)),
+            ("cd", 1) => Command::ChangeDirectory(word(0)),
             ("pwd", 0) => Command::RemoteDirectory,
             ("ls", 0 | 1) => Command::List {
-                path: owned(0),
+                path: args.first().cloned(),
                 long: flag('l'),
             },
-            ("stat", 1) => Command::Stat(text(0)),
+            ("stat", 1) => Command::Stat(word(0)),
             ("mkdir", 1) => Command::MakeDirectory {
                 path: text(0),
                 parents: flag('p'),
             },
             ("rm", 1) => Command::Remove {
-                path: text(0),
+                path: word(0),
                 recursive: flag('r'),
                 force: flag('f'),
             },
-            ("mv", 2) => Command::Rename(text(0), text(1)),
-            ("info", 1) => Command::Size(text(0)),
+            ("mv", 2) => Command::Rename(word(0), text(1)),
+            ("info", 1) => Command::Size(word(0)),
             ("ul", 1 | 2) => Command::Upload {
                 local: args[0].clone(),
                 remote: owned(1),
@@ -276,11 +329,13 @@ impl Command {
                 remote: args[0].clone(),
                 local: owned(1),
                 recursive: flag('r'),
+                force: flag('f'),
             },
             ("lcd", 0 | 1) => Command::LocalChangeDirectory(owned(0)),
             ("lpwd", 0) => Command::LocalDirectory,
             ("lls", 0 | 1) => Command::LocalList(owned(0)),
             ("help", 0 | 1) => Command::Help(owned(0)),
+            ("reconnect", 0) => Command::Reconnect,
             ("exit" | "quit", 0) => Command::Exit,
             _ => return Err(usage()),
         };
@@ -288,9 +343,18 @@ impl Command {
     }
 }
 
-/// Splits leading flags (`-r`, `-rf`) from the other arguments; an unknown
-/// flag letter is the error. A lone `-` is an argument; `--` ends the flags.
-fn split_flags<'w>(words: &'w [Word], known: &str) -> Result<(String, &'w [Word]), char> {
+/// The long spelling of flags, for every command that takes the letter.
+const LONG_FLAGS: &[(&str, char)] = &[
+    ("force", 'f'),
+    ("long", 'l'),
+    ("parents", 'p'),
+    ("recursive", 'r'),
+];
+
+/// Splits leading flags (`-r`, `-rf`, `--force`) from the other arguments;
+/// an unknown flag (as typed) is the error. A lone `-` is an argument;
+/// `--` ends the flags.
+fn split_flags<'w>(words: &'w [Word], known: &str) -> Result<(String, &'w [Word]), String> {
     let mut flags = String::new();
     let mut rest = words;
     while let Some((word, after)) = rest.split_first() {
@@ -304,10 +368,16 @@ fn split_flags<'w>(words: &'w [Word], known: &str) -> Result<(String, &'w [Word]
         if known.is_empty() {
             break;
         }
-        if let Some(unknown) = letters.chars().find(|letter| !known.contains(*letter)) {
-            return Err(unknown);
+        if let Some(long) = letters.strip_prefix('-') {
+            match LONG_FLAGS.iter().find(|(name, _)| *name == long) {
+                Some((_, letter)) if known.contains(*letter) => flags.push(*letter),
+                _ => return Err(word.text.clone()),
+            }
+        } else if let Some(unknown) = letters.chars().find(|letter| !known.contains(*letter)) {
+            return Err(format!("-{unknown}"));
+        } else {
+            flags.push_str(letters);
         }
-        flags.push_str(letters);
         rest = after;
     }
     Ok((flags, rest))
@@ -325,8 +395,9 @@ mod tests {
     #[test]
     fn parses_every_command() {
         let s = |text: &str| text.to_owned();
+        let w = Word::plain;
         let cases = [
-            (&["cd", "a b"][..], Command::ChangeDirectory(s("a b"))),
+            (&["cd", "a b"][..], Command::ChangeDirectory(w("a b"))),
             (
                 &["mkdir", "x"],
                 Command::MakeDirectory {
@@ -344,7 +415,7 @@ mod tests {
             (
                 &["rm", "x"],
                 Command::Remove {
-                    path: s("x"),
+                    path: w("x"),
                     recursive: false,
                     force: false,
                 },
@@ -352,7 +423,7 @@ mod tests {
             (
                 &["rm", "-rf", "x"],
                 Command::Remove {
-                    path: s("x"),
+                    path: w("x"),
                     recursive: true,
                     force: true,
                 },
@@ -360,7 +431,7 @@ mod tests {
             (
                 &["rm", "-r", "--", "-f"],
                 Command::Remove {
-                    path: s("-f"),
+                    path: w("-f"),
                     recursive: true,
                     force: false,
                 },
@@ -376,13 +447,13 @@ mod tests {
             (
                 &["ls", "-l", "a b"],
                 Command::List {
-                    path: Some(s("a b")),
+                    path: Some(w("a b")),
                     long: true,
                 },
             ),
-            (&["stat", "x"], Command::Stat(s("x"))),
-            (&["mv", "a", "b"], Command::Rename(s("a"), s("b"))),
-            (&["info", "x"], Command::Size(s("x"))),
+            (&["stat", "x"], Command::Stat(w("x"))),
+            (&["mv", "a", "b"], Command::Rename(w("a"), s("b"))),
+            (&["info", "x"], Command::Size(w("x"))),
             (
                 &["ul", "a.jpg"],
                 Command::Upload {
@@ -413,6 +484,7 @@ mod tests {
                     remote: Word::plain("a.jpg"),
                     local: None,
                     recursive: false,
+                    force: false,
                 },
             ),
             (
@@ -421,6 +493,33 @@ mod tests {
                     remote: Word::plain("d"),
                     local: Some(s("-")),
                     recursive: true,
+                    force: false,
+                },
+            ),
+            (
+                &["dl", "-rf", "d"],
+                Command::Download {
+                    remote: Word::plain("d"),
+                    local: None,
+                    recursive: true,
+                    force: true,
+                },
+            ),
+            (
+                &["dl", "--force", "a.jpg", "b.jpg"],
+                Command::Download {
+                    remote: Word::plain("a.jpg"),
+                    local: Some(s("b.jpg")),
+                    recursive: false,
+                    force: true,
+                },
+            ),
+            (
+                &["rm", "--recursive", "--force", "x"],
+                Command::Remove {
+                    path: w("x"),
+                    recursive: true,
+                    force: true,
                 },
             ),
             (&["lcd"], Command::LocalChangeDirectory(None)),
@@ -453,13 +552,17 @@ mod tests {
             Err("rm: unknown option -x; usage: rm [-r] [-f] PATH".into())
         );
         assert_eq!(
+            parse(&["ls", "--force", "a"]),
+            Err("ls: unknown option --force; usage: ls [-l] [PATH]".into())
+        );
+        assert_eq!(
             parse(&["ls", "-l", "a", "b"]),
             Err("usage: ls [-l] [PATH]".into())
         );
         // Commands without flags take a leading dash as a name.
         assert_eq!(
             parse(&["cd", "-x"]),
-            Ok(Command::ChangeDirectory("-x".into()))
+            Ok(Command::ChangeDirectory(Word::plain("-x")))
         );
         assert!(
             parse(&["frobnicate"])

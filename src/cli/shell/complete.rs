@@ -13,6 +13,9 @@ use rustyline::{Context, Result};
 use super::command::COMMANDS;
 use super::line::words_before_cursor;
 
+/// The most candidates offered (rustyline lists at most `u16::MAX`).
+const MAX_CANDIDATES: usize = u16::MAX as usize;
+
 /// Lists a remote directory for completion (nothing if it cannot).
 pub type RemoteLister = Box<dyn Fn(&str) -> Vec<EntryInfo>>;
 
@@ -47,10 +50,14 @@ impl ShellHelper {
             .filter(|entry| entry.name.starts_with(prefix))
             // Hidden names only when asked for.
             .filter(|entry| prefix.starts_with('.') || !entry.name.starts_with('.'))
+            // rustyline counts candidates in a u16 when it lists them.
+            .take(MAX_CANDIDATES)
             .map(|entry| {
+                // Shown escaped: a name never reaches the terminal raw.
+                let shown = miniftp::protocol::request::escape(&entry.name);
                 let (display, end) = match entry.is_directory {
-                    true => (format!("{}/", entry.name), "/"),
-                    false => (entry.name.clone(), " "),
+                    true => (format!("{shown}/"), "/"),
+                    false => (shown, " "),
                 };
                 let replacement = format!("{}{end}", escape(&format!("{directory}{}", entry.name)));
                 Pair {
@@ -135,7 +142,13 @@ impl Completer for ShellHelper {
             .filter(|word| !word.starts_with('-'))
             .count();
         match path_kind(command, argument) {
-            PathKind::Local => self.files.complete_path(line, pos),
+            PathKind::Local => {
+                let (start, mut pairs) = self.files.complete_path(line, pos)?;
+                for pair in &mut pairs {
+                    pair.display = miniftp::protocol::request::escape(&pair.display);
+                }
+                Ok((start, pairs))
+            }
             PathKind::Remote => Ok(self.complete_remote(line, pos)),
             PathKind::Neither => Ok((pos, Vec::new())),
         }

@@ -15,10 +15,13 @@ pub mod script;
 
 use miniftp::protocol::request::escape;
 use std::fmt;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use miniftp::client::{Client, ClientError, EntryInfo, ErrorCode, TransferOptions, TreeSummary};
+use miniftp::client::{
+    Client, ClientError, EntryInfo, ErrorCode, Progress, RESUMABLE_SUFFIX, TransferOptions,
+    TreeSummary, plain_io,
+};
 use tokio::runtime::Runtime;
 
 use command::{COMMANDS, Command, help_for};
@@ -39,15 +42,38 @@ pub enum Failure {
     Command(String),
     /// The connection is gone or out of step.
     Connection(String),
-    /// Ctrl-C; the connection was dropped.
-    Cancelled,
+    /// Not connected, and connecting again failed (the message says why);
+    /// there is nothing to recover until the server is back.
+    Unreachable(String),
+    /// Ctrl-C; the connection was dropped. With what was kept of an
+    /// interrupted transfer, and how to resume it.
+    Cancelled(Option<String>),
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Command(message) | Failure::Connection(message) => f.write_str(message),
-            Failure::Cancelled => f.write_str("cancelled"),
+            Failure::Unreachable(reason) => write!(
+                f,
+                "not connected, and cannot reconnect: {reason}\n\
+                 type reconnect (or any remote command) to try again, exit to leave"
+            ),
+            Failure::Cancelled(None) => f.write_str("cancelled"),
+            Failure::Cancelled(Some(note)) => write!(f, "cancelled; {note}"),
+        }
+    }
+}
+
+impl Failure {
+    /// The failure of a transfer that can be resumed, with `note` saying
+    /// what was kept and how (only a cancel or a lost connection can be
+    /// resumed; a refusal stays as it is).
+    fn interrupted(self, note: String) -> Failure {
+        match self {
+            Failure::Cancelled(_) => Failure::Cancelled(Some(note)),
+            Failure::Connection(message) => Failure::Connection(format!("{message}; {note}")),
+            failure => failure,
         }
     }
 }
@@ -73,6 +99,10 @@ pub enum Confirm {
 
 /// How many failed files of one command are named, before a count.
 const FAILURES_SHOWN: usize = 20;
+
+/// How many entries of the root the welcome names, before a count (the
+/// classic welcome lists them all, however many).
+const WELCOME_SHOWN: usize = 10;
 
 /// A connected client and how to show things.
 pub struct Shell {
@@ -112,16 +142,46 @@ impl Shell {
         );
         // A server's text never reaches the terminal raw (no escape
         // sequences, no forged lines).
-        for name in &welcome.entries {
+        for name in welcome.entries.iter().take(WELCOME_SHOWN) {
             text.push_str("\n  ");
             text.push_str(&escape(name));
+        }
+        if let Some(more) = welcome.entries.len().checked_sub(WELCOME_SHOWN)
+            && more > 0
+        {
+            text.push_str(&format!("\n  ... and {} more", thousands(more as u64)));
+            if self.client.is_extended() {
+                text.push_str("; ls to see all");
+            }
         }
         text
     }
 
-    /// Reads and runs one command given as words.
+    /// Reads and runs one command given as words. A connection the server
+    /// closed meanwhile (an idle timeout) is opened again first, and said
+    /// so, so that the command runs.
     pub fn run_words(&mut self, words: &[Word]) -> Result<Flow, Failure> {
         let command = Command::parse(words).map_err(Failure::Command)?;
+        if command.is_remote() && !self.is_connected() {
+            eprintln!("reconnecting...");
+            self.reconnect().map_err(|failure| match failure {
+                Failure::Connection(reason) => Failure::Unreachable(reason),
+                failure => failure,
+            })?;
+            eprintln!("reconnected; remote directory {}", escape(self.directory()));
+        } else if command.is_remote() {
+            let client = &mut self.client;
+            let reconnected = self
+                .runtime
+                .block_on(cancellable(async || client.reconnect_if_closed().await))?;
+            if reconnected {
+                eprintln!(
+                    "the server had closed the connection (idle for too long?); reconnected, \
+                     remote directory {}",
+                    escape(self.client.directory())
+                );
+            }
+        }
         self.execute(&command)
     }
 
@@ -161,23 +221,22 @@ impl Shell {
     fn execute(&mut self, command: &Command) -> Result<Flow, Failure> {
         match command {
             Command::ChangeDirectory(path) => {
-                self.remote(async |c| c.change_directory(path).await)?
+                let path = self.one_directory(path)?;
+                self.remote(async |c| c.change_directory(&path).await)?
             }
-            Command::RemoteDirectory => println!("{}", self.client.directory()),
-            Command::List { path, long } => {
-                let path = path.as_deref().unwrap_or(".");
-                let entries = self.remote(async |c| c.list(path).await)?;
-                for entry in &entries {
-                    match long {
-                        true => println!("{}", listing::long(entry)),
-                        false => println!("{}", listing::short(entry)),
+            Command::RemoteDirectory => println!("{}", escape(self.client.directory())),
+            Command::List { path, long } => self.list(path.as_ref(), *long)?,
+            Command::Stat(path) => match &path.pattern {
+                None => {
+                    let entry = self.remote(async |c| c.stat(&path.text).await)?;
+                    println!("{}", listing::describe(&path.text, &entry));
+                }
+                Some(pattern) => {
+                    for (path, entry) in self.remote_matches(&path.text, pattern)? {
+                        println!("{}", listing::describe(&path, &entry));
                     }
                 }
-            }
-            Command::Stat(path) => {
-                let entry = self.remote(async |c| c.stat(path).await)?;
-                println!("{}", listing::describe(path, &entry));
-            }
+            },
             Command::MakeDirectory { path, parents } => match parents {
                 true => self.remote(async |c| c.make_directories(path).await)?,
                 false => self.remote(async |c| c.make_directory(path).await)?,
@@ -186,11 +245,29 @@ impl Shell {
                 path,
                 recursive,
                 force,
-            } => self.remove(path, *recursive, *force)?,
-            Command::Rename(from, to) => self.remote(async |c| c.rename(from, to).await)?,
+            } => match &path.pattern {
+                None => self.remove(&path.text, *recursive, *force)?,
+                Some(pattern) => self.remove_matches(&path.text, pattern, *recursive, *force)?,
+            },
+            Command::Rename(from, to) => match &from.pattern {
+                None => self.remote(async |c| c.rename(&from.text, to).await)?,
+                Some(pattern) => self.rename_matches(&from.text, pattern, to)?,
+            },
             Command::Size(path) => {
-                let size = self.remote(async |c| c.size(path).await)?;
-                println!("{path}: {size} bytes");
+                let sizes = match &path.pattern {
+                    None => vec![(
+                        path.text.clone(),
+                        self.remote(async |c| c.size(&path.text).await)?,
+                    )],
+                    Some(pattern) => self
+                        .expand_remote(&path.text, pattern, false)?
+                        .into_iter()
+                        .map(|(path, entry)| (path, entry.size))
+                        .collect(),
+                };
+                for (path, size) in sizes {
+                    println!("{}: {size} bytes", escape(&path));
+                }
             }
             Command::Upload {
                 local,
@@ -201,11 +278,18 @@ impl Shell {
                 remote,
                 local,
                 recursive,
-            } => self.download(remote, local.as_deref(), *recursive)?,
+                force,
+            } => self.download(remote, local.as_deref(), *recursive, *force)?,
             Command::LocalChangeDirectory(dir) => local_change_directory(dir.as_deref())?,
-            Command::LocalDirectory => println!("{}", current_dir()?.display()),
+            Command::LocalDirectory => {
+                println!("{}", escape(&current_dir()?.display().to_string()))
+            }
             Command::LocalList(dir) => local_list(dir.as_deref().unwrap_or("."))?,
             Command::Help(name) => help(name.as_deref())?,
+            Command::Reconnect => {
+                self.reconnect()?;
+                eprintln!("reconnected; remote directory {}", escape(self.directory()));
+            }
             Command::Exit => return Ok(Flow::Exit),
         }
         Ok(Flow::Continue)
@@ -230,6 +314,10 @@ impl Shell {
                 Err(ClientError::NeedsExtended { operation: "rm -r" }.into())
             }
             true => {
+                // What the server would refuse is refused before the question.
+                if let Some(refusal) = unremovable(self.client.directory(), path) {
+                    return Err(Failure::Command(refusal));
+                }
                 if !force && self.remote(async |c| c.stat(path).await)?.is_directory {
                     self.confirm_removal(path)?;
                 }
@@ -255,20 +343,19 @@ impl Shell {
 
     /// Asks before a recursive removal; refuses if there is no one to ask.
     fn confirm_removal(&mut self, path: &str) -> Result<(), Failure> {
-        if self.confirm == Confirm::Refuse {
-            return Err(Failure::Command(format!(
-                "{path} is a directory: rm -r asks before removing it, and there is no \
-                 terminal to ask on; use rm -rf to remove it without asking"
-            )));
-        }
-        print!("remove the directory {path} and everything in it? [y/N] ");
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let read = std::io::stdin().lock().read_line(&mut answer);
-        match read {
-            Ok(_) if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") => Ok(()),
-            _ => Err(Failure::Command(format!("{path}: not removed"))),
-        }
+        self.confirm(
+            &format!(
+                "remove the directory {} and everything in it? [y/N] ",
+                escape(path)
+            ),
+            || {
+                format!(
+                    "{path} is a directory: rm -r asks before removing it, and a script does \
+                     not ask; use rm -rf to remove it without asking"
+                )
+            },
+            || format!("{path}: not removed"),
+        )
     }
 
     /// `ul [-r] LOCAL [REMOTE]`, LOCAL perhaps a pattern.
@@ -318,19 +405,36 @@ impl Shell {
         if is_directory {
             let result =
                 self.remote(async |c| c.upload_tree(source, &target, |p| display.update(p)).await);
-            let elapsed = display.finish();
-            return tree_outcome("uploaded", shown, &target, result?, elapsed);
+            let finished = display.finish_for(&result);
+            return tree_outcome("uploaded", shown, &target, result?, finished.elapsed);
         }
         let options = TransferOptions { resume: true };
+        let resumable = self.client.is_extended();
         let result = self.remote(async |c| {
             c.upload_file(source, &target, options, |p| display.update(p))
                 .await
         });
-        let elapsed = display.finish();
-        let bytes = result?;
+        let finished = display.finish_for(&result);
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(failure) if resumable && finished.last.done > 0 => {
+                let Progress { done, total, .. } = finished.last;
+                let note = format!(
+                    "the transfer can be resumed: the server keeps what it received of {} \
+                     (up to {} of {}) for a day, and the same ul goes on from there",
+                    escape(&target),
+                    progress::size(done as f64),
+                    progress::size(total.unwrap_or(done) as f64)
+                );
+                return Err(failure.interrupted(note));
+            }
+            Err(failure) => return Err(failure),
+        };
         println!(
-            "uploaded {shown} -> {target}: {}",
-            progress::summary(bytes, elapsed)
+            "uploaded {} -> {}: {}",
+            escape(shown),
+            escape(&target),
+            progress::resumed_summary(bytes, &finished, "sent")
         );
         Ok(())
     }
@@ -359,38 +463,59 @@ impl Shell {
         })
     }
 
-    /// `dl [-r] REMOTE [LOCAL]`, REMOTE perhaps ending with a pattern.
+    /// `dl [-r] [-f] REMOTE [LOCAL]`, REMOTE perhaps ending with a
+    /// pattern. Local files that would be replaced are asked about first
+    /// (once for all), unless `force`.
     fn download(
         &mut self,
         remote: &Word,
         local: Option<&str>,
         recursive: bool,
+        force: bool,
     ) -> Result<(), Failure> {
         let sources = match &remote.pattern {
-            Some(pattern) => self.expand_remote(&remote.text, pattern, recursive)?,
+            Some(pattern) => self
+                .expand_remote(&remote.text, pattern, recursive)?
+                .into_iter()
+                .map(|(path, _)| path)
+                .collect(),
             None => vec![remote.text.clone()],
         };
         let into = remote.pattern.is_some();
+        let several = sources.len() > 1;
         let mut failed = Vec::new();
+        let mut plans = Vec::new();
         for source in &sources {
-            match self.download_one(source, local, into, recursive) {
+            match self.plan_download(source, local, into, recursive) {
+                Ok(plan) => plans.push(plan),
+                Err(Failure::Command(reason)) if several => failed.push((source.clone(), reason)),
+                Err(failure) => return Err(failure),
+            }
+        }
+        if !force {
+            let replaced: Vec<PathBuf> = plans.iter().flat_map(Download::replaced).collect();
+            self.confirm_replacing(&replaced)?;
+        }
+        for plan in plans {
+            let source = plan.remote.clone();
+            match self.download_one(plan) {
                 Ok(()) => {}
-                Err(Failure::Command(reason)) if sources.len() > 1 => {
-                    failed.push((source.clone(), reason));
-                }
+                Err(Failure::Command(reason)) if several => failed.push((source, reason)),
                 Err(failure) => return Err(failure),
             }
         }
         report_failures("downloaded", sources.len(), failed)
     }
 
-    fn download_one(
+    /// Where a download of `remote` goes, and, for a directory with `-r`,
+    /// its tree listed.
+    fn plan_download(
         &mut self,
         remote: &str,
         local: Option<&str>,
         into: bool,
         recursive: bool,
-    ) -> Result<(), Failure> {
+    ) -> Result<Download, Failure> {
         let target = match local {
             None => PathBuf::from(file_name(remote)?),
             Some(local) if into || local.ends_with('/') || Path::new(local).is_dir() => {
@@ -398,43 +523,126 @@ impl Shell {
             }
             Some(local) => PathBuf::from(local),
         };
-        let name = target.display().to_string();
         let is_directory = recursive
             && self.client.is_extended()
             && self.remote(async |c| c.stat(remote).await)?.is_directory;
+        let tree = match is_directory {
+            true => Some(self.remote(async |c| c.list_tree(remote).await)?),
+            false => None,
+        };
+        Ok(Download {
+            remote: remote.to_owned(),
+            target,
+            tree,
+        })
+    }
+
+    /// Asks before local files are replaced, once for all; refuses if
+    /// there is no one to ask.
+    fn confirm_replacing(&self, replaced: &[PathBuf]) -> Result<(), Failure> {
+        let Some(first) = replaced.first() else {
+            return Ok(());
+        };
+        let first = escape(&first.display().to_string());
+        let (question, refusal) = match replaced.len() {
+            1 => (
+                format!("overwrite {first}? [y/N] "),
+                format!("{first} exists; dl -f (or --force) replaces it"),
+            ),
+            count => {
+                let count = thousands(count as u64);
+                (
+                    format!("overwrite {count} existing files ({first}, ...)? [y/N] "),
+                    format!(
+                        "{count} of these files exist here ({first}, ...); dl -f (or --force) \
+                         replaces them"
+                    ),
+                )
+            }
+        };
+        self.confirm(
+            &question,
+            || format!("{refusal} (a script does not ask)"),
+            || "not downloaded".to_owned(),
+        )
+    }
+
+    fn download_one(&mut self, plan: Download) -> Result<(), Failure> {
+        let Download {
+            remote,
+            target,
+            tree,
+        } = plan;
+        let name = target.display().to_string();
         let display = TransferDisplay::start(&name, self.animated);
-        if is_directory {
+        if let Some(tree) = tree {
             let result = self.remote(async |c| {
-                c.download_tree(remote, &target, |p| display.update(p))
+                c.download_listed_tree(tree, &target, |p| display.update(p))
                     .await
             });
-            let elapsed = display.finish();
+            let finished = display.finish_for(&result);
             let shown = target.display().to_string();
-            return tree_outcome("downloaded", remote, &shown, result?, elapsed);
+            return tree_outcome("downloaded", &remote, &shown, result?, finished.elapsed);
         }
         let options = TransferOptions { resume: true };
+        let resumable = self.client.is_extended();
         let result = self.remote(async |c| {
-            c.download_file(remote, &target, options, |p| display.update(p))
+            c.download_file(&remote, &target, options, |p| display.update(p))
                 .await
         });
-        let elapsed = display.finish();
-        let bytes = result?;
+        let finished = display.finish_for(&result);
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(failure) if resumable && finished.last.done > 0 => {
+                let part = target
+                    .file_name()
+                    .map(|name| format!(".{}{RESUMABLE_SUFFIX}", name.to_string_lossy()));
+                let note = format!(
+                    "the transfer can be resumed: {} of {} is kept in {}, and the same dl \
+                     goes on from there",
+                    progress::size(finished.last.done as f64),
+                    escape(&name),
+                    escape(&part.unwrap_or_default())
+                );
+                return Err(failure.interrupted(note));
+            }
+            Err(failure) => return Err(failure),
+        };
         println!(
-            "downloaded {remote} -> {}: {}",
-            target.display(),
-            progress::summary(bytes, elapsed)
+            "downloaded {} -> {}: {}",
+            escape(&remote),
+            escape(&name),
+            progress::resumed_summary(bytes, &finished, "received")
         );
         Ok(())
     }
 
-    /// The remote paths a pattern in the last component picks, by listing
-    /// the directory before it.
+    /// The remote entries a pattern in the last component picks (files,
+    /// and directories if asked), by listing the directory before it: each
+    /// path as the pattern would name it, and its entry. None is an error.
     fn expand_remote(
         &mut self,
         text: &str,
         pattern: &str,
         directories: bool,
-    ) -> Result<Vec<String>, Failure> {
+    ) -> Result<Vec<(String, EntryInfo)>, Failure> {
+        let mut found = self.remote_matches(text, pattern)?;
+        if !directories {
+            found.retain(|(_, entry)| !entry.is_directory);
+        }
+        if found.is_empty() {
+            return Err(Failure::Command(format!("{text}: no match")));
+        }
+        Ok(found)
+    }
+
+    /// Every remote entry a pattern picks, directories included (none is
+    /// an error); in listing order, directories first.
+    fn remote_matches(
+        &mut self,
+        text: &str,
+        pattern: &str,
+    ) -> Result<Vec<(String, EntryInfo)>, Failure> {
         let (directory, names) = listing::split_remote_pattern(text, pattern).ok_or_else(|| {
             Failure::Command(format!(
                 "{text}: a pattern may only be in the last part of a remote path"
@@ -453,18 +661,222 @@ impl Shell {
             directory => directory,
         };
         let entries = self.remote(async |c| c.list(listed).await)?;
-        let found: Vec<String> = listing::matching(&entries, &names, directories)
+        let found: Vec<(String, EntryInfo)> = listing::matching(&entries, &names, true)
             .into_iter()
-            .map(|entry| match directory {
-                "" => entry.name.clone(),
-                "/" => format!("/{}", entry.name),
-                directory => format!("{directory}/{}", entry.name),
+            .map(|entry| {
+                let path = match directory {
+                    "" => entry.name.clone(),
+                    "/" => format!("/{}", entry.name),
+                    directory => format!("{directory}/{}", entry.name),
+                };
+                (path, entry.clone())
             })
             .collect();
         if found.is_empty() {
             return Err(Failure::Command(format!("{text}: no match")));
         }
         Ok(found)
+    }
+
+    /// `ls [-l] [PATH]`: a directory's entries, or the entries a pattern
+    /// picks (themselves, not what is in the directories among them).
+    fn list(&mut self, path: Option<&Word>, long: bool) -> Result<(), Failure> {
+        let entries = match path {
+            Some(Word {
+                text,
+                pattern: Some(pattern),
+            }) => self
+                .remote_matches(text, pattern)?
+                .into_iter()
+                .map(|(path, entry)| EntryInfo {
+                    name: path,
+                    ..entry
+                })
+                .collect(),
+            path => {
+                let path = path.map_or(".", |path| path.text.as_str());
+                self.remote(async |c| c.list(path).await)?
+            }
+        };
+        for entry in &entries {
+            match long {
+                true => println!("{}", listing::long(entry)),
+                false => println!("{}", listing::short(entry)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory `cd` goes to: the path, or the one directory a
+    /// pattern picks.
+    fn one_directory(&mut self, path: &Word) -> Result<String, Failure> {
+        let Some(pattern) = &path.pattern else {
+            return Ok(path.text.clone());
+        };
+        let mut directories: Vec<String> = self
+            .remote_matches(&path.text, pattern)?
+            .into_iter()
+            .filter(|(_, entry)| entry.is_directory)
+            .map(|(path, _)| path)
+            .collect();
+        match directories.len() {
+            1 => Ok(directories.remove(0)),
+            0 => Err(Failure::Command(format!(
+                "{}: no directory matches",
+                path.text
+            ))),
+            count => Err(Failure::Command(format!(
+                "{}: {count} directories match ({}, ...); cd goes to one",
+                path.text,
+                escape(&directories[0])
+            ))),
+        }
+    }
+
+    /// `rm [-r] [-f] PATTERN`: every file the pattern picks (directories
+    /// too with `-r`); when that is more than one, or a directory, asked
+    /// once first unless `force`.
+    fn remove_matches(
+        &mut self,
+        text: &str,
+        pattern: &str,
+        recursive: bool,
+        force: bool,
+    ) -> Result<(), Failure> {
+        let found = match self.expand_remote(text, pattern, recursive) {
+            // -f: nothing to remove is no failure, as with a missing path.
+            Err(Failure::Command(_)) if force => return Ok(()),
+            found => found?,
+        };
+        if let [(path, entry)] = found.as_slice()
+            && !entry.is_directory
+        {
+            let path = path.clone();
+            return self.remove(&path, false, force);
+        }
+        if !force {
+            let directories = found.iter().filter(|(_, entry)| entry.is_directory).count();
+            let what = match directories {
+                0 => format!("{} files", thousands(found.len() as u64)),
+                _ => format!(
+                    "{} entries ({} of them directories, with everything in them)",
+                    thousands(found.len() as u64),
+                    thousands(directories as u64)
+                ),
+            };
+            let first = escape(&found[0].0);
+            self.confirm(
+                &format!("remove {what} matching {text} ({first}, ...)? [y/N] "),
+                || {
+                    format!(
+                        "{text} matches {what}: rm asks before removing them, and a script \
+                         does not ask; use rm -f to remove them without asking"
+                    )
+                },
+                || format!("{text}: nothing removed"),
+            )?;
+        }
+        let mut failed = Vec::new();
+        for (path, entry) in &found {
+            let removed = match entry.is_directory {
+                true => self.remote(async |c| c.remove_tree(path).await),
+                false => self.remote(async |c| c.remove(path).await),
+            };
+            match removed {
+                Ok(()) => {}
+                Err(Failure::Command(_)) if force && self.missing(path) => {}
+                Err(Failure::Command(reason)) => failed.push((path.clone(), reason)),
+                Err(failure) => return Err(failure),
+            }
+        }
+        report_failures("removed", found.len(), failed)
+    }
+
+    /// `mv PATTERN DEST`: one match is renamed; several move into DEST,
+    /// which must be a directory.
+    fn rename_matches(&mut self, text: &str, pattern: &str, to: &str) -> Result<(), Failure> {
+        let found = self.remote_matches(text, pattern)?;
+        if found.len() > 1 && !self.remote(async |c| c.stat(to).await)?.is_directory {
+            return Err(Failure::Command(format!(
+                "{to}: not a directory, and {text} matches {}: they can only move into one",
+                thousands(found.len() as u64)
+            )));
+        }
+        let mut failed = Vec::new();
+        for (path, _) in &found {
+            match self.remote(async |c| c.rename(path, to).await) {
+                Ok(()) => {}
+                Err(Failure::Command(reason)) if found.len() > 1 => {
+                    failed.push((path.clone(), reason));
+                }
+                Err(failure) => return Err(failure),
+            }
+        }
+        report_failures("moved", found.len(), failed)
+    }
+
+    /// Asks `question`, unless nobody can be asked (a script): then fails
+    /// with `refused`. A no is the failure `declined`.
+    fn confirm(
+        &self,
+        question: &str,
+        refused: impl FnOnce() -> String,
+        declined: impl FnOnce() -> String,
+    ) -> Result<(), Failure> {
+        if self.confirm == Confirm::Refuse {
+            return Err(Failure::Command(refused()));
+        }
+        match super::ask::yes(question) {
+            true => Ok(()),
+            false => Err(Failure::Command(declined())),
+        }
+    }
+}
+
+/// Why `rm` refuses `path` whatever the tree holds (as the server would,
+/// in its words): the root, or a path ending with `.` or `..`. `directory`
+/// is the remote directory `path` is relative to.
+fn unremovable(directory: &str, path: &str) -> Option<String> {
+    let last = path.trim_end_matches('/').rsplit('/').next();
+    if matches!(last, Some("." | "..")) {
+        return Some(format!("cannot remove '.' or '..': {path}"));
+    }
+    let mut depth = match path.starts_with('/') {
+        true => 0,
+        false => directory.split('/').filter(|name| !name.is_empty()).count(),
+    };
+    for name in path.split('/') {
+        match name {
+            "" | "." => {}
+            ".." => depth = depth.saturating_sub(1),
+            _ => depth += 1,
+        }
+    }
+    (depth == 0).then(|| format!("cannot remove the root directory: {path}"))
+}
+
+/// One download, planned: what, where to, and the tree of a directory.
+struct Download {
+    remote: String,
+    target: PathBuf,
+    tree: Option<miniftp::client::RemoteTree>,
+}
+
+impl Download {
+    /// The local files it would replace.
+    fn replaced(&self) -> Vec<PathBuf> {
+        let exists = |path: &Path| path.symlink_metadata().is_ok_and(|m| !m.is_dir());
+        match &self.tree {
+            None => exists(&self.target)
+                .then(|| self.target.clone())
+                .into_iter()
+                .collect(),
+            Some(tree) => tree
+                .files()
+                .map(|(relative, _)| tree.local_path(&self.target, relative))
+                .filter(|path| exists(path))
+                .collect(),
+        }
     }
 }
 
@@ -487,12 +899,18 @@ fn tree_outcome(
     summary: TreeSummary,
     elapsed: std::time::Duration,
 ) -> Result<(), Failure> {
-    println!(
-        "{verb} {from} -> {to}: {}, {}, {}",
-        plural(summary.files, "file", "files"),
-        plural(summary.directories, "directory", "directories"),
-        progress::summary(summary.bytes, elapsed)
-    );
+    // Nothing done and something failed: no line that reads as a success.
+    let nothing_done = summary.files == 0 && summary.directories == 0;
+    if !nothing_done || summary.failures.is_empty() {
+        println!(
+            "{verb} {} -> {}: {}, {}, {}",
+            escape(from),
+            escape(to),
+            plural(summary.files, "file", "files"),
+            plural(summary.directories, "directory", "directories"),
+            progress::summary(summary.bytes, elapsed)
+        );
+    }
     let total = summary.files as usize + summary.failures.len();
     let failed = summary
         .failures
@@ -500,6 +918,19 @@ fn tree_outcome(
         .map(|(name, error)| (name, error.to_string()))
         .collect();
     report_failures(verb, total, failed)
+}
+
+/// A count with thousands separated: `2,990`.
+fn thousands(count: u64) -> String {
+    let digits = count.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
 }
 
 /// `1 file`, `2 files`.
@@ -511,21 +942,54 @@ fn plural(count: u64, one: &str, many: &str) -> String {
 }
 
 /// Names the failures of a command that transferred several things (out
-/// of `total`), and fails it if there were any.
+/// of `total`), and fails it if there were any. Failures for one and the
+/// same reason are one line.
 fn report_failures(verb: &str, total: usize, failed: Vec<(String, String)>) -> Result<(), Failure> {
-    if failed.is_empty() {
+    let Some((first, reason)) = failed.first() else {
         return Ok(());
+    };
+    let count = thousands(failed.len() as u64);
+    let total = thousands(total as u64);
+    let common = without_name(reason, first);
+    if failed.len() > 1
+        && failed
+            .iter()
+            .all(|(name, reason)| without_name(reason, name) == common)
+    {
+        return Err(Failure::Command(format!(
+            "{count} of {total} could not be {verb} ({}, ...): {}",
+            escape(first),
+            escape(common)
+        )));
     }
     for (name, reason) in failed.iter().take(FAILURES_SHOWN) {
-        eprintln!("  not {verb}: {name}: {reason}");
+        eprintln!("  not {verb}: {}: {}", escape(name), escape(reason));
     }
     if failed.len() > FAILURES_SHOWN {
-        eprintln!("  ... and {} more", failed.len() - FAILURES_SHOWN);
+        eprintln!(
+            "  ... and {} more",
+            thousands((failed.len() - FAILURES_SHOWN) as u64)
+        );
     }
     Err(Failure::Command(format!(
-        "{} of {total} could not be {verb}",
-        failed.len()
+        "{count} of {total} could not be {verb}"
     )))
+}
+
+/// A refusal without the path it ends with (`permission denied: x/a.txt`
+/// for the file `a.txt` of a tree), to tell refusals for one reason.
+fn without_name<'r>(reason: &'r str, name: &str) -> &'r str {
+    // The server may have quoted the name escaped.
+    let escaped = escape(name);
+    match reason
+        .strip_suffix(name)
+        .or_else(|| reason.strip_suffix(escaped.as_str()))
+    {
+        Some(head) if !name.is_empty() => {
+            head.rsplit_once(": ").map_or(reason, |(reason, _)| reason)
+        }
+        _ => reason,
+    }
 }
 
 /// Runs `operation` unless Ctrl-C comes first.
@@ -539,7 +1003,7 @@ async fn cancellable<T>(
     };
     tokio::select! {
         result = operation() => result.map_err(Failure::from),
-        () = interrupted => Err(Failure::Cancelled),
+        () = interrupted => Err(Failure::Cancelled(None)),
     }
 }
 
@@ -554,8 +1018,12 @@ fn file_name(path: &str) -> Result<String, Failure> {
 }
 
 fn current_dir() -> Result<PathBuf, Failure> {
-    std::env::current_dir()
-        .map_err(|error| Failure::Command(format!("cannot tell the local directory: {error}")))
+    std::env::current_dir().map_err(|error| {
+        Failure::Command(format!(
+            "cannot tell the local directory: {}",
+            plain_io(&error)
+        ))
+    })
 }
 
 fn local_change_directory(dir: Option<&str>) -> Result<(), Failure> {
@@ -564,15 +1032,15 @@ fn local_change_directory(dir: Option<&str>) -> Result<(), Failure> {
         None => dirs::home_dir().ok_or_else(|| Failure::Command("no home directory".to_owned()))?,
     };
     std::env::set_current_dir(&target)
-        .map_err(|error| Failure::Command(format!("{}: {error}", target.display())))
+        .map_err(|error| Failure::Command(format!("{}: {}", target.display(), plain_io(&error))))
 }
 
 fn local_list(dir: &str) -> Result<(), Failure> {
-    let failed = |error: std::io::Error| Failure::Command(format!("{dir}: {error}"));
+    let failed = |error: std::io::Error| Failure::Command(format!("{dir}: {}", plain_io(&error)));
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(failed)? {
         let entry = entry.map_err(failed)?;
-        let mut name = entry.file_name().to_string_lossy().into_owned();
+        let mut name = escape(&entry.file_name().to_string_lossy());
         if entry.path().is_dir() {
             name.push('/');
         }
@@ -592,6 +1060,10 @@ fn help(name: Option<&str>) -> Result<(), Failure> {
                 println!("  {:<24} {}", command.usage, command.summary);
             }
             println!("Quote names with spaces: ul 'my file.jpg'. Separate commands with ;.");
+            println!("Patterns (*.txt, a?.log, [ab]*) work in ls, stat, info, rm, mv, cd, ul and");
+            println!(
+                "dl; quote them to mean the name itself. Remote ones need the extended protocol."
+            );
             println!("Type help COMMAND for more. Commands marked (extended protocol) need a");
             println!("miniftp server; the original Mini-FTP speaks only the classic protocol.");
         }
@@ -610,6 +1082,75 @@ fn help(name: Option<&str>) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_root_and_dot_names_are_never_removed() {
+        let cases = [
+            ("/", "/", Some("cannot remove the root directory: /")),
+            ("/a", "/", Some("cannot remove the root directory: /")),
+            ("/a", "..", Some("cannot remove '.' or '..': ..")),
+            ("/a", ".", Some("cannot remove '.' or '..': .")),
+            ("/a", "x/..", Some("cannot remove '.' or '..': x/..")),
+            ("/a", "x/../", Some("cannot remove '.' or '..': x/../")),
+            ("/a", "../", Some("cannot remove '.' or '..': ../")),
+            (
+                "/a/b",
+                "../..//",
+                Some("cannot remove '.' or '..': ../..//"),
+            ),
+            (
+                "/a",
+                "../../b/..//",
+                Some("cannot remove '.' or '..': ../../b/..//"),
+            ),
+            ("/", "//", Some("cannot remove the root directory: //")),
+            ("/a", "../a", None),
+            ("/", "x", None),
+            ("/a", "/a", None),
+            ("/", "..x", None),
+        ];
+        for (directory, path, expected) in cases {
+            assert_eq!(
+                unremovable(directory, path).as_deref(),
+                expected,
+                "{directory} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_told_apart_from_the_name_it_ends_with() {
+        assert_eq!(
+            without_name(
+                "permission denied (read-only access): up/a b.txt",
+                "a b.txt"
+            ),
+            "permission denied (read-only access)"
+        );
+        assert_eq!(without_name("file too large", "a.txt"), "file too large");
+        assert_eq!(
+            without_name("invalid name: up/new\\nline", "new\nline"),
+            "invalid name"
+        );
+        assert_eq!(
+            without_name("no such file: a.txt", ""),
+            "no such file: a.txt"
+        );
+    }
+
+    #[test]
+    fn counts_group_their_thousands() {
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (2990, "2,990"),
+            (1_234_567, "1,234,567"),
+        ];
+        for (count, expected) in cases {
+            assert_eq!(thousands(count), expected);
+        }
+    }
 
     #[test]
     fn file_names_come_from_the_last_component() {

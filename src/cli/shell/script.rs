@@ -30,9 +30,9 @@ pub fn run(mut shell: Shell, script: &str, keep_going: bool) -> ExitCode {
         };
         eprintln!("miniftp: {text}: {}", escape(&failure.to_string()));
         let code = match failure {
-            Failure::Cancelled => return ExitCode::from(INTERRUPTED),
+            Failure::Cancelled(_) => return ExitCode::from(INTERRUPTED),
             Failure::Command(_) => COMMAND_FAILED,
-            Failure::Connection(_) => CONNECTION_FAILED,
+            Failure::Connection(_) | Failure::Unreachable(_) => CONNECTION_FAILED,
         };
         if !keep_going {
             return ExitCode::from(code);
