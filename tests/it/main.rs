@@ -35,3 +35,5 @@ mod server_races;
 mod server_shutdown;
 mod server_syntax;
 mod server_transfers;
+
+mod storage_contract;
