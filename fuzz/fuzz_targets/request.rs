@@ -6,19 +6,19 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use miniftp::protocol::request::{escape, quote, split_arguments};
-use miniftp::protocol::{PayloadShape, Request};
+use miniftp::operation::Operation;
+use miniftp::protocol::PayloadShape;
+use miniftp::protocol::classic::{self, quote, split_arguments};
+use miniftp::protocol::text::escape;
 
 fuzz_target!(|data: &[u8]| {
     let shape = PayloadShape::of_command(data);
-    if let Ok(request) = Request::parse(data) {
-        assert_eq!(
-            Request::parse(request.encode().as_bytes()),
-            Ok(request.clone())
-        );
-        let expected = match request {
-            Request::Upload { .. } => PayloadShape::FromClient,
-            Request::Download { .. } | Request::Size { .. } => PayloadShape::FromServer,
+    if let Ok(operation) = classic::parse(data) {
+        let encoded = classic::encode(&operation).expect("what parses can be said");
+        assert_eq!(classic::parse(encoded.as_bytes()), Ok(operation.clone()));
+        let expected = match operation {
+            Operation::Upload { .. } => PayloadShape::FromClient,
+            Operation::Download { .. } | Operation::Size { .. } => PayloadShape::FromServer,
             _ => PayloadShape::None,
         };
         assert_eq!(shape, expected);

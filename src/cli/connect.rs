@@ -12,7 +12,7 @@ use miniftp::client::{
     AskedLogin, Client, ClientConfig, ClientError, Credentials, DEFAULT_PORT, Password, Protocol,
     plain_io,
 };
-use miniftp::protocol::request::escape;
+use miniftp::protocol::text::escape;
 use miniftp::tls::{ClientTrust, Fingerprint};
 
 use super::shell::{self, Confirm, Shell};

@@ -14,11 +14,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use super::error::ClientError;
 use super::{Progress, ProgressWriter};
 use crate::connection::{Connection, ConnectionError, PayloadFailure};
+use crate::operation::Operation;
 use crate::protocol::extended::{upgrade_accepted, upgrade_request};
 use crate::protocol::frame::TokenDetector;
 use crate::protocol::reply::Welcome;
 use crate::protocol::token::TOKEN_LEN;
-use crate::protocol::{Request, Token};
+use crate::protocol::{Token, classic};
 
 /// The longest welcome accepted (a listing of a large root).
 const WELCOME_LIMIT: usize = 16 << 20;
@@ -141,14 +142,15 @@ impl Classic {
     }
 
     /// Sends a command without payload; the directory from its status.
-    pub async fn command(&mut self, request: &Request) -> Result<String, ClientError> {
-        self.send(request).await?;
+    /// An operation the classic protocol cannot say is refused unsent.
+    pub async fn command(&mut self, operation: &Operation) -> Result<String, ClientError> {
+        self.send(operation).await?;
         self.status().await
     }
 
     /// `info`: the size of a remote file, and the directory.
     pub async fn size(&mut self, path: &str) -> Result<(u64, String), ClientError> {
-        self.send(&Request::Size { path: path.into() }).await?;
+        self.send(&Operation::Size { path: path.into() }).await?;
         let payload = self.message(STATUS_LIMIT).await?;
         let directory = self.status().await?;
         let size = payload
@@ -171,7 +173,12 @@ impl Classic {
         mut progress: Progress,
         report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(u64, String), ClientError> {
-        self.send(&Request::Upload { path: path.into() }).await?;
+        self.send(&Operation::Upload {
+            path: path.into(),
+            size: Some(size),
+            resume: false,
+        })
+        .await?;
         let mut detector = TokenDetector::new(self.connection.token());
         let mut buffer = vec![0u8; UPLOAD_CHUNK];
         let mut reader = reader.take(size);
@@ -212,7 +219,11 @@ impl Classic {
         progress: Progress,
         report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(u64, String), ClientError> {
-        self.send(&Request::Download { path: path.into() }).await?;
+        self.send(&Operation::Download {
+            path: path.into(),
+            offset: 0,
+        })
+        .await?;
         let mut sink = ProgressWriter::new(writer, progress, report);
         let receipt = self
             .connection
@@ -228,15 +239,16 @@ impl Classic {
 
     /// `exit`: the server closes without a status.
     pub async fn exit(mut self) {
-        let _ = self
-            .connection
-            .write_message(Request::Exit.encode().as_bytes())
-            .await;
+        let _ = self.send(&Operation::Exit).await;
     }
 
-    async fn send(&mut self, request: &Request) -> Result<(), ClientError> {
+    async fn send(&mut self, operation: &Operation) -> Result<(), ClientError> {
+        let command =
+            classic::encode(operation).map_err(|unsupported| ClientError::NeedsExtended {
+                operation: unsupported.0,
+            })?;
         self.connection
-            .write_message(request.encode().as_bytes())
+            .write_message(command.as_bytes())
             .await
             .map_err(lost)
     }
@@ -283,7 +295,7 @@ fn could_start_a_token(bytes: &[u8]) -> bool {
 fn shown(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let line = text.lines().next().unwrap_or_default();
-    crate::protocol::request::escape(line)
+    crate::protocol::text::escape(line)
 }
 
 /// A failed write to the server.

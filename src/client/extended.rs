@@ -30,6 +30,7 @@ use super::local::PartialFile;
 use super::{Progress, ProgressWriter, Stage};
 use crate::connection::{Connection, ConnectionError};
 use crate::digest::{self, Digest, Hasher};
+use crate::operation::Operation;
 use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, Message};
 
 /// Files up to this size travel inside the batch of frames (read whole,
@@ -64,12 +65,8 @@ pub(super) struct Extended {
 /// One operation of a pipeline.
 #[derive(Debug)]
 pub(super) enum Job {
-    /// `mkdir -p`.
-    MakeDirectories(String),
-    /// Describe one entry.
-    Stat(String),
-    /// List a directory.
-    List(String),
+    /// An operation answered by a message alone (see [`answer_shape`]).
+    Request(Operation),
     /// Store a local file under a remote path (not resumable).
     Upload {
         /// Where on the server.
@@ -84,6 +81,33 @@ pub(super) enum Job {
         /// Where it goes.
         local: PathBuf,
     },
+}
+
+/// How the server answers an operation that moves no file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `Done`, with the session's directory.
+    Done,
+    /// One `Entry`.
+    Entry,
+    /// `Listing` frames, then `Done`.
+    Listing,
+}
+
+/// The answer an operation gets, or `None` for those that move a file (or
+/// send nothing at all): every operation is named here, so a new one must
+/// say what it is answered by.
+fn answer_shape(operation: &Operation) -> Option<Shape> {
+    match operation {
+        Operation::ChangeDirectory { .. }
+        | Operation::MakeDirectory { .. }
+        | Operation::Remove { .. }
+        | Operation::Rename { .. }
+        | Operation::Login { .. } => Some(Shape::Done),
+        Operation::Stat { .. } | Operation::Size { .. } => Some(Shape::Entry),
+        Operation::List { .. } => Some(Shape::Listing),
+        Operation::Upload { .. } | Operation::Download { .. } | Operation::Exit => None,
+    }
 }
 
 /// What a job of a pipeline produced.
@@ -103,8 +127,8 @@ pub(super) enum Outcome {
 enum Expect {
     /// The job failed before anything was sent.
     Failed(ClientError),
-    /// An answer to a plain request of this kind.
-    Answer { id: u32, kind: Kind },
+    /// An answer to a plain request of this shape.
+    Answer { id: u32, shape: Shape },
     /// The answer to an upload; the source failed if `failure` is set (the
     /// writer then made the server refuse it).
     Upload {
@@ -182,8 +206,8 @@ impl Extended {
     }
 
     /// A request answered by `Done` (cd, mkdir, rm, mv); the directory.
-    pub async fn command(&mut self, message: Message) -> Result<String, ClientError> {
-        match self.request(message).await? {
+    pub async fn command(&mut self, operation: Operation) -> Result<String, ClientError> {
+        match self.request(operation).await? {
             Outcome::Done => Ok(self.directory.clone()),
             other => Err(unexpected(&other)),
         }
@@ -191,8 +215,7 @@ impl Extended {
 
     /// Describes one entry.
     pub async fn stat(&mut self, path: &str) -> Result<(EntryInfo, String), ClientError> {
-        let message = Message::Stat { path: path.into() };
-        match self.request(message).await? {
+        match self.request(Operation::Stat { path: path.into() }).await? {
             Outcome::Entry(entry) => Ok((entry, self.directory.clone())),
             other => Err(unexpected(&other)),
         }
@@ -200,8 +223,7 @@ impl Extended {
 
     /// Lists a directory: directories first, then files, by name.
     pub async fn list(&mut self, path: &str) -> Result<(Vec<EntryInfo>, String), ClientError> {
-        let message = Message::List { path: path.into() };
-        match self.request(message).await? {
+        match self.request(Operation::List { path: path.into() }).await? {
             Outcome::Listing(entries) => Ok((entries, self.directory.clone())),
             other => Err(unexpected(&other)),
         }
@@ -220,12 +242,17 @@ impl Extended {
     }
 
     /// Sends one request without data and reads its answer.
-    async fn request(&mut self, message: Message) -> Result<Outcome, ClientError> {
-        let kind = message.kind();
+    async fn request(&mut self, operation: Operation) -> Result<Outcome, ClientError> {
+        let Some(shape) = answer_shape(&operation) else {
+            return Err(protocol(format!(
+                "{} is not a request of its own",
+                operation.name()
+            )));
+        };
         let id = self.requests.id();
-        self.requests.push(id, &message);
+        self.requests.push(id, &operation.into());
         self.requests.flush().await?;
-        let (outcome, directory) = self.replies.answer(id, kind).await?;
+        let (outcome, directory) = self.replies.answer(id, shape).await?;
         if let Some(directory) = directory {
             self.directory = directory;
         }
@@ -244,11 +271,11 @@ impl Extended {
         let id = self.requests.id();
         self.requests.push(
             id,
-            &Message::Upload {
+            &Message::Request(Operation::Upload {
                 path: path.into(),
-                size,
+                size: Some(size),
                 resume: false,
-            },
+            }),
         );
         let mut hasher = Hasher::new();
         let mut report = Reporter::new(progress, report);
@@ -272,11 +299,11 @@ impl Extended {
         report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(u64, String), ClientError> {
         let id = self.requests.id();
-        let upload = Message::Upload {
+        let upload = Message::Request(Operation::Upload {
             path: path.into(),
-            size,
+            size: Some(size),
             resume: true,
-        };
+        });
         self.requests.push(id, &upload);
         self.requests.flush().await?;
         report(Progress {
@@ -387,10 +414,10 @@ impl Extended {
         report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(u64, String), ClientError> {
         let id = self.requests.id();
-        let download = Message::Download {
+        let download = Message::Request(Operation::Download {
             path: path.into(),
             offset,
-        };
+        });
         self.requests.push(id, &download);
         self.requests.flush().await?;
         let mut reporter = Reporter::new(Progress::default(), report);
@@ -585,22 +612,14 @@ impl Requests {
         if self.out.len() >= BATCH {
             self.flush().await?;
         }
-        let (message, kind) = match job {
-            Job::MakeDirectories(path) => (
-                Message::MakeDirectory {
-                    path,
-                    parents: true,
-                },
-                Kind::MakeDirectory,
-            ),
-            Job::Stat(path) => (Message::Stat { path }, Kind::Stat),
-            Job::List(path) => (Message::List { path }, Kind::List),
+        let operation = match job {
+            Job::Request(operation) => operation,
             Job::Download { remote, local } => {
                 let id = self.id();
-                let download = Message::Download {
+                let download = Message::Request(Operation::Download {
                     path: remote.clone(),
                     offset: 0,
-                };
+                });
                 self.push(id, &download);
                 return Ok(Expect::Download {
                     id,
@@ -612,9 +631,13 @@ impl Requests {
                 return self.send_upload(remote, local, reporter).await;
             }
         };
+        let Some(shape) = answer_shape(&operation) else {
+            let reason = format!("{} is not a request of its own", operation.name());
+            return Ok(Expect::Failed(protocol(reason)));
+        };
         let id = self.id();
-        self.push(id, &message);
-        Ok(Expect::Answer { id, kind })
+        self.push(id, &operation.into());
+        Ok(Expect::Answer { id, shape })
     }
 
     /// Gathers (or streams) one file's upload frames.
@@ -629,11 +652,11 @@ impl Requests {
             Err(error) => return Ok(Expect::Failed(error)),
         };
         let id = self.id();
-        let upload = Message::Upload {
+        let upload = Message::Request(Operation::Upload {
             path: remote.clone(),
-            size,
+            size: Some(size),
             resume: false,
-        };
+        });
         self.push(id, &upload);
         let mut hasher = Hasher::new();
         let mut forward = forwarder(reporter);
@@ -712,15 +735,15 @@ impl Replies {
     async fn answer(
         &mut self,
         id: u32,
-        kind: Kind,
+        shape: Shape,
     ) -> Result<(Outcome, Option<String>), ClientError> {
         let mut listing = Vec::new();
         loop {
-            match (kind, self.message(id).await?) {
+            match (shape, self.message(id).await?) {
                 (_, Message::Failed { code, message }) => return Err(refusal(code, message)),
-                (Kind::Stat, Message::Entry(entry)) => return Ok((Outcome::Entry(entry), None)),
-                (Kind::List, Message::Listing(entries)) => listing.extend(entries),
-                (Kind::List, Message::Done { directory }) => {
+                (Shape::Entry, Message::Entry(entry)) => return Ok((Outcome::Entry(entry), None)),
+                (Shape::Listing, Message::Listing(entries)) => listing.extend(entries),
+                (Shape::Listing, Message::Done { directory }) => {
                     // The server lists in the order it reads the directory.
                     listing.sort_by(|a, b| {
                         (!a.is_directory, a.name.as_bytes())
@@ -728,16 +751,15 @@ impl Replies {
                     });
                     return Ok((Outcome::Listing(listing), Some(directory)));
                 }
-                (
-                    Kind::ChangeDirectory
-                    | Kind::MakeDirectory
-                    | Kind::Remove
-                    | Kind::Rename
-                    | Kind::Login,
-                    Message::Done { directory },
-                ) => return Ok((Outcome::Done, Some(directory))),
-                (kind, other) => {
-                    return Err(protocol(format!("{other:?} in answer to {kind:?}")));
+                (Shape::Done, Message::Done { directory }) => {
+                    return Ok((Outcome::Done, Some(directory)));
+                }
+                // What the server sent is not an answer to this request: a
+                // server's fault, known only when it happens.
+                (shape, other) => {
+                    return Err(protocol(format!(
+                        "{other:?} in answer to a {shape:?} request"
+                    )));
                 }
             }
         }
@@ -839,8 +861,8 @@ impl Replies {
         while let Some(expect) = receiver.recv().await {
             let result = match expect {
                 Expect::Failed(error) => Err(error),
-                Expect::Answer { id, kind } => {
-                    self.answer(id, kind).await.map(|(outcome, _)| outcome)
+                Expect::Answer { id, shape } => {
+                    self.answer(id, shape).await.map(|(outcome, _)| outcome)
                 }
                 Expect::Upload {
                     id,

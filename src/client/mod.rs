@@ -32,8 +32,7 @@ pub use local::RESUMABLE_SUFFIX;
 pub use tree::RemoteTree;
 
 use crate::digest::Hasher;
-use crate::protocol::Request;
-use crate::protocol::extended::Message;
+use crate::operation::Operation;
 pub use crate::protocol::extended::{EntryInfo, ErrorCode, Password};
 use crate::protocol::reply::Welcome;
 use crate::stream::Stream;
@@ -406,77 +405,55 @@ impl Client {
 
     /// `cd`: changes the remote directory.
     pub async fn change_directory(&mut self, path: &str) -> Result<(), ClientError> {
-        self.command(
-            Request::ChangeDirectory { path: path.into() },
-            Message::ChangeDirectory { path: path.into() },
-        )
-        .await
+        self.command(Operation::ChangeDirectory { path: path.into() })
+            .await
     }
 
     /// `mkdir`: creates one remote directory; its parent must exist.
     pub async fn make_directory(&mut self, path: &str) -> Result<(), ClientError> {
-        self.command(
-            Request::MakeDirectory { path: path.into() },
-            Message::MakeDirectory {
-                path: path.into(),
-                parents: false,
-            },
-        )
+        self.command(Operation::MakeDirectory {
+            path: path.into(),
+            parents: false,
+        })
         .await
     }
 
     /// `mkdir -p`: creates a remote directory and any missing parents; an
     /// existing directory is fine. Extended protocol only.
     pub async fn make_directories(&mut self, path: &str) -> Result<(), ClientError> {
-        let message = Message::MakeDirectory {
+        self.command(Operation::MakeDirectory {
             path: path.into(),
             parents: true,
-        };
-        self.run(async |t| {
-            t.extended("mkdir -p")?
-                .command(message)
-                .await
-                .map(|d| ((), d))
         })
         .await
     }
 
     /// `rm`: removes a remote file or empty directory.
     pub async fn remove(&mut self, path: &str) -> Result<(), ClientError> {
-        self.command(
-            Request::Remove { path: path.into() },
-            Message::Remove {
-                path: path.into(),
-                recursive: false,
-            },
-        )
+        self.command(Operation::Remove {
+            path: path.into(),
+            recursive: false,
+        })
         .await
     }
 
     /// `rm -r`: removes a remote file, or a directory with everything
     /// below it (links are removed, never followed). Extended protocol only.
     pub async fn remove_tree(&mut self, path: &str) -> Result<(), ClientError> {
-        let message = Message::Remove {
+        self.command(Operation::Remove {
             path: path.into(),
             recursive: true,
-        };
-        self.run(async |t| t.extended("rm -r")?.command(message).await.map(|d| ((), d)))
-            .await
+        })
+        .await
     }
 
     /// `mv`: renames `from` to `to`, or moves it into `to` if that is an
     /// existing directory. Never replaces an existing entry.
     pub async fn rename(&mut self, from: &str, to: &str) -> Result<(), ClientError> {
-        self.command(
-            Request::Rename {
-                from: from.into(),
-                to: to.into(),
-            },
-            Message::Rename {
-                from: from.into(),
-                to: to.into(),
-            },
-        )
+        self.command(Operation::Rename {
+            from: from.into(),
+            to: to.into(),
+        })
         .await
     }
 
@@ -502,7 +479,10 @@ impl Client {
         &mut self,
         paths: &[String],
     ) -> Result<Vec<Result<EntryInfo, ClientError>>, ClientError> {
-        let jobs = paths.iter().map(|path| Job::Stat(path.clone())).collect();
+        let jobs = paths
+            .iter()
+            .map(|path| Job::Request(Operation::Stat { path: path.clone() }))
+            .collect();
         let results = self
             .pipeline("stat", jobs, Progress::default(), &mut |_| {})
             .await?;
@@ -724,11 +704,13 @@ impl Client {
     }
 
     /// A request without data, in whichever protocol the connection speaks.
-    async fn command(&mut self, request: Request, message: Message) -> Result<(), ClientError> {
+    /// Runs an operation answered by a status alone, in whichever protocol
+    /// the connection speaks (one that cannot say it refuses it unsent).
+    async fn command(&mut self, operation: Operation) -> Result<(), ClientError> {
         self.run(async |transport| {
             let directory = match transport {
-                Transport::Classic(classic) => classic.command(&request).await?,
-                Transport::Extended(extended) => extended.command(message).await?,
+                Transport::Classic(classic) => classic.command(&operation).await?,
+                Transport::Extended(extended) => extended.command(operation.into()).await?,
             };
             Ok(((), directory))
         })
@@ -894,7 +876,7 @@ impl Transport {
                 )?;
                 if let Some(credentials) = config.credentials(asked_user).await? {
                     extended
-                        .command(Message::Login {
+                        .command(Operation::Login {
                             user: credentials.user.clone(),
                             password: credentials.password.clone(),
                         })

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::extended::{Job, Outcome};
 use super::{Client, ClientError, Progress, TreeSummary, local, unexpected};
+use crate::operation::Operation;
 
 /// The deepest a downloaded tree may go. The server shows links to
 /// directories as directories, so a link loop on its side would otherwise
@@ -52,7 +53,10 @@ impl Client {
         let mut names = Vec::new();
         let mut jobs = Vec::new();
         for directory in tree.directories {
-            jobs.push(Job::MakeDirectories(join_remote(remote, &directory)));
+            jobs.push(Job::Request(Operation::MakeDirectory {
+                path: join_remote(remote, &directory),
+                parents: true,
+            }));
             names.push(directory);
         }
         let directories = jobs.len();
@@ -137,7 +141,11 @@ impl Client {
             }
             let jobs = level
                 .iter()
-                .map(|relative| Job::List(join_remote(remote, relative)))
+                .map(|relative| {
+                    Job::Request(Operation::List {
+                        path: join_remote(remote, relative),
+                    })
+                })
                 .collect();
             let results = self
                 .pipeline("dl -r", jobs, Progress::default(), &mut |_| {})
@@ -161,7 +169,7 @@ impl Client {
                     if !safe_local_name(&entry.name) {
                         let reason = format!(
                             "unsafe name from the server: \"{}\"",
-                            crate::protocol::request::escape(&entry.name)
+                            crate::protocol::text::escape(&entry.name)
                         );
                         tree.failures.push((child, ClientError::Protocol(reason)));
                     } else if entry.is_directory {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::config::{Access, ServerConfig};
 use crate::digest::Digest;
 use crate::operation::{Entry, EntryKind, ErrorCode, Failure, Operation};
-use crate::protocol::request::excerpt;
+use crate::protocol::text::excerpt;
 use crate::storage::path::names_directory;
 use crate::storage::{Download, Listing, Removal, Storage, StorageError, Upload, VirtualPath};
 pub use guard::{AddressPermit, Guard, Refusal};

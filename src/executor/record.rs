@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::operation::{Failure, Operation};
-use crate::protocol::request::excerpt;
+use crate::protocol::text::excerpt;
 
 /// An operation under way; logs its line when it ends (or is dropped).
 #[derive(Debug)]

@@ -191,69 +191,14 @@ impl From<Entry> for EntryInfo {
     }
 }
 
-/// A non-data frame's content.
+/// A non-data frame's content: a request (an [`Operation`]), the end of an
+/// upload, or one of the server's replies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
-    /// See [`Kind::ChangeDirectory`].
-    ChangeDirectory {
-        /// Target directory.
-        path: String,
-    },
-    /// See [`Kind::MakeDirectory`].
-    MakeDirectory {
-        /// Directory to create.
-        path: String,
-        /// Create missing parents, and accept an existing directory.
-        parents: bool,
-    },
-    /// See [`Kind::Remove`].
-    Remove {
-        /// Entry to remove.
-        path: String,
-        /// Remove a directory and everything below it.
-        recursive: bool,
-    },
-    /// See [`Kind::Rename`].
-    Rename {
-        /// What to move.
-        from: String,
-        /// The new name, or an existing directory to move into.
-        to: String,
-    },
-    /// See [`Kind::Stat`].
-    Stat {
-        /// Entry to describe.
-        path: String,
-    },
-    /// See [`Kind::List`].
-    List {
-        /// Directory to list.
-        path: String,
-    },
-    /// See [`Kind::Upload`].
-    Upload {
-        /// Where to store the file.
-        path: String,
-        /// The whole file's size.
-        size: u64,
-        /// Ask where to resume: the server answers [`Message::UploadFrom`]
-        /// and the client waits for it. Without it the data follows at once.
-        resume: bool,
-    },
-    /// See [`Kind::Download`].
-    Download {
-        /// File to fetch.
-        path: String,
-        /// First byte wanted (resume).
-        offset: u64,
-    },
-    /// See [`Kind::Login`].
-    Login {
-        /// The account's name.
-        user: String,
-        /// Its password.
-        password: Password,
-    },
+    /// A request: the operation it asks for. [`Operation::Size`] travels as
+    /// a [`Kind::Stat`] (whose answer holds the size), and
+    /// [`Operation::Exit`] as no frame at all (the client closes).
+    Request(Operation),
     /// See [`Kind::End`].
     End {
         /// BLAKE3 of the whole file, from byte 0.
@@ -289,19 +234,34 @@ pub enum Message {
     },
 }
 
+impl From<Operation> for Message {
+    fn from(operation: Operation) -> Message {
+        Message::Request(operation)
+    }
+}
+
+/// The frame kind that carries `operation`, if any frame does.
+pub fn request_kind(operation: &Operation) -> Option<Kind> {
+    Some(match operation {
+        Operation::ChangeDirectory { .. } => Kind::ChangeDirectory,
+        Operation::MakeDirectory { .. } => Kind::MakeDirectory,
+        Operation::Remove { .. } => Kind::Remove,
+        Operation::Rename { .. } => Kind::Rename,
+        Operation::Stat { .. } | Operation::Size { .. } => Kind::Stat,
+        Operation::List { .. } => Kind::List,
+        Operation::Upload { .. } => Kind::Upload,
+        Operation::Download { .. } => Kind::Download,
+        Operation::Login { .. } => Kind::Login,
+        Operation::Exit => return None,
+    })
+}
+
 impl Message {
-    /// The frame kind that carries this message.
+    /// The frame kind that carries this message ([`Kind::Done`] stands for
+    /// the exit, which no frame carries).
     pub fn kind(&self) -> Kind {
         match self {
-            Message::ChangeDirectory { .. } => Kind::ChangeDirectory,
-            Message::MakeDirectory { .. } => Kind::MakeDirectory,
-            Message::Remove { .. } => Kind::Remove,
-            Message::Rename { .. } => Kind::Rename,
-            Message::Stat { .. } => Kind::Stat,
-            Message::List { .. } => Kind::List,
-            Message::Upload { .. } => Kind::Upload,
-            Message::Download { .. } => Kind::Download,
-            Message::Login { .. } => Kind::Login,
+            Message::Request(operation) => request_kind(operation).unwrap_or(Kind::Done),
             Message::End { .. } => Kind::End,
             Message::Done { .. } => Kind::Done,
             Message::Failed { .. } => Kind::Failed,
@@ -314,57 +274,22 @@ impl Message {
 
     /// The operation a request frame asks for; any other message as it is.
     pub fn into_operation(self) -> Result<Operation, Message> {
-        Ok(match self {
-            Message::ChangeDirectory { path } => Operation::ChangeDirectory { path },
-            Message::MakeDirectory { path, parents } => Operation::MakeDirectory { path, parents },
-            Message::Remove { path, recursive } => Operation::Remove { path, recursive },
-            Message::Rename { from, to } => Operation::Rename { from, to },
-            Message::Stat { path } => Operation::Stat { path },
-            Message::List { path } => Operation::List { path },
-            Message::Upload { path, size, resume } => Operation::Upload {
-                path,
-                size: Some(size),
-                resume,
-            },
-            Message::Download { path, offset } => Operation::Download { path, offset },
-            Message::Login { user, password } => Operation::Login { user, password },
-            other => return Err(other),
-        })
+        match self {
+            Message::Request(operation) => Ok(operation),
+            other => Err(other),
+        }
     }
 
-    /// Appends the whole frame (header and body) for request `id`.
+    /// Appends the whole frame (header and body) for request `id`; nothing
+    /// for an exit.
     pub fn encode(&self, id: u32, out: &mut BytesMut) {
+        if matches!(self, Message::Request(Operation::Exit)) {
+            return;
+        }
         let start = out.len();
         out.put_slice(&[0u8; HEADER_LEN]);
         match self {
-            Message::ChangeDirectory { path } | Message::Stat { path } | Message::List { path } => {
-                put_text(out, path)
-            }
-            Message::MakeDirectory { path, parents } => {
-                put_text(out, path);
-                out.put_u8(u8::from(*parents));
-            }
-            Message::Remove { path, recursive } => {
-                put_text(out, path);
-                out.put_u8(u8::from(*recursive));
-            }
-            Message::Rename { from, to } => {
-                put_text(out, from);
-                put_text(out, to);
-            }
-            Message::Upload { path, size, resume } => {
-                put_text(out, path);
-                out.put_u64(*size);
-                out.put_u8(u8::from(*resume));
-            }
-            Message::Download { path, offset } => {
-                put_text(out, path);
-                out.put_u64(*offset);
-            }
-            Message::Login { user, password } => {
-                put_text(out, user);
-                put_text(out, password.expose());
-            }
+            Message::Request(operation) => put_request(out, operation),
             Message::End { digest } => out.put_slice(digest),
             Message::Done { directory } => put_text(out, directory),
             Message::Failed { code, message } => {
@@ -397,34 +322,36 @@ impl Message {
     pub fn decode(kind: Kind, mut body: &[u8]) -> Result<Message, FrameError> {
         let body = &mut body;
         let message = match kind {
-            Kind::ChangeDirectory => Message::ChangeDirectory { path: text(body)? },
-            Kind::MakeDirectory => Message::MakeDirectory {
+            Kind::ChangeDirectory => {
+                Message::Request(Operation::ChangeDirectory { path: text(body)? })
+            }
+            Kind::MakeDirectory => Message::Request(Operation::MakeDirectory {
                 path: text(body)?,
                 parents: flag(body)?,
-            },
-            Kind::Remove => Message::Remove {
+            }),
+            Kind::Remove => Message::Request(Operation::Remove {
                 path: text(body)?,
                 recursive: flag(body)?,
-            },
-            Kind::Rename => Message::Rename {
+            }),
+            Kind::Rename => Message::Request(Operation::Rename {
                 from: text(body)?,
                 to: text(body)?,
-            },
-            Kind::Stat => Message::Stat { path: text(body)? },
-            Kind::List => Message::List { path: text(body)? },
-            Kind::Upload => Message::Upload {
+            }),
+            Kind::Stat => Message::Request(Operation::Stat { path: text(body)? }),
+            Kind::List => Message::Request(Operation::List { path: text(body)? }),
+            Kind::Upload => Message::Request(Operation::Upload {
                 path: text(body)?,
-                size: number(body)?,
+                size: Some(number(body)?),
                 resume: flag(body)?,
-            },
-            Kind::Download => Message::Download {
+            }),
+            Kind::Download => Message::Request(Operation::Download {
                 path: text(body)?,
                 offset: number(body)?,
-            },
-            Kind::Login => Message::Login {
+            }),
+            Kind::Login => Message::Request(Operation::Login {
                 user: text(body)?,
                 password: Password::new(text(body)?),
-            },
+            }),
             Kind::End => {
                 let mut digest = [0u8; DIGEST_LEN];
                 take(body, DIGEST_LEN)?.copy_to_slice(&mut digest);
@@ -464,6 +391,44 @@ impl Message {
             return Err(FrameError::Trailing);
         }
         Ok(message)
+    }
+}
+
+/// A request's fields, in the order `docs/PROTOCOL.md` gives them.
+fn put_request(out: &mut BytesMut, operation: &Operation) {
+    match operation {
+        Operation::ChangeDirectory { path }
+        | Operation::Stat { path }
+        | Operation::Size { path }
+        | Operation::List { path } => put_text(out, path),
+        Operation::MakeDirectory { path, parents } => {
+            put_text(out, path);
+            out.put_u8(u8::from(*parents));
+        }
+        Operation::Remove { path, recursive } => {
+            put_text(out, path);
+            out.put_u8(u8::from(*recursive));
+        }
+        Operation::Rename { from, to } => {
+            put_text(out, from);
+            put_text(out, to);
+        }
+        Operation::Upload { path, size, resume } => {
+            put_text(out, path);
+            // The extended protocol always says the size; a sender that
+            // does not know it sends an empty file's.
+            out.put_u64(size.unwrap_or(0));
+            out.put_u8(u8::from(*resume));
+        }
+        Operation::Download { path, offset } => {
+            put_text(out, path);
+            out.put_u64(*offset);
+        }
+        Operation::Login { user, password } => {
+            put_text(out, user);
+            put_text(out, password.expose());
+        }
+        Operation::Exit => {}
     }
 }
 
@@ -552,22 +517,32 @@ mod tests {
 
     fn message_strategy() -> impl Strategy<Value = Message> {
         prop_oneof![
-            any::<String>().prop_map(|path| Message::ChangeDirectory { path }),
-            (any::<String>(), any::<bool>())
-                .prop_map(|(path, parents)| Message::MakeDirectory { path, parents }),
-            (any::<String>(), any::<bool>())
-                .prop_map(|(path, recursive)| Message::Remove { path, recursive }),
-            (any::<String>(), any::<String>()).prop_map(|(from, to)| Message::Rename { from, to }),
-            any::<String>().prop_map(|path| Message::Stat { path }),
-            any::<String>().prop_map(|path| Message::List { path }),
-            (any::<String>(), any::<u64>(), any::<bool>())
-                .prop_map(|(path, size, resume)| Message::Upload { path, size, resume }),
-            (any::<String>(), any::<u64>())
-                .prop_map(|(path, offset)| Message::Download { path, offset }),
-            (any::<String>(), any::<String>()).prop_map(|(user, password)| Message::Login {
-                user,
-                password: Password::new(password)
+            any::<String>().prop_map(|path| Message::Request(Operation::ChangeDirectory { path })),
+            (any::<String>(), any::<bool>()).prop_map(|(path, parents)| Message::Request(
+                Operation::MakeDirectory { path, parents }
+            )),
+            (any::<String>(), any::<bool>()).prop_map(|(path, recursive)| Message::Request(
+                Operation::Remove { path, recursive }
+            )),
+            (any::<String>(), any::<String>())
+                .prop_map(|(from, to)| Message::Request(Operation::Rename { from, to })),
+            any::<String>().prop_map(|path| Message::Request(Operation::Stat { path })),
+            any::<String>().prop_map(|path| Message::Request(Operation::List { path })),
+            (any::<String>(), any::<u64>(), any::<bool>()).prop_map(|(path, size, resume)| {
+                Message::Request(Operation::Upload {
+                    path,
+                    size: Some(size),
+                    resume,
+                })
             }),
+            (any::<String>(), any::<u64>())
+                .prop_map(|(path, offset)| Message::Request(Operation::Download { path, offset })),
+            (any::<String>(), any::<String>()).prop_map(|(user, password)| Message::Request(
+                Operation::Login {
+                    user,
+                    password: Password::new(password)
+                }
+            )),
             any::<[u8; 32]>().prop_map(|digest| Message::End { digest }),
             any::<String>().prop_map(|directory| Message::Done { directory }),
             any::<String>().prop_map(|message| Message::Failed {
@@ -646,7 +621,7 @@ mod tests {
     #[test]
     fn trailing_bytes_and_bad_values_are_refused() {
         let mut out = BytesMut::new();
-        Message::Stat { path: "a".into() }.encode(1, &mut out);
+        Message::Request(Operation::Stat { path: "a".into() }).encode(1, &mut out);
         out.put_u8(0);
         assert_eq!(
             Message::decode(Kind::Stat, &out[HEADER_LEN..]),
@@ -668,9 +643,9 @@ mod tests {
     #[test]
     fn the_sample_session_bytes_in_the_docs_are_right() {
         let mut out = BytesMut::new();
-        Message::Stat {
+        Message::Request(Operation::Stat {
             path: "a.jpg".into(),
-        }
+        })
         .encode(1, &mut out);
         assert_eq!(
             &out[..],

@@ -5,13 +5,14 @@
 //! and encodes commands, [`reply`] builds the texts the server sends.
 //! [`extended`] is the binary protocol our own client and server switch to.
 
+pub mod classic;
 pub mod extended;
 pub mod frame;
 pub mod reply;
-pub mod request;
+pub mod text;
 pub mod token;
 
-pub use request::{ParseError, PayloadShape, Request};
+pub use classic::{ParseError, PayloadShape};
 pub use token::{TOKEN_LEN, Token};
 
 /// The most bytes any single read of the original client takes; a message

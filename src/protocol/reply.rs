@@ -1,6 +1,6 @@
 //! The texts a classic server sends: the welcome listing and status lines.
 
-use super::request::escape;
+use super::text::escape;
 
 /// The welcome sent to a client beyond the connection limit.
 pub const BUSY: &str = "error: server busy, try again later";

@@ -23,9 +23,9 @@ use crate::connection::{Connection, ConnectionError, PayloadFailure, contains_to
 use crate::executor::{
     Executor, IncomingUpload, Outcome, OutgoingDownload, Peer, ReceiveProblem, Received, Service,
 };
-use crate::operation::{ErrorCode, Failure, Operation};
+use crate::operation::{ErrorCode, Failure};
 use crate::protocol::extended::{upgrade_accepted, upgrade_request};
-use crate::protocol::{PayloadShape, Request, TOKEN_LEN, Token, reply};
+use crate::protocol::{PayloadShape, TOKEN_LEN, Token, classic, reply};
 use crate::stream::Stream;
 
 /// How long a closing connection keeps discarding input so that the client
@@ -210,8 +210,8 @@ impl Session {
             self.send(upgrade_accepted().as_bytes()).await?;
             return Ok(Flow::Upgrade);
         }
-        let operation = match Request::parse(&raw) {
-            Ok(request) => Operation::from(request),
+        let operation = match classic::parse(&raw) {
+            Ok(operation) => operation,
             Err(error) => {
                 let failure = Failure::new(ErrorCode::BadRequest, error.to_string());
                 self.executor.refused_unread("invalid command", &failure);

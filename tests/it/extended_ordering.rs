@@ -3,6 +3,7 @@
 //! is in place, whether or not the upload waits in a group commit.
 
 use bytes::BytesMut;
+use miniftp::operation::Operation;
 use miniftp::protocol::extended::{ErrorCode, Message};
 
 use crate::support::TestServer;
@@ -26,10 +27,10 @@ async fn rename_after_upload(trickle: Option<usize>) {
     let mut client = FrameClient::connect(&server).await;
     let mut batch = BytesMut::new();
     encode_upload(&mut batch, 1, "a.txt", b"NEW");
-    Message::Rename {
+    Message::Request(Operation::Rename {
         from: "a.txt".into(),
         to: "b.txt".into(),
-    }
+    })
     .encode(2, &mut batch);
     write(&mut client, &batch, trickle).await;
     assert_eq!(client.receive().await, (1, done("/")));
@@ -59,10 +60,10 @@ async fn a_remove_written_with_an_upload_removes_it() {
     let mut client = FrameClient::connect(&server).await;
     let mut batch = BytesMut::new();
     encode_upload(&mut batch, 1, "x.txt", b"data");
-    Message::Remove {
+    Message::Request(Operation::Remove {
         path: "x.txt".into(),
         recursive: false,
-    }
+    })
     .encode(2, &mut batch);
     client.connection.write_raw(&batch).await.unwrap();
     assert_eq!(client.receive().await, (1, done("/")));
@@ -78,15 +79,15 @@ async fn stat_download_and_list_written_with_an_upload_see_it() {
     let mut batch = BytesMut::new();
     encode_upload(&mut batch, 1, "seen.txt", b"NEWER");
     encode_upload(&mut batch, 2, "fresh.txt", b"fresh");
-    Message::Stat {
+    Message::Request(Operation::Stat {
         path: "fresh.txt".into(),
-    }
+    })
     .encode(3, &mut batch);
-    Message::List { path: "/".into() }.encode(4, &mut batch);
-    Message::Download {
+    Message::Request(Operation::List { path: "/".into() }).encode(4, &mut batch);
+    Message::Request(Operation::Download {
         path: "seen.txt".into(),
         offset: 0,
-    }
+    })
     .encode(5, &mut batch);
     client.connection.write_raw(&batch).await.unwrap();
     assert_eq!(client.receive().await, (1, done("/")));
@@ -134,10 +135,10 @@ async fn a_mkdir_written_with_an_upload_of_that_name_finds_the_file() {
     let mut client = FrameClient::connect(&server).await;
     let mut batch = BytesMut::new();
     encode_upload(&mut batch, 1, "x", b"data");
-    Message::MakeDirectory {
+    Message::Request(Operation::MakeDirectory {
         path: "x".into(),
         parents: false,
-    }
+    })
     .encode(2, &mut batch);
     client.connection.write_raw(&batch).await.unwrap();
     assert_eq!(client.receive().await, (1, done("/")));

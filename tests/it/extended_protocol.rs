@@ -2,6 +2,7 @@
 //! negotiation, every request, verified and resumed transfers, pipelining.
 
 use bytes::BytesMut;
+use miniftp::operation::Operation;
 use miniftp::protocol::extended::{
     ErrorCode, HEADER_LEN, Header, Kind, Message, upgrade_accepted, upgrade_request,
 };
@@ -25,32 +26,36 @@ async fn directories_listing_and_stat() {
     server.write("b.txt", b"hello");
     let mut client = FrameClient::connect(&server).await;
     let made = client
-        .request(Message::MakeDirectory {
+        .request(Message::Request(Operation::MakeDirectory {
             path: "x/y/z".into(),
             parents: true,
-        })
+        }))
         .await;
     assert_eq!(made, done("/"));
     // An existing directory is fine with parents, an error without.
-    let again = Message::MakeDirectory {
+    let again = Message::Request(Operation::MakeDirectory {
         path: "x/y/z".into(),
         parents: true,
-    };
+    });
     assert_eq!(client.request(again).await, done("/"));
-    let strict = Message::MakeDirectory {
+    let strict = Message::Request(Operation::MakeDirectory {
         path: "x".into(),
         parents: false,
-    };
+    });
     assert_eq!(
         failure_code(&client.request(strict).await),
         ErrorCode::AlreadyExists
     );
     let moved = client
-        .request(Message::ChangeDirectory { path: "x/y".into() })
+        .request(Message::Request(Operation::ChangeDirectory {
+            path: "x/y".into(),
+        }))
         .await;
     assert_eq!(moved, done("/x/y"));
 
-    let listing = client.request(Message::List { path: "/".into() }).await;
+    let listing = client
+        .request(Message::Request(Operation::List { path: "/".into() }))
+        .await;
     let Message::Listing(entries) = listing else {
         panic!("expected a listing, got {listing:?}");
     };
@@ -69,9 +74,9 @@ async fn directories_listing_and_stat() {
     );
 
     let stat = client
-        .request(Message::Stat {
+        .request(Message::Request(Operation::Stat {
             path: "/b.txt".into(),
-        })
+        }))
         .await;
     let Message::Entry(entry) = stat else {
         panic!("expected an entry, got {stat:?}");
@@ -81,9 +86,9 @@ async fn directories_listing_and_stat() {
         ("b.txt", 5, false)
     );
     let missing = client
-        .request(Message::Stat {
+        .request(Message::Request(Operation::Stat {
             path: "nope".into(),
-        })
+        }))
         .await;
     assert_eq!(failure_code(&missing), ErrorCode::NotFound);
 }
@@ -94,32 +99,32 @@ async fn recursive_remove_takes_the_tree_and_keeps_the_root() {
     server.write("tree/a/b/c.txt", b"c");
     server.write("tree/d.txt", b"d");
     let mut client = FrameClient::connect(&server).await;
-    let plain = Message::Remove {
+    let plain = Message::Request(Operation::Remove {
         path: "tree".into(),
         recursive: false,
-    };
+    });
     assert_eq!(
         failure_code(&client.request(plain).await),
         ErrorCode::NotEmpty
     );
-    let recursive = Message::Remove {
+    let recursive = Message::Request(Operation::Remove {
         path: "tree".into(),
         recursive: true,
-    };
+    });
     assert_eq!(client.request(recursive).await, done("/"));
     assert!(!server.exists("tree"));
-    let root = Message::Remove {
+    let root = Message::Request(Operation::Remove {
         path: "/".into(),
         recursive: true,
-    };
+    });
     assert_eq!(
         failure_code(&client.request(root).await),
         ErrorCode::PermissionDenied
     );
-    let escape = Message::Remove {
+    let escape = Message::Request(Operation::Remove {
         path: ".miniftp".into(),
         recursive: true,
-    };
+    });
     assert_eq!(
         failure_code(&client.request(escape).await),
         ErrorCode::InvalidPath
@@ -174,11 +179,11 @@ async fn a_digest_mismatch_stores_nothing() {
     client
         .send(
             id,
-            Message::Upload {
+            Message::Request(Operation::Upload {
                 path: "keep.txt".into(),
-                size: data.len() as u64,
+                size: Some(data.len() as u64),
                 resume: false,
-            },
+            }),
         )
         .await;
     let mut corrupted = data.clone();
@@ -215,11 +220,11 @@ async fn an_interrupted_upload_resumes_where_it_stopped() {
         {
             let mut client = FrameClient::connect(&server).await;
             let id = client.id();
-            let upload = Message::Upload {
+            let upload = Message::Request(Operation::Upload {
                 path: name.clone(),
-                size: data.len() as u64,
+                size: Some(data.len() as u64),
                 resume: true,
-            };
+            });
             client.send(id, upload).await;
             assert_eq!(client.receive().await.1, Message::UploadFrom { offset: 0 });
             // A data frame announcing everything, cut off after `cut` bytes
@@ -249,11 +254,11 @@ async fn an_interrupted_upload_resumes_where_it_stopped() {
         );
         let mut client = FrameClient::connect(&server).await;
         let id = client.id();
-        let upload = Message::Upload {
+        let upload = Message::Request(Operation::Upload {
             path: name.clone(),
-            size: data.len() as u64,
+            size: Some(data.len() as u64),
             resume: true,
-        };
+        });
         client.send(id, upload).await;
         let (_, reply) = client.receive().await;
         let Message::UploadFrom { offset } = reply else {
@@ -293,7 +298,7 @@ async fn pipelined_requests_are_answered_in_order() {
     let mut batch = BytesMut::new();
     for id in 0..1000u32 {
         let path = if id % 10 == 0 { "missing" } else { "f.txt" };
-        Message::Stat { path: path.into() }.encode(id, &mut batch);
+        Message::Request(Operation::Stat { path: path.into() }).encode(id, &mut batch);
     }
     client.connection.write_raw(&batch).await.unwrap();
     for id in 0..1000u32 {
@@ -372,11 +377,11 @@ async fn an_upload_whose_commit_fails_is_answered_with_the_failure() {
     client
         .send(
             1,
-            Message::Upload {
+            Message::Request(Operation::Upload {
                 path: "d/x".into(),
-                size: 4,
+                size: Some(4),
                 resume: false,
-            },
+            }),
         )
         .await;
     client.send_data(1, b"data").await;
@@ -390,7 +395,7 @@ async fn an_upload_whose_commit_fails_is_answered_with_the_failure() {
         digest: *blake3::hash(b"data").as_bytes(),
     }
     .encode(1, &mut batch);
-    Message::Stat { path: "/".into() }.encode(2, &mut batch);
+    Message::Request(Operation::Stat { path: "/".into() }).encode(2, &mut batch);
     client.connection.write_raw(&batch).await.unwrap();
     let (id, reply) = client.receive().await;
     assert_eq!((id, failure_code(&reply)), (1, ErrorCode::NotFound));
@@ -404,11 +409,11 @@ async fn data_beyond_the_declared_size_is_dropped_and_the_upload_fails() {
     let server = TestServer::start().await;
     let mut client = FrameClient::connect(&server).await;
     let id = client.id();
-    let upload = Message::Upload {
+    let upload = Message::Request(Operation::Upload {
         path: "small.bin".into(),
-        size: 10,
+        size: Some(10),
         resume: false,
-    };
+    });
     client.send(id, upload).await;
     let flood = pseudo_random_bytes(1 << 20, 4);
     client.send_data(id, &flood[..10]).await;
@@ -434,15 +439,15 @@ async fn a_foreign_frame_inside_an_upload_is_refused_before_the_close() {
     server.write("keep.txt", b"old");
     let mut client = FrameClient::connect(&server).await;
     let mut batch = BytesMut::new();
-    Message::Upload {
+    Message::Request(Operation::Upload {
         path: "keep.txt".into(),
-        size: 5,
+        size: Some(5),
         resume: false,
-    }
+    })
     .encode(1, &mut batch);
-    Message::Stat {
+    Message::Request(Operation::Stat {
         path: "keep.txt".into(),
-    }
+    })
     .encode(2, &mut batch);
     client.connection.write_raw(&batch).await.unwrap();
     let (id, reply) = client.receive().await;

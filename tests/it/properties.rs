@@ -15,11 +15,13 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::BytesMut;
 use miniftp::connection::{Connection, ConnectionError, PayloadFailure};
+use miniftp::operation::Operation;
+use miniftp::protocol::classic::{quote, split_arguments};
 use miniftp::protocol::extended::{
     DIGEST_LEN, ErrorCode, HEADER_LEN, Header, Kind, MAX_MESSAGE_LEN, Message,
 };
-use miniftp::protocol::request::{escape, quote, split_arguments};
-use miniftp::protocol::{ParseError, PayloadShape, Request, TOKEN_LEN, Token};
+use miniftp::protocol::text::escape;
+use miniftp::protocol::{ParseError, PayloadShape, TOKEN_LEN, Token, classic};
 use miniftp::storage::path::{MAX_NAME_LEN, MAX_PATH_LEN, PRIVATE_DIR, names_directory};
 use miniftp::storage::{Removal, Storage, StorageError, VirtualPath};
 use proptest::collection::vec;
@@ -78,6 +80,15 @@ fn shape_of(verb: &str) -> PayloadShape {
     }
 }
 
+/// The payload that travels with an operation.
+fn shape_of_operation(operation: &Operation) -> PayloadShape {
+    match operation {
+        Operation::Upload { .. } => PayloadShape::FromClient,
+        Operation::Download { .. } | Operation::Size { .. } => PayloadShape::FromServer,
+        _ => PayloadShape::None,
+    }
+}
+
 /// An argument: anything, or text dense in what the syntax cares about.
 fn argument() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -105,41 +116,62 @@ fn form() -> impl Strategy<Value = Form> {
 }
 
 /// What a command of quoted arguments must parse to.
-fn expected_request(verb: &str, args: &[String]) -> Result<Request, ParseError> {
+fn expected_request(verb: &str, args: &[String]) -> Result<Operation, ParseError> {
     let one = |usage: &'static str| match args {
         [path] => Ok(path.clone()),
         _ => Err(ParseError::Usage(usage)),
     };
     match verb {
-        "cd" => one("cd PATH").map(|path| Request::ChangeDirectory { path }),
-        "mkdir" => one("mkdir PATH").map(|path| Request::MakeDirectory { path }),
-        "rm" => one("rm PATH").map(|path| Request::Remove { path }),
-        "ul" => one("ul PATH").map(|path| Request::Upload { path }),
-        "dl" => one("dl PATH").map(|path| Request::Download { path }),
-        "info" => one("info PATH").map(|path| Request::Size { path }),
+        "cd" => one("cd PATH").map(|path| Operation::ChangeDirectory { path }),
+        "mkdir" => one("mkdir PATH").map(|path| Operation::MakeDirectory {
+            path,
+            parents: false,
+        }),
+        "rm" => one("rm PATH").map(|path| Operation::Remove {
+            path,
+            recursive: false,
+        }),
+        "ul" => one("ul PATH").map(|path| Operation::Upload {
+            path,
+            size: None,
+            resume: false,
+        }),
+        "dl" => one("dl PATH").map(|path| Operation::Download { path, offset: 0 }),
+        "info" => one("info PATH").map(|path| Operation::Size { path }),
         "mv" => match args {
-            [from, to] => Ok(Request::Rename {
+            [from, to] => Ok(Operation::Rename {
                 from: from.clone(),
                 to: to.clone(),
             }),
             _ => Err(ParseError::Usage("mv SRC DEST")),
         },
-        "exit" if args.is_empty() => Ok(Request::Exit),
+        "exit" if args.is_empty() => Ok(Operation::Exit),
         "exit" => Err(ParseError::Usage("exit")),
         other => Err(ParseError::UnknownVerb(escape(other))),
     }
 }
 
-fn request() -> impl Strategy<Value = Request> {
+/// An operation the classic protocol can say.
+fn request() -> impl Strategy<Value = Operation> {
     prop_oneof![
-        argument().prop_map(|path| Request::ChangeDirectory { path }),
-        argument().prop_map(|path| Request::MakeDirectory { path }),
-        argument().prop_map(|path| Request::Remove { path }),
-        argument().prop_map(|path| Request::Upload { path }),
-        argument().prop_map(|path| Request::Download { path }),
-        argument().prop_map(|path| Request::Size { path }),
-        (argument(), argument()).prop_map(|(from, to)| Request::Rename { from, to }),
-        Just(Request::Exit),
+        argument().prop_map(|path| Operation::ChangeDirectory { path }),
+        argument().prop_map(|path| Operation::MakeDirectory {
+            path,
+            parents: false
+        }),
+        argument().prop_map(|path| Operation::Remove {
+            path,
+            recursive: false
+        }),
+        argument().prop_map(|path| Operation::Upload {
+            path,
+            size: None,
+            resume: false
+        }),
+        argument().prop_map(|path| Operation::Download { path, offset: 0 }),
+        argument().prop_map(|path| Operation::Size { path }),
+        (argument(), argument()).prop_map(|(from, to)| Operation::Rename { from, to }),
+        Just(Operation::Exit),
     ]
 }
 
@@ -150,18 +182,18 @@ fn unprintable(text: &str) -> bool {
 }
 
 /// The checks every parsed line must pass, valid or not.
-fn check_parse(line: &[u8]) -> Result<Result<Request, ParseError>, TestCaseError> {
-    let parsed = Request::parse(line);
+fn check_parse(line: &[u8]) -> Result<Result<Operation, ParseError>, TestCaseError> {
+    let parsed = classic::parse(line);
     let shape = PayloadShape::of_command(line);
     match &parsed {
         Ok(request) => {
             // Whatever parses, encodes back to the same request, and the
             // payload shape (decided without parsing) agrees with it.
             prop_assert_eq!(
-                Request::parse(request.encode().as_bytes()),
+                classic::parse(classic::encode(request).unwrap().as_bytes()),
                 Ok(request.clone())
             );
-            prop_assert_eq!(shape, shape_of(request.verb()));
+            prop_assert_eq!(shape, shape_of_operation(request));
         }
         Err(ParseError::UnknownVerb(verb)) => {
             prop_assert!(!unprintable(verb), "unknown verb echoed raw: {verb:?}");
@@ -245,7 +277,7 @@ proptest! {
     /// Every request encodes to a line that parses back to it.
     #[test]
     fn requests_round_trip(request in request()) {
-        prop_assert_eq!(Request::parse(request.encode().as_bytes()), Ok(request));
+        prop_assert_eq!(classic::parse(classic::encode(&request).unwrap().as_bytes()), Ok(request));
     }
 
     /// Escaped text stays on one visible line; printable text is unchanged.
@@ -447,13 +479,19 @@ fn small_text() -> impl Strategy<Value = String> {
 
 fn frame() -> impl Strategy<Value = Frame> {
     let message = prop_oneof![
-        small_text().prop_map(|path| Message::ChangeDirectory { path }),
-        small_text().prop_map(|path| Message::Stat { path }),
+        small_text().prop_map(|path| Message::Request(Operation::ChangeDirectory { path })),
+        small_text().prop_map(|path| Message::Request(Operation::Stat { path })),
         (small_text(), any::<bool>())
-            .prop_map(|(path, recursive)| Message::Remove { path, recursive }),
-        (small_text(), small_text()).prop_map(|(from, to)| Message::Rename { from, to }),
-        (small_text(), any::<u64>(), any::<bool>())
-            .prop_map(|(path, size, resume)| Message::Upload { path, size, resume }),
+            .prop_map(|(path, recursive)| Message::Request(Operation::Remove { path, recursive })),
+        (small_text(), small_text())
+            .prop_map(|(from, to)| Message::Request(Operation::Rename { from, to })),
+        (small_text(), any::<u64>(), any::<bool>()).prop_map(|(path, size, resume)| {
+            Message::Request(Operation::Upload {
+                path,
+                size: Some(size),
+                resume,
+            })
+        }),
         any::<[u8; DIGEST_LEN]>().prop_map(|digest| Message::End { digest }),
         small_text().prop_map(|message| Message::Failed {
             code: ErrorCode::NotFound,
@@ -926,7 +964,7 @@ impl Jail {
 /// A storage operation with a client's path arguments (before resolution).
 /// `$ROOT` and `$OUT` stand for the real paths of the root and the outside.
 #[derive(Debug, Clone)]
-enum Operation {
+enum JailStep {
     ChangeDirectory(String),
     Stat(String),
     List(String),
@@ -994,19 +1032,19 @@ fn jail_path() -> impl Strategy<Value = String> {
         })
 }
 
-fn operation() -> impl Strategy<Value = Operation> {
+fn operation() -> impl Strategy<Value = JailStep> {
     let data = vec(any::<u8>(), 0..32);
     prop_oneof![
-        2 => jail_path().prop_map(Operation::ChangeDirectory),
-        2 => jail_path().prop_map(Operation::Stat),
-        2 => jail_path().prop_map(Operation::List),
-        2 => jail_path().prop_map(Operation::Read),
-        2 => (jail_path(), data.clone()).prop_map(|(path, data)| Operation::Upload(path, data)),
-        1 => (jail_path(), data).prop_map(|(path, data)| Operation::Resume(path, data)),
-        2 => jail_path().prop_map(Operation::MakeDirectory),
-        1 => jail_path().prop_map(Operation::MakeDirectories),
-        2 => (jail_path(), any::<bool>()).prop_map(|(path, tree)| Operation::Remove(path, tree)),
-        2 => (jail_path(), jail_path()).prop_map(|(from, to)| Operation::Rename(from, to)),
+        2 => jail_path().prop_map(JailStep::ChangeDirectory),
+        2 => jail_path().prop_map(JailStep::Stat),
+        2 => jail_path().prop_map(JailStep::List),
+        2 => jail_path().prop_map(JailStep::Read),
+        2 => (jail_path(), data.clone()).prop_map(|(path, data)| JailStep::Upload(path, data)),
+        1 => (jail_path(), data).prop_map(|(path, data)| JailStep::Resume(path, data)),
+        2 => jail_path().prop_map(JailStep::MakeDirectory),
+        1 => jail_path().prop_map(JailStep::MakeDirectories),
+        2 => (jail_path(), any::<bool>()).prop_map(|(path, tree)| JailStep::Remove(path, tree)),
+        2 => (jail_path(), jail_path()).prop_map(|(from, to)| JailStep::Rename(from, to)),
     ]
 }
 
@@ -1015,7 +1053,7 @@ async fn run(
     jail: &Jail,
     storage: &Storage,
     cwd: &mut VirtualPath,
-    operation: &Operation,
+    operation: &JailStep,
 ) -> Result<(), TestCaseError> {
     let expand = |argument: &str| {
         argument
@@ -1031,7 +1069,7 @@ async fn run(
             .filter(|path| jail.jail.join(path.relative()).as_os_str().len() < 4000)
     };
     match operation {
-        Operation::ChangeDirectory(argument) => {
+        JailStep::ChangeDirectory(argument) => {
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
@@ -1045,7 +1083,7 @@ async fn run(
                 *cwd = path;
             }
         }
-        Operation::Stat(argument) => {
+        JailStep::Stat(argument) => {
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
@@ -1066,7 +1104,7 @@ async fn run(
                 );
             }
         }
-        Operation::List(argument) => {
+        JailStep::List(argument) => {
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
@@ -1092,7 +1130,7 @@ async fn run(
                 }
             }
         }
-        Operation::Read(argument) => {
+        JailStep::Read(argument) => {
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
@@ -1116,7 +1154,7 @@ async fn run(
                 );
             }
         }
-        Operation::Upload(argument, data) | Operation::Resume(argument, data) => {
+        JailStep::Upload(argument, data) | JailStep::Resume(argument, data) => {
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
@@ -1124,7 +1162,7 @@ async fn run(
             // its own path went through (`root_abs/root_abs`).
             let real = jail.real_entry(&path);
             let upload = match operation {
-                Operation::Resume(..) => {
+                JailStep::Resume(..) => {
                     storage
                         .create_upload(&path, Some(data.len() as u64), true)
                         .await
@@ -1150,12 +1188,12 @@ async fn run(
                 prop_assert_eq!(&std::fs::read(&real).unwrap(), data);
             }
         }
-        Operation::MakeDirectory(argument) | Operation::MakeDirectories(argument) => {
+        JailStep::MakeDirectory(argument) | JailStep::MakeDirectories(argument) => {
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
             let made = match operation {
-                Operation::MakeDirectory(_) => storage.make_directory(&path, false).await,
+                JailStep::MakeDirectory(_) => storage.make_directory(&path, false).await,
                 _ => storage.make_directory(&path, true).await,
             };
             if made.is_ok() {
@@ -1167,7 +1205,7 @@ async fn run(
                 );
             }
         }
-        Operation::Remove(argument, tree) => {
+        JailStep::Remove(argument, tree) => {
             let Some(path) = resolve(argument) else {
                 return Ok(());
             };
@@ -1185,7 +1223,7 @@ async fn run(
                 );
             }
         }
-        Operation::Rename(from_argument, to_argument) => {
+        JailStep::Rename(from_argument, to_argument) => {
             let (Some(from), Some(to)) = (resolve(from_argument), resolve(to_argument)) else {
                 return Ok(());
             };
@@ -1228,7 +1266,7 @@ proptest! {
 
 /// Runs `operations` in a fresh jail (the root, or a home), checking after
 /// each that nothing outside it changed.
-fn run_in_a_fresh_jail(home: bool, operations: &[Operation]) -> Result<(), TestCaseError> {
+fn run_in_a_fresh_jail(home: bool, operations: &[JailStep]) -> Result<(), TestCaseError> {
     let jail = Jail::new(home);
     let before = jail.outside_snapshot();
     block_on(async {
@@ -1257,8 +1295,8 @@ fn run_in_a_fresh_jail(home: bool, operations: &[Operation]) -> Result<(), TestC
 #[test]
 fn an_upload_through_a_link_to_the_root_replaces_that_link() {
     for operation in [
-        Operation::Resume("root_abs/root_abs".into(), Vec::new()),
-        Operation::Upload("root_abs/root_abs".into(), b"x".to_vec()),
+        JailStep::Resume("root_abs/root_abs".into(), Vec::new()),
+        JailStep::Upload("root_abs/root_abs".into(), b"x".to_vec()),
     ] {
         run_in_a_fresh_jail(false, &[operation]).unwrap();
     }
@@ -1269,9 +1307,9 @@ fn an_upload_through_a_link_to_the_root_replaces_that_link() {
 #[test]
 fn a_private_name_below_the_root_is_an_ordinary_name() {
     let operations = [
-        Operation::Upload("dir/.miniftp".into(), Vec::new()),
-        Operation::List("in_rel".into()),
-        Operation::List("/".into()),
+        JailStep::Upload("dir/.miniftp".into(), Vec::new()),
+        JailStep::List("in_rel".into()),
+        JailStep::List("/".into()),
     ];
     run_in_a_fresh_jail(false, &operations).unwrap();
 }

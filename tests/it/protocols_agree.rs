@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 
 use bytes::BytesMut;
-use miniftp::protocol::Request;
+use miniftp::operation::Operation;
 use miniftp::protocol::extended::{Header, Kind, Message};
 
 use crate::support::frames::FrameClient;
-use crate::support::{RawClient, TestServer, snapshot};
+use crate::support::{RawClient, TestServer, classic_command, snapshot};
 
 /// An operation as both protocols can say it.
 #[derive(Debug, Clone)]
@@ -125,31 +125,33 @@ async fn classic(server: &TestServer, case: &Case) -> Answer {
     let status = match case {
         Case::ChangeDirectory(path) => {
             client
-                .command(&command(Request::ChangeDirectory {
+                .command(&classic_command(Operation::ChangeDirectory {
                     path: path.to_string(),
                 }))
                 .await
         }
         Case::MakeDirectory(path) => {
             client
-                .command(&command(Request::MakeDirectory {
+                .command(&classic_command(Operation::MakeDirectory {
                     path: path.to_string(),
+                    parents: false,
                 }))
                 .await
         }
         Case::Remove(path) => {
             client
-                .command(&command(Request::Remove {
+                .command(&classic_command(Operation::Remove {
                     path: path.to_string(),
+                    recursive: false,
                 }))
                 .await
         }
         Case::Rename(from, to) => {
-            let rename = Request::Rename {
+            let rename = Operation::Rename {
                 from: from.to_string(),
                 to: to.to_string(),
             };
-            client.command(&command(rename)).await
+            client.command(&classic_command(rename)).await
         }
         Case::Upload(path, bytes) => client.upload(path, bytes).await,
         Case::Download(path) => {
@@ -167,43 +169,39 @@ async fn classic(server: &TestServer, case: &Case) -> Answer {
     }
 }
 
-fn command(request: Request) -> String {
-    request.encode()
-}
-
 async fn extended(server: &TestServer, case: &Case) -> Answer {
     let mut client = FrameClient::connect(server).await;
     let mut data = Vec::new();
     let reply = match case {
         Case::ChangeDirectory(path) => {
             client
-                .request(Message::ChangeDirectory {
+                .request(Message::Request(Operation::ChangeDirectory {
                     path: path.to_string(),
-                })
+                }))
                 .await
         }
         Case::MakeDirectory(path) => {
             client
-                .request(Message::MakeDirectory {
+                .request(Message::Request(Operation::MakeDirectory {
                     path: path.to_string(),
                     parents: false,
-                })
+                }))
                 .await
         }
         Case::Remove(path) => {
             client
-                .request(Message::Remove {
+                .request(Message::Request(Operation::Remove {
                     path: path.to_string(),
                     recursive: false,
-                })
+                }))
                 .await
         }
         Case::Rename(from, to) => {
             client
-                .request(Message::Rename {
+                .request(Message::Request(Operation::Rename {
                     from: from.to_string(),
                     to: to.to_string(),
-                })
+                }))
                 .await
         }
         Case::Upload(path, bytes) => upload(&mut client, path, bytes).await,
@@ -212,7 +210,9 @@ async fn extended(server: &TestServer, case: &Case) -> Answer {
                 data = bytes;
                 // A download leaves the directory as it was.
                 client
-                    .request(Message::ChangeDirectory { path: ".".into() })
+                    .request(Message::Request(Operation::ChangeDirectory {
+                        path: ".".into(),
+                    }))
                     .await
             }
             Err(failure) => failure,
@@ -231,11 +231,11 @@ async fn extended(server: &TestServer, case: &Case) -> Answer {
 /// An upload's three frames, written at once.
 async fn upload(client: &mut FrameClient, path: &str, bytes: &[u8]) -> Message {
     let mut frames = BytesMut::new();
-    Message::Upload {
+    Message::Request(Operation::Upload {
         path: path.into(),
-        size: bytes.len() as u64,
+        size: Some(bytes.len() as u64),
         resume: false,
-    }
+    })
     .encode(1, &mut frames);
     let data = Header {
         kind: Kind::Data,
@@ -285,9 +285,9 @@ async fn both_protocols_explain_a_current_directory_removed_by_someone_else() {
     let mut classic = RawClient::connect(server.address).await;
     let mut extended = FrameClient::connect(&server).await;
     assert_eq!(classic.command("cd dir/sub").await, "/dir/sub");
-    let into = Message::ChangeDirectory {
+    let into = Message::Request(Operation::ChangeDirectory {
         path: "dir/sub".into(),
-    };
+    });
     assert!(matches!(extended.request(into).await, Message::Done { .. }));
     std::fs::remove_dir(server.path("dir/sub")).unwrap();
     let explained = "the current directory /dir/sub no longer exists (cd / to recover)";
@@ -295,10 +295,10 @@ async fn both_protocols_explain_a_current_directory_removed_by_someone_else() {
         classic.command("mkdir x").await,
         format!("error: {explained}")
     );
-    let mkdir = Message::MakeDirectory {
+    let mkdir = Message::Request(Operation::MakeDirectory {
         path: "x".into(),
         parents: false,
-    };
+    });
     match extended.request(mkdir).await {
         Message::Failed { message, .. } => assert_eq!(message, explained),
         other => panic!("expected the explanation, got {other:?}"),

@@ -11,6 +11,7 @@ use miniftp::client::{
     Client, ClientConfig, ClientError, Credentials, ErrorCode, Password, Protocol, TransferOptions,
 };
 use miniftp::config::{AnonymousAccess, LoginFailurePolicy};
+use miniftp::operation::Operation;
 use miniftp::{Access, ServerConfig};
 use tempfile::TempDir;
 
@@ -393,10 +394,10 @@ async fn logins_sent_at_once_check_no_more_passwords_than_the_ban_allows() {
             29 => "alice's secret".to_owned(),
             _ => format!("guess {index}"),
         };
-        let login = Message::Login {
+        let login = Message::Request(Operation::Login {
             user: "alice".into(),
             password: Password::new(password),
-        };
+        });
         client.send(1, login).await;
     }
     let mut checked = 0;

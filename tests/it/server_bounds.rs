@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use miniftp::accounts::Accounts;
+use miniftp::operation::Operation;
 use miniftp::protocol::extended::{
     ErrorCode, Header, Kind, Message, upgrade_accepted, upgrade_request,
 };
-use miniftp::protocol::request::MAX_EXCERPT;
+use miniftp::protocol::text::MAX_EXCERPT;
 use miniftp::{Access, ServerConfig};
 
 use crate::support::frames::{FrameClient, done, failure_code};
@@ -42,9 +43,9 @@ async fn errors_echo_a_bounded_excerpt_of_a_long_odd_path() {
     client
         .send(
             1,
-            Message::Stat {
+            Message::Request(Operation::Stat {
                 path: control.clone(),
-            },
+            }),
         )
         .await;
     let (id, reply, length) = receive_sized(&mut client).await;
@@ -52,10 +53,10 @@ async fn errors_echo_a_bounded_excerpt_of_a_long_odd_path() {
     assert!(length <= SHORT_FAILURE, "a {length}-byte failure");
 
     let delete = "\u{7f}".repeat(30_000);
-    let rename = Message::Rename {
+    let rename = Message::Request(Operation::Rename {
         from: delete.clone(),
         to: delete,
-    };
+    });
     client.send(2, rename).await;
     let (id, reply, length) = receive_sized(&mut client).await;
     assert_eq!((id, failure_code(&reply)), (2, ErrorCode::InvalidPath));
@@ -77,7 +78,9 @@ async fn a_request_over_the_limit_is_refused_unread_and_the_connection_goes_on()
     let mut client = FrameClient::connect(&server).await;
     // As long as a message may be (1 MiB with its length field).
     let huge = "\u{1}".repeat((1 << 20) - 4);
-    client.send(1, Message::Stat { path: huge.clone() }).await;
+    client
+        .send(1, Message::Request(Operation::Stat { path: huge.clone() }))
+        .await;
     let (id, reply, length) = receive_sized(&mut client).await;
     assert_eq!((id, failure_code(&reply)), (1, ErrorCode::BadRequest));
     assert!(length <= SHORT_FAILURE);
@@ -89,11 +92,11 @@ async fn a_request_over_the_limit_is_refused_unread_and_the_connection_goes_on()
     // An upload whose request is refused unread: its data and end frames
     // are dropped, with no second answer.
     let mut batch = BytesMut::new();
-    Message::Upload {
+    Message::Request(Operation::Upload {
         path: huge[..huge.len() - 13].to_owned(),
-        size: 4,
+        size: Some(4),
         resume: false,
-    }
+    })
     .encode(2, &mut batch);
     let data = Header {
         kind: Kind::Data,
@@ -106,7 +109,7 @@ async fn a_request_over_the_limit_is_refused_unread_and_the_connection_goes_on()
         digest: *blake3::hash(b"data").as_bytes(),
     }
     .encode(2, &mut batch);
-    Message::ChangeDirectory { path: "/".into() }.encode(3, &mut batch);
+    Message::Request(Operation::ChangeDirectory { path: "/".into() }).encode(3, &mut batch);
     client.connection.write_raw(&batch).await.unwrap();
     let (id, reply, _) = receive_sized(&mut client).await;
     assert_eq!((id, failure_code(&reply)), (2, ErrorCode::BadRequest));
@@ -155,9 +158,9 @@ async fn before_a_login_a_frame_longer_than_a_login_is_refused_and_closed() {
     let mut raw = RawClient::connect(server.address).await;
     assert_eq!(raw.command(&upgrade_request()).await, upgrade_accepted());
     let mut client = FrameClient::from_upgraded(raw.connection);
-    let login = Message::Login {
+    let login = Message::Request(Operation::Login {
         user: "alice".into(),
         password: miniftp::client::Password::new("alice's secret"),
-    };
+    });
     assert_eq!(client.request(login).await, done("/"));
 }

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use miniftp::Access;
 use miniftp::accounts::Accounts;
 use miniftp::connection::Connection;
+use miniftp::operation::Operation;
 use miniftp::protocol::extended::{Header, Kind, Message, upgrade_accepted, upgrade_request};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -81,18 +82,18 @@ async fn clients_that_never_read_their_errors_hold_little() {
     let mut requests = BytesMut::new();
     // A request as long as a message may be, and ones the server parses:
     // each error would echo its path five times over.
-    Message::Stat {
+    Message::Request(Operation::Stat {
         path: "\u{1}".repeat((1 << 20) - 4),
-    }
+    })
     .encode(1, &mut requests);
-    Message::Stat {
+    Message::Request(Operation::Stat {
         path: "\u{1}".repeat(60_000),
-    }
+    })
     .encode(2, &mut requests);
-    Message::Rename {
+    Message::Request(Operation::Rename {
         from: "\u{7f}".repeat(30_000),
         to: "\u{7f}".repeat(30_000),
-    }
+    })
     .encode(3, &mut requests);
     for stream in &streams {
         write_all(stream, &requests).await;
@@ -123,7 +124,7 @@ async fn clients_that_never_read_a_long_listing_hold_little() {
     }
     let before = server.peak_resident();
     let mut request = BytesMut::new();
-    Message::List { path: "big".into() }.encode(1, &mut request);
+    Message::Request(Operation::List { path: "big".into() }).encode(1, &mut request);
     for stream in &streams {
         write_all(stream, &request).await;
     }

@@ -5,7 +5,7 @@
 //! server's pacing. Blocking std sockets in a blocking thread, with read
 //! timeouts so that a hang fails the test instead of blocking the suite.
 
-use miniftp::protocol::request::excerpt;
+use miniftp::protocol::text::excerpt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;

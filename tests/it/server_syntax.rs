@@ -2,7 +2,7 @@
 //! get an error status, keep the stream in step, and the connection goes on.
 
 use crate::support::{RawClient, TestServer};
-use miniftp::protocol::request::excerpt;
+use miniftp::protocol::text::excerpt;
 
 #[tokio::test]
 async fn invalid_commands_get_an_error_and_the_connection_goes_on() {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use miniftp::connection::Connection;
+use miniftp::operation::Operation;
 use miniftp::{ServerConfig, Storage};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -179,7 +180,11 @@ impl RawClient {
 
     /// Uploads `data` to `path`; returns the status.
     pub async fn upload(&mut self, path: &str, data: &[u8]) -> String {
-        let command = miniftp::protocol::Request::Upload { path: path.into() }.encode();
+        let command = classic_command(Operation::Upload {
+            path: path.into(),
+            size: None,
+            resume: false,
+        });
         self.send(&command).await;
         self.connection.write_message(data).await.expect("payload");
         self.receive().await
@@ -187,7 +192,10 @@ impl RawClient {
 
     /// Downloads `path`; returns the payload and the status.
     pub async fn download(&mut self, path: &str) -> (Bytes, String) {
-        let command = miniftp::protocol::Request::Download { path: path.into() }.encode();
+        let command = classic_command(Operation::Download {
+            path: path.into(),
+            offset: 0,
+        });
         self.send(&command).await;
         let payload = self.receive_bytes().await;
         (payload, self.receive().await)
@@ -239,7 +247,7 @@ impl RawClient {
 
     /// `info PATH`; returns the payload and the status.
     pub async fn info(&mut self, path: &str) -> (String, String) {
-        let command = miniftp::protocol::Request::Size { path: path.into() }.encode();
+        let command = classic_command(Operation::Size { path: path.into() });
         self.send(&command).await;
         let payload = self.receive().await;
         (payload, self.receive().await)
@@ -339,4 +347,9 @@ impl TestServer {
             task: Some(task),
         }
     }
+}
+
+/// The classic command message for `operation`.
+pub fn classic_command(operation: Operation) -> String {
+    miniftp::protocol::classic::encode(&operation).expect("a classic operation")
 }

@@ -54,7 +54,7 @@ impl ShellHelper {
             .take(MAX_CANDIDATES)
             .map(|entry| {
                 // Shown escaped: a name never reaches the terminal raw.
-                let shown = miniftp::protocol::request::escape(&entry.name);
+                let shown = miniftp::protocol::text::escape(&entry.name);
                 let (display, end) = match entry.is_directory {
                     true => (format!("{shown}/"), "/"),
                     false => (shown, " "),
@@ -145,7 +145,7 @@ impl Completer for ShellHelper {
             PathKind::Local => {
                 let (start, mut pairs) = self.files.complete_path(line, pos)?;
                 for pair in &mut pairs {
-                    pair.display = miniftp::protocol::request::escape(&pair.display);
+                    pair.display = miniftp::protocol::text::escape(&pair.display);
                 }
                 Ok((start, pairs))
             }

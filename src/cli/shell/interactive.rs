@@ -1,7 +1,7 @@
 //! The prompt: line editing and history (rustyline), completion, and
 //! recovery when the connection is lost or a command is cancelled.
 
-use miniftp::protocol::request::escape;
+use miniftp::protocol::text::escape;
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,7 +2,7 @@
 //! pattern picks (`dl logs/*.txt`). Pure.
 
 use miniftp::client::EntryInfo;
-use miniftp::protocol::request::escape;
+use miniftp::protocol::text::escape;
 
 /// How patterns match names: `*` and `?` never match `/` nor a leading
 /// `.`, as in a shell.

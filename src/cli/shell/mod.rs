@@ -13,7 +13,7 @@ mod listing;
 mod progress;
 pub mod script;
 
-use miniftp::protocol::request::escape;
+use miniftp::protocol::text::escape;
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

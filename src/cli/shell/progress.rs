@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use miniftp::client::{Progress, Stage};
-use miniftp::protocol::request::escape;
+use miniftp::protocol::text::escape;
 
 /// The display of one transfer.
 pub struct TransferDisplay {

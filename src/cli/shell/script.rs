@@ -1,7 +1,7 @@
 //! Scripts (`-c`, `-b`): commands run in order without a prompt; the
 //! first failure stops the script unless told to keep going.
 
-use miniftp::protocol::request::escape;
+use miniftp::protocol::text::escape;
 use std::process::ExitCode;
 
 use super::line::parse_script;

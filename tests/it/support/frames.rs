@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 use miniftp::connection::Connection;
+use miniftp::operation::Operation;
 use miniftp::protocol::extended::{
     DIGEST_LEN, ErrorCode, Header, Kind, Message, upgrade_accepted, upgrade_request,
 };
@@ -80,11 +81,11 @@ impl FrameClient {
         let id = self.id();
         self.send(
             id,
-            Message::Upload {
+            Message::Request(Operation::Upload {
                 path: path.into(),
-                size: data.len() as u64,
+                size: Some(data.len() as u64),
                 resume: false,
-            },
+            }),
         )
         .await;
         self.send_data(id, data).await;
@@ -107,10 +108,10 @@ impl FrameClient {
         let id = self.id();
         self.send(
             id,
-            Message::Download {
+            Message::Request(Operation::Download {
                 path: path.into(),
                 offset,
-            },
+            }),
         )
         .await;
         match self.receive().await.1 {
@@ -147,11 +148,11 @@ pub fn failure_code(message: &Message) -> ErrorCode {
 
 /// Appends an upload's three frames (request, data, end) to `batch`.
 pub fn encode_upload(batch: &mut BytesMut, id: u32, path: &str, data: &[u8]) {
-    Message::Upload {
+    Message::Request(Operation::Upload {
         path: path.into(),
-        size: data.len() as u64,
+        size: Some(data.len() as u64),
         resume: false,
-    }
+    })
     .encode(id, batch);
     let header = Header {
         kind: Kind::Data,
