@@ -710,7 +710,7 @@ impl Client {
         self.run(async |transport| {
             let directory = match transport {
                 Transport::Classic(classic) => classic.command(&operation).await?,
-                Transport::Extended(extended) => extended.command(operation.into()).await?,
+                Transport::Extended(extended) => extended.command(operation).await?,
             };
             Ok(((), directory))
         })
