@@ -173,6 +173,16 @@ impl Entry {
     pub fn is_directory(&self) -> bool {
         self.kind == EntryKind::Directory
     }
+
+    /// When it last changed, in whole seconds since the Unix epoch
+    /// (negative before it).
+    pub fn modified_seconds(&self) -> Option<i64> {
+        let time = self.modified?;
+        Some(match time.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+        })
+    }
 }
 
 /// Why an operation failed, for programs: stable, and the same whichever

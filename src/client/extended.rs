@@ -30,8 +30,9 @@ use super::local::PartialFile;
 use super::{Progress, ProgressWriter, Stage};
 use crate::connection::{Connection, ConnectionError};
 use crate::digest::{self, Digest, Hasher};
+use crate::operation::Entry;
 use crate::operation::Operation;
-use crate::protocol::extended::{EntryInfo, ErrorCode, Header, Kind, Message};
+use crate::protocol::extended::{ErrorCode, Header, Kind, Message};
 
 /// Files up to this size travel inside the batch of frames (read whole,
 /// one write for many of them); larger ones are streamed in chunks.
@@ -118,9 +119,9 @@ pub(super) enum Outcome {
     /// A file's bytes were transferred.
     Transferred(u64),
     /// The answer to a stat.
-    Entry(EntryInfo),
+    Entry(Entry),
     /// The answer to a list.
-    Listing(Vec<EntryInfo>),
+    Listing(Vec<Entry>),
 }
 
 /// What the reader must do for a job the writer has sent.
@@ -214,7 +215,7 @@ impl Extended {
     }
 
     /// Describes one entry.
-    pub async fn stat(&mut self, path: &str) -> Result<(EntryInfo, String), ClientError> {
+    pub async fn stat(&mut self, path: &str) -> Result<(Entry, String), ClientError> {
         match self.request(Operation::Stat { path: path.into() }).await? {
             Outcome::Entry(entry) => Ok((entry, self.directory.clone())),
             other => Err(unexpected(&other)),
@@ -222,7 +223,7 @@ impl Extended {
     }
 
     /// Lists a directory: directories first, then files, by name.
-    pub async fn list(&mut self, path: &str) -> Result<(Vec<EntryInfo>, String), ClientError> {
+    pub async fn list(&mut self, path: &str) -> Result<(Vec<Entry>, String), ClientError> {
         match self.request(Operation::List { path: path.into() }).await? {
             Outcome::Listing(entries) => Ok((entries, self.directory.clone())),
             other => Err(unexpected(&other)),
@@ -232,7 +233,7 @@ impl Extended {
     /// `info`: the size of a file (a directory is refused, as classic does).
     pub async fn size(&mut self, path: &str) -> Result<(u64, String), ClientError> {
         let (entry, directory) = self.stat(path).await?;
-        if entry.is_directory {
+        if entry.is_directory() {
             return Err(ClientError::Server {
                 reason: format!("not a file: {path}"),
                 code: Some(ErrorCode::IsADirectory),
@@ -746,8 +747,8 @@ impl Replies {
                 (Shape::Listing, Message::Done { directory }) => {
                     // The server lists in the order it reads the directory.
                     listing.sort_by(|a, b| {
-                        (!a.is_directory, a.name.as_bytes())
-                            .cmp(&(!b.is_directory, b.name.as_bytes()))
+                        (!a.is_directory(), a.name.as_bytes())
+                            .cmp(&(!b.is_directory(), b.name.as_bytes()))
                     });
                     return Ok((Outcome::Listing(listing), Some(directory)));
                 }

@@ -33,7 +33,7 @@ pub use tree::RemoteTree;
 
 use crate::digest::Hasher;
 use crate::operation::Operation;
-pub use crate::protocol::extended::{EntryInfo, ErrorCode, Password};
+pub use crate::operation::{Entry, EntryKind, ErrorCode, Password};
 use crate::protocol::reply::Welcome;
 use crate::stream::Stream;
 use crate::tls::ClientTrust;
@@ -467,7 +467,7 @@ impl Client {
     }
 
     /// `stat`: describes one remote entry. Extended protocol only.
-    pub async fn stat(&mut self, path: &str) -> Result<EntryInfo, ClientError> {
+    pub async fn stat(&mut self, path: &str) -> Result<Entry, ClientError> {
         self.run(async |t| t.extended("stat")?.stat(path).await)
             .await
     }
@@ -478,7 +478,7 @@ impl Client {
     pub async fn stat_many(
         &mut self,
         paths: &[String],
-    ) -> Result<Vec<Result<EntryInfo, ClientError>>, ClientError> {
+    ) -> Result<Vec<Result<Entry, ClientError>>, ClientError> {
         let jobs = paths
             .iter()
             .map(|path| Job::Request(Operation::Stat { path: path.clone() }))
@@ -497,7 +497,7 @@ impl Client {
 
     /// `ls`: a remote directory's entries, directories first, then files,
     /// each group by name. Extended protocol only.
-    pub async fn list(&mut self, path: &str) -> Result<Vec<EntryInfo>, ClientError> {
+    pub async fn list(&mut self, path: &str) -> Result<Vec<Entry>, ClientError> {
         self.run(async |t| t.extended("ls")?.list(path).await).await
     }
 

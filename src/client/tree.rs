@@ -172,7 +172,7 @@ impl Client {
                             crate::protocol::text::escape(&entry.name)
                         );
                         tree.failures.push((child, ClientError::Protocol(reason)));
-                    } else if entry.is_directory {
+                    } else if entry.is_directory() {
                         tree.directories.push(child.clone());
                         next.push(child);
                     } else {

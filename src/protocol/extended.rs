@@ -161,35 +161,10 @@ pub enum FrameError {
     NotAMessage(Kind),
 }
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use crate::operation::{Entry, EntryKind, Operation};
 pub use crate::operation::{ErrorCode, Password};
-
-/// One entry as the extended protocol describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryInfo {
-    /// The entry's name.
-    pub name: String,
-    /// Whether it is a directory (links are described as their target).
-    pub is_directory: bool,
-    /// Size in bytes (0 for directories).
-    pub size: u64,
-    /// Modification time in seconds since the Unix epoch, if known.
-    pub modified: Option<i64>,
-}
-
-impl From<Entry> for EntryInfo {
-    fn from(entry: Entry) -> EntryInfo {
-        EntryInfo {
-            is_directory: entry.kind == EntryKind::Directory,
-            size: entry.size,
-            modified: entry
-                .modified
-                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX)),
-            name: entry.name,
-        }
-    }
-}
 
 /// A non-data frame's content: a request (an [`Operation`]), the end of an
 /// upload, or one of the server's replies.
@@ -217,9 +192,9 @@ pub enum Message {
         message: String,
     },
     /// See [`Kind::Entry`].
-    Entry(EntryInfo),
+    Entry(Entry),
     /// See [`Kind::Listing`].
-    Listing(Vec<EntryInfo>),
+    Listing(Vec<Entry>),
     /// See [`Kind::UploadFrom`].
     UploadFrom {
         /// How many bytes of the file the server already holds.
@@ -437,12 +412,22 @@ fn put_text(out: &mut BytesMut, text: &str) {
     out.put_slice(text.as_bytes());
 }
 
-fn put_entry(out: &mut BytesMut, entry: &EntryInfo) {
-    out.put_u8(u8::from(entry.is_directory));
+fn put_entry(out: &mut BytesMut, entry: &Entry) {
+    out.put_u8(u8::from(entry.is_directory()));
     out.put_u64(entry.size);
-    out.put_u8(u8::from(entry.modified.is_some()));
-    out.put_i64(entry.modified.unwrap_or(0));
+    let seconds = entry.modified_seconds();
+    out.put_u8(u8::from(seconds.is_some()));
+    out.put_i64(seconds.unwrap_or(0));
     put_text(out, &entry.name);
+}
+
+/// The time `seconds` after (or before) the Unix epoch, where representable.
+fn from_unix_seconds(seconds: i64) -> Option<SystemTime> {
+    let magnitude = Duration::from_secs(seconds.unsigned_abs());
+    match seconds >= 0 {
+        true => UNIX_EPOCH.checked_add(magnitude),
+        false => UNIX_EPOCH.checked_sub(magnitude),
+    }
 }
 
 fn take<'a>(body: &mut &'a [u8], n: usize) -> Result<&'a [u8], FrameError> {
@@ -472,15 +457,18 @@ fn flag(body: &mut &[u8]) -> Result<bool, FrameError> {
     }
 }
 
-fn entry(body: &mut &[u8]) -> Result<EntryInfo, FrameError> {
-    let is_directory = flag(body)?;
+fn entry(body: &mut &[u8]) -> Result<Entry, FrameError> {
+    let kind = match flag(body)? {
+        true => EntryKind::Directory,
+        false => EntryKind::File,
+    };
     let size = number(body)?;
     let has_time = flag(body)?;
     let time = take(body, 8)?.get_i64();
-    Ok(EntryInfo {
-        is_directory,
+    Ok(Entry {
+        kind,
         size,
-        modified: has_time.then_some(time),
+        modified: has_time.then(|| from_unix_seconds(time)).flatten(),
         name: text(body)?,
     })
 }
@@ -500,18 +488,22 @@ mod tests {
         Message::decode(header.kind, &out[HEADER_LEN..]).unwrap()
     }
 
-    fn entry_strategy() -> impl Strategy<Value = EntryInfo> {
+    fn entry_strategy() -> impl Strategy<Value = Entry> {
         (
             any::<String>(),
             any::<bool>(),
             any::<u64>(),
-            any::<Option<i64>>(),
+            // Whole seconds, as the frame carries them.
+            proptest::option::of(-(1i64 << 40)..(1i64 << 40)),
         )
-            .prop_map(|(name, is_directory, size, modified)| EntryInfo {
+            .prop_map(|(name, is_directory, size, modified)| Entry {
                 name,
-                is_directory,
+                kind: match is_directory {
+                    true => EntryKind::Directory,
+                    false => EntryKind::File,
+                },
                 size,
-                modified,
+                modified: modified.and_then(from_unix_seconds),
             })
     }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use miniftp::client::{
-    Client, ClientConfig, ClientError, Direction, EntryInfo, ErrorCode, Progress, Protocol,
+    Client, ClientConfig, ClientError, Direction, Entry, ErrorCode, Progress, Protocol,
     TransferOptions,
 };
 use tempfile::TempDir;
@@ -390,11 +390,11 @@ async fn every_operation_on_the_extended_protocol() {
     let listing = client.list("/").await.unwrap();
     let names: Vec<_> = listing
         .iter()
-        .map(|entry| (entry.name.as_str(), entry.is_directory, entry.size))
+        .map(|entry| (entry.name.as_str(), entry.is_directory(), entry.size))
         .collect();
     assert_eq!(names, [("x", true, 0), ("b.txt", false, 5)]);
     assert!(listing[1].modified.is_some());
-    assert_eq!(client.list("z").await.unwrap(), Vec::<EntryInfo>::new());
+    assert_eq!(client.list("z").await.unwrap(), Vec::<Entry>::new());
     assert_eq!(
         code(&client.list("/b.txt").await.unwrap_err()),
         ErrorCode::NotADirectory
@@ -402,10 +402,10 @@ async fn every_operation_on_the_extended_protocol() {
 
     let entry = client.stat("/b.txt").await.unwrap();
     assert_eq!(
-        (entry.name.as_str(), entry.size, entry.is_directory),
+        (entry.name.as_str(), entry.size, entry.is_directory()),
         ("b.txt", 5, false)
     );
-    assert!(client.stat("z").await.unwrap().is_directory);
+    assert!(client.stat("z").await.unwrap().is_directory());
     assert_eq!(
         code(&client.stat("nope").await.unwrap_err()),
         ErrorCode::NotFound
@@ -918,7 +918,7 @@ async fn many_small_files_are_pipelined_and_a_refused_one_does_not_stop_the_rest
     for (index, result) in stats.into_iter().enumerate() {
         match (index % 10, index % 600 == 3, result) {
             (0, _, Err(error)) => assert_eq!(code(&error), ErrorCode::NotFound),
-            (_, true, Ok(entry)) => assert!(entry.is_directory),
+            (_, true, Ok(entry)) => assert!(entry.is_directory()),
             (_, false, Ok(entry)) => assert_eq!(entry.size, 1 + (index % 600) as u64 * 7),
             (_, _, other) => panic!("{index}: {other:?}"),
         }

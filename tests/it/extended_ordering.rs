@@ -93,7 +93,7 @@ async fn stat_download_and_list_written_with_an_upload_see_it() {
     assert_eq!(client.receive().await, (1, done("/")));
     assert_eq!(client.receive().await, (2, done("/")));
     match client.receive().await {
-        (3, Message::Entry(entry)) => assert_eq!((entry.is_directory, entry.size), (false, 5)),
+        (3, Message::Entry(entry)) => assert_eq!((entry.is_directory(), entry.size), (false, 5)),
         other => panic!("expected the entry of fresh.txt, got {other:?}"),
     }
     let mut names = Vec::new();

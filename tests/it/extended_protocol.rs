@@ -61,7 +61,7 @@ async fn directories_listing_and_stat() {
     };
     let mut names: Vec<_> = entries
         .iter()
-        .map(|entry| (entry.name.as_str(), entry.is_directory, entry.size))
+        .map(|entry| (entry.name.as_str(), entry.is_directory(), entry.size))
         .collect();
     // In the order the server reads the directory.
     names.sort();
@@ -82,7 +82,7 @@ async fn directories_listing_and_stat() {
         panic!("expected an entry, got {stat:?}");
     };
     assert_eq!(
-        (entry.name.as_str(), entry.size, entry.is_directory),
+        (entry.name.as_str(), entry.size, entry.is_directory()),
         ("b.txt", 5, false)
     );
     let missing = client

@@ -3,7 +3,7 @@
 //! (listed on the server: extended protocol only). Completed names are
 //! escaped with backslashes, as the shell's line syntax reads them.
 
-use miniftp::client::EntryInfo;
+use miniftp::client::Entry;
 use rustyline::completion::{Completer, FilenameCompleter, Pair, extract_word};
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -17,7 +17,7 @@ use super::line::words_before_cursor;
 const MAX_CANDIDATES: usize = u16::MAX as usize;
 
 /// Lists a remote directory for completion (nothing if it cannot).
-pub type RemoteLister = Box<dyn Fn(&str) -> Vec<EntryInfo>>;
+pub type RemoteLister = Box<dyn Fn(&str) -> Vec<Entry>>;
 
 /// The shell's rustyline helper.
 pub struct ShellHelper {
@@ -55,7 +55,7 @@ impl ShellHelper {
             .map(|entry| {
                 // Shown escaped: a name never reaches the terminal raw.
                 let shown = miniftp::protocol::text::escape(&entry.name);
-                let (display, end) = match entry.is_directory {
+                let (display, end) = match entry.is_directory() {
                     true => (format!("{shown}/"), "/"),
                     false => (shown, " "),
                 };
@@ -170,10 +170,13 @@ mod tests {
     use super::*;
     use rustyline::history::DefaultHistory;
 
-    fn entry(name: &str, is_directory: bool) -> EntryInfo {
-        EntryInfo {
+    fn entry(name: &str, is_directory: bool) -> Entry {
+        Entry {
             name: name.to_owned(),
-            is_directory,
+            kind: match is_directory {
+                true => miniftp::client::EntryKind::Directory,
+                false => miniftp::client::EntryKind::File,
+            },
             size: 0,
             modified: None,
         }
@@ -181,7 +184,7 @@ mod tests {
 
     /// A remote side with `photos/` (holding `jan 2024/` and `a*b.jpg`),
     /// `.hidden` and `notes.txt`.
-    fn remote(directory: &str) -> Vec<EntryInfo> {
+    fn remote(directory: &str) -> Vec<Entry> {
         match directory {
             "." => vec![
                 entry("photos", true),

@@ -1,7 +1,7 @@
 //! How remote entries look (`ls`, `ls -l`, `stat`) and which of them a
 //! pattern picks (`dl logs/*.txt`). Pure.
 
-use miniftp::client::EntryInfo;
+use miniftp::client::Entry;
 use miniftp::protocol::text::escape;
 
 /// How patterns match names: `*` and `?` never match `/` nor a leading
@@ -13,34 +13,34 @@ pub const MATCHING: glob::MatchOptions = glob::MatchOptions {
 };
 
 /// `ls`: the name, with a `/` after a directory's.
-pub fn short(entry: &EntryInfo) -> String {
+pub fn short(entry: &Entry) -> String {
     let mut line = escape(&entry.name);
-    if entry.is_directory {
+    if entry.is_directory() {
         line.push('/');
     }
     line
 }
 
 /// `ls -l`: type, size, modification time (UTC), name.
-pub fn long(entry: &EntryInfo) -> String {
-    let (kind, size) = match entry.is_directory {
+pub fn long(entry: &Entry) -> String {
+    let (kind, size) = match entry.is_directory() {
         true => ('d', "-".to_owned()),
         false => ('-', entry.size.to_string()),
     };
     let time = entry
-        .modified
+        .modified_seconds()
         .map_or_else(|| "-".to_owned(), |time| utc(time, false));
     format!("{kind} {size:>12}  {time:<16}  {}", short(entry))
 }
 
 /// `stat`: `PATH: file, N bytes, modified TIME UTC`.
-pub fn describe(path: &str, entry: &EntryInfo) -> String {
+pub fn describe(path: &str, entry: &Entry) -> String {
     let mut line = format!("{}: ", escape(path));
-    match entry.is_directory {
+    match entry.is_directory() {
         true => line.push_str("directory"),
         false => line.push_str(&format!("file, {} bytes", entry.size)),
     }
-    if let Some(time) = entry.modified {
+    if let Some(time) = entry.modified_seconds() {
         line.push_str(&format!(", modified {} UTC", utc(time, true)));
     }
     line
@@ -103,13 +103,13 @@ pub fn split_remote_pattern<'p>(text: &'p str, pattern: &'p str) -> Option<(&'p 
 
 /// The entries whose names match `pattern`, directories only if asked.
 pub fn matching<'e>(
-    entries: &'e [EntryInfo],
+    entries: &'e [Entry],
     pattern: &glob::Pattern,
     directories: bool,
-) -> Vec<&'e EntryInfo> {
+) -> Vec<&'e Entry> {
     entries
         .iter()
-        .filter(|entry| directories || !entry.is_directory)
+        .filter(|entry| directories || !entry.is_directory())
         .filter(|entry| pattern.matches_with(&entry.name, MATCHING))
         .collect()
 }
@@ -118,12 +118,17 @@ pub fn matching<'e>(
 mod tests {
     use super::*;
 
-    fn entry(name: &str, is_directory: bool, size: u64, modified: Option<i64>) -> EntryInfo {
-        EntryInfo {
+    fn entry(name: &str, is_directory: bool, size: u64, modified: Option<i64>) -> Entry {
+        Entry {
             name: name.to_owned(),
-            is_directory,
+            kind: match is_directory {
+                true => miniftp::client::EntryKind::Directory,
+                false => miniftp::client::EntryKind::File,
+            },
             size,
-            modified,
+            modified: modified.map(|seconds| {
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds.unsigned_abs())
+            }),
         }
     }
 

@@ -19,7 +19,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use miniftp::client::{
-    Client, ClientError, EntryInfo, ErrorCode, Progress, RESUMABLE_SUFFIX, TransferOptions,
+    Client, ClientError, Entry, ErrorCode, Progress, RESUMABLE_SUFFIX, TransferOptions,
     TreeSummary, plain_io,
 };
 use tokio::runtime::Runtime;
@@ -199,7 +199,7 @@ impl Shell {
 
     /// The entries of a remote directory, for completion: empty when it
     /// cannot be listed (a classic connection, a missing directory).
-    pub fn remote_entries(&mut self, directory: &str) -> Vec<EntryInfo> {
+    pub fn remote_entries(&mut self, directory: &str) -> Vec<Entry> {
         if !self.client.is_extended() {
             return Vec::new();
         }
@@ -318,7 +318,7 @@ impl Shell {
                 if let Some(refusal) = unremovable(self.client.directory(), path) {
                     return Err(Failure::Command(refusal));
                 }
-                if !force && self.remote(async |c| c.stat(path).await)?.is_directory {
+                if !force && self.remote(async |c| c.stat(path).await)?.is_directory() {
                     self.confirm_removal(path)?;
                 }
                 self.remote(async |c| c.remove_tree(path).await)
@@ -456,7 +456,7 @@ impl Shell {
             || (self.client.is_extended()
                 && self
                     .remote(async |c| c.stat(remote).await)
-                    .is_ok_and(|entry| entry.is_directory));
+                    .is_ok_and(|entry| entry.is_directory()));
         Ok(match inside {
             true => format!("{}/{}", remote.trim_end_matches('/'), file_name(local)?),
             false => remote.to_owned(),
@@ -525,7 +525,7 @@ impl Shell {
         };
         let is_directory = recursive
             && self.client.is_extended()
-            && self.remote(async |c| c.stat(remote).await)?.is_directory;
+            && self.remote(async |c| c.stat(remote).await)?.is_directory();
         let tree = match is_directory {
             true => Some(self.remote(async |c| c.list_tree(remote).await)?),
             false => None,
@@ -625,10 +625,10 @@ impl Shell {
         text: &str,
         pattern: &str,
         directories: bool,
-    ) -> Result<Vec<(String, EntryInfo)>, Failure> {
+    ) -> Result<Vec<(String, Entry)>, Failure> {
         let mut found = self.remote_matches(text, pattern)?;
         if !directories {
-            found.retain(|(_, entry)| !entry.is_directory);
+            found.retain(|(_, entry)| !entry.is_directory());
         }
         if found.is_empty() {
             return Err(Failure::Command(format!("{text}: no match")));
@@ -642,7 +642,7 @@ impl Shell {
         &mut self,
         text: &str,
         pattern: &str,
-    ) -> Result<Vec<(String, EntryInfo)>, Failure> {
+    ) -> Result<Vec<(String, Entry)>, Failure> {
         let (directory, names) = listing::split_remote_pattern(text, pattern).ok_or_else(|| {
             Failure::Command(format!(
                 "{text}: a pattern may only be in the last part of a remote path"
@@ -661,7 +661,7 @@ impl Shell {
             directory => directory,
         };
         let entries = self.remote(async |c| c.list(listed).await)?;
-        let found: Vec<(String, EntryInfo)> = listing::matching(&entries, &names, true)
+        let found: Vec<(String, Entry)> = listing::matching(&entries, &names, true)
             .into_iter()
             .map(|entry| {
                 let path = match directory {
@@ -688,7 +688,7 @@ impl Shell {
             }) => self
                 .remote_matches(text, pattern)?
                 .into_iter()
-                .map(|(path, entry)| EntryInfo {
+                .map(|(path, entry)| Entry {
                     name: path,
                     ..entry
                 })
@@ -716,7 +716,7 @@ impl Shell {
         let mut directories: Vec<String> = self
             .remote_matches(&path.text, pattern)?
             .into_iter()
-            .filter(|(_, entry)| entry.is_directory)
+            .filter(|(_, entry)| entry.is_directory())
             .map(|(path, _)| path)
             .collect();
         match directories.len() {
@@ -749,13 +749,16 @@ impl Shell {
             found => found?,
         };
         if let [(path, entry)] = found.as_slice()
-            && !entry.is_directory
+            && !entry.is_directory()
         {
             let path = path.clone();
             return self.remove(&path, false, force);
         }
         if !force {
-            let directories = found.iter().filter(|(_, entry)| entry.is_directory).count();
+            let directories = found
+                .iter()
+                .filter(|(_, entry)| entry.is_directory())
+                .count();
             let what = match directories {
                 0 => format!("{} files", thousands(found.len() as u64)),
                 _ => format!(
@@ -778,7 +781,7 @@ impl Shell {
         }
         let mut failed = Vec::new();
         for (path, entry) in &found {
-            let removed = match entry.is_directory {
+            let removed = match entry.is_directory() {
                 true => self.remote(async |c| c.remove_tree(path).await),
                 false => self.remote(async |c| c.remove(path).await),
             };
@@ -796,7 +799,7 @@ impl Shell {
     /// which must be a directory.
     fn rename_matches(&mut self, text: &str, pattern: &str, to: &str) -> Result<(), Failure> {
         let found = self.remote_matches(text, pattern)?;
-        if found.len() > 1 && !self.remote(async |c| c.stat(to).await)?.is_directory {
+        if found.len() > 1 && !self.remote(async |c| c.stat(to).await)?.is_directory() {
             return Err(Failure::Command(format!(
                 "{to}: not a directory, and {text} matches {}: they can only move into one",
                 thousands(found.len() as u64)

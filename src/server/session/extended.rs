@@ -251,7 +251,7 @@ impl Frames<'_> {
         }
         match outcome {
             Ok(Outcome::Done) => self.done(id),
-            Ok(Outcome::Entry(entry)) => Message::Entry(entry.into()).encode(id, &mut self.out),
+            Ok(Outcome::Entry(entry)) => Message::Entry(entry).encode(id, &mut self.out),
             Ok(Outcome::Listing(listing)) => self.send_listing(id, listing).await?,
             Ok(Outcome::Upload(upload)) => self.receive(id, upload).await?,
             Ok(Outcome::Download(download)) => self.send_file(id, download).await?,
@@ -289,8 +289,7 @@ impl Frames<'_> {
             match outgoing.listing.next_batch().await {
                 Ok(Some(batch)) => {
                     entries += batch.len() as u64;
-                    Message::Listing(batch.into_iter().map(Into::into).collect())
-                        .encode(id, &mut self.out);
+                    Message::Listing(batch).encode(id, &mut self.out);
                     if self.out.len() >= MAX_HELD_REPLIES {
                         self.flush().await?;
                     }
