@@ -232,16 +232,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Streams `reader` to the peer as (part of) a message body.
     /// A peer that reads nothing for the idle timeout ends the copy with
     /// `TimedOut`: a stalled reader cannot hold the connection forever.
-    pub async fn write_from<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> io::Result<u64> {
+    /// `sent` counts the bytes as they go, so that a copy that fails says
+    /// how far it got.
+    pub async fn write_from<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        sent: &mut u64,
+    ) -> io::Result<()> {
         let mut chunk = vec![0u8; SEND_CHUNK];
-        let mut copied = 0u64;
         loop {
             let read = reader.read(&mut chunk).await?;
             if read == 0 {
-                return Ok(copied);
+                return Ok(());
             }
             self.write_raw(&chunk[..read]).await?;
-            copied += read as u64;
+            *sent += read as u64;
         }
     }
 
@@ -350,16 +355,18 @@ impl Connection<crate::stream::Stream> {
     /// Sends `length` bytes of `file` from `offset`. On plain TCP this is
     /// `sendfile(2)`: straight from the page cache to the socket, through no
     /// buffer of ours; over TLS or a capped stream the bytes go through a
-    /// bounded buffer. Returns the bytes sent, fewer if the file shrank
-    /// meanwhile.
+    /// bounded buffer. `sent` counts the bytes as they go: fewer than
+    /// `length` if the file shrank meanwhile, and how far a failed sending
+    /// got.
     pub async fn send_file(
         &mut self,
         file: &std::fs::File,
         offset: u64,
         length: u64,
-    ) -> io::Result<u64> {
+        sent: &mut u64,
+    ) -> io::Result<()> {
         if self.stream.raw_socket().is_none() {
-            return self.copy_file(file, offset, length).await;
+            return self.copy_file(file, offset, length, sent).await;
         }
         let mut position = offset;
         let end = offset.saturating_add(length);
@@ -369,18 +376,18 @@ impl Connection<crate::stream::Stream> {
                 .min(SENDFILE_CHUNK);
             let socket = self.stream.raw_socket().expect("checked above");
             bounded(self.read_timeout, socket.writable()).await?;
-            let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+            let written = socket.try_io(tokio::io::Interest::WRITABLE, || {
                 rustix::fs::sendfile(socket, file, Some(&mut position), chunk)
                     .map_err(io::Error::from)
             });
-            match sent {
+            match written {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(_) => *sent = position - offset,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => return Err(error),
             }
         }
-        Ok(position - offset)
+        Ok(())
     }
 
     /// [`Connection::send_file`] through two buffers that take turns: one is
@@ -390,7 +397,8 @@ impl Connection<crate::stream::Stream> {
         file: &std::fs::File,
         offset: u64,
         length: u64,
-    ) -> io::Result<u64> {
+        sent: &mut u64,
+    ) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
         let file = Arc::new(file.try_clone()?);
         let end = offset.saturating_add(length);
@@ -422,8 +430,9 @@ impl Connection<crate::stream::Stream> {
             self.write_raw(&chunk).await?;
             spare = chunk;
             position = after;
+            *sent = position - offset;
         }
-        Ok(position - offset)
+        Ok(())
     }
 }
 

@@ -32,7 +32,10 @@ pub struct Cli {
     #[command(subcommand)]
     command: Command,
 
-    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    /// More log output: -v adds debug detail (each command and frame, group
+    /// commits), -vv traces (pacing decisions, the libraries' debug lines).
+    /// The default is one line per operation and per connection. RUST_LOG
+    /// overrides.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
 
@@ -82,11 +85,13 @@ pub fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
+    // Detail is miniftp's own: the libraries below stay at their warnings
+    // (or, with -vv, their debug lines).
     let default = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
+        (false, 0) => "miniftp=info,warn",
+        (false, 1) => "miniftp=debug,warn",
+        (false, _) => "miniftp=trace,debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -25,6 +25,7 @@ use crate::executor::{
 };
 use crate::operation::{ErrorCode, Failure};
 use crate::protocol::extended::{upgrade_accepted, upgrade_request};
+use crate::protocol::text::excerpt;
 use crate::protocol::{PayloadShape, TOKEN_LEN, Token, classic, reply};
 use crate::stream::Stream;
 
@@ -205,6 +206,7 @@ impl Session {
     /// Parses and runs one command message, keeping the payload in step
     /// even when the command is invalid or refused.
     async fn handle(&mut self, raw: Bytes) -> Result<Flow, ConnectionError> {
+        tracing::debug!(command = %excerpt(&String::from_utf8_lossy(&raw)), "command");
         if raw == upgrade_request().as_bytes() {
             tracing::info!("client switched to the extended protocol");
             self.send(upgrade_accepted().as_bytes()).await?;
@@ -321,18 +323,16 @@ impl Session {
             }
         };
         self.pace().await;
-        let sent = self
+        let mut sent = 0;
+        let sending = self
             .connection
-            .write_from(&mut (&mut reader).take(size))
+            .write_from(&mut (&mut reader).take(size), &mut sent)
             .await;
-        let sent = match sent {
-            Ok(sent) => sent,
-            Err(error) => {
-                let failure = Failure::new(ErrorCode::Internal, format!("sending failed: {error}"));
-                let _ = self.executor.finish_download(outgoing, 0, Some(failure));
-                return Err(error.into());
-            }
-        };
+        if let Err(error) = sending {
+            let failure = Failure::new(ErrorCode::Internal, format!("sending failed: {error}"));
+            let _ = self.executor.finish_download(outgoing, sent, Some(failure));
+            return Err(error.into());
+        }
         if sent < size {
             // The file shrank while being sent: the message cannot be
             // completed truthfully, so the connection ends here.

@@ -159,6 +159,7 @@ impl Frames<'_> {
     /// Handles one frame from the client, appending replies.
     async fn serve_frame(&mut self, header: Header) -> Result<(), ConnectionError> {
         let id = header.id;
+        tracing::debug!(kind = ?header.kind, id, length = header.length, "frame");
         if self.session.executor.login().is_required() && header.length > MAX_LOGIN_FRAME {
             return Err(ConnectionError::TooLong {
                 limit: MAX_LOGIN_FRAME as usize,
@@ -426,37 +427,38 @@ impl Frames<'_> {
         // digest job is dropped, which abandons it.
         let digest = outgoing.download.digest();
         let connection = &mut self.session.connection;
-        let sent = match outgoing.download.local_file() {
+        let mut sent = 0;
+        let sending = match outgoing.download.local_file() {
             // On plain TCP straight from the page cache (sendfile).
-            Some(file) => connection.send_file(file, offset, length).await,
+            Some(file) => connection.send_file(file, offset, length, &mut sent).await,
             None => match outgoing.download.reader(offset).await {
-                Ok(mut reader) => connection.write_from(&mut (&mut reader).take(length)).await,
+                Ok(mut reader) => {
+                    let mut reader = (&mut reader).take(length);
+                    connection.write_from(&mut reader, &mut sent).await
+                }
                 Err(error) => Err(io::Error::other(error)),
             },
         };
-        let sent = match sent {
-            Ok(sent) if sent == length => sent,
-            Ok(sent) => {
-                let failure = Failure::new(ErrorCode::Internal, "the file shrank while being sent");
-                let _ = self
-                    .session
-                    .executor
-                    .finish_download(outgoing, sent, Some(failure));
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file shrank during download",
-                )
-                .into());
-            }
-            Err(error) => {
-                let failure = Failure::new(ErrorCode::Internal, format!("sending failed: {error}"));
-                let _ = self
-                    .session
-                    .executor
-                    .finish_download(outgoing, 0, Some(failure));
-                return Err(error.into());
-            }
-        };
+        if let Err(error) = sending {
+            let failure = Failure::new(ErrorCode::Internal, format!("sending failed: {error}"));
+            let _ = self
+                .session
+                .executor
+                .finish_download(outgoing, sent, Some(failure));
+            return Err(error.into());
+        }
+        if sent < length {
+            let failure = Failure::new(ErrorCode::Internal, "the file shrank while being sent");
+            let _ = self
+                .session
+                .executor
+                .finish_download(outgoing, sent, Some(failure));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank during download",
+            )
+            .into());
+        }
         match digest.await {
             Ok(digest) => {
                 Message::End { digest }.encode(id, &mut self.out);
@@ -508,11 +510,14 @@ impl Frames<'_> {
             return;
         }
         let group = std::mem::take(&mut self.pending);
+        let started = tokio::time::Instant::now();
+        let size = group.len();
         let (uploads, replies): (Vec<_>, Vec<_>) = group
             .into_iter()
             .map(|commit| (commit.upload, (commit.reply, commit.id)))
             .unzip();
         let results = self.session.executor.commit_group(uploads).await;
+        tracing::debug!(uploads = size, elapsed = ?started.elapsed(), "group commit");
         // From the back, so that the earlier ranges stay valid.
         for ((range, id), result) in replies.into_iter().zip(results).rev() {
             let Err(failure) = result else {
