@@ -1201,7 +1201,7 @@ async fn slow_to_resume(delay: Duration) -> SocketAddr {
     address
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_wait_for_a_resume_offset_grows_with_the_files_size() {
     let local = TempDir::new().unwrap();
     let (small, large) = (local.path().join("small"), local.path().join("large"));

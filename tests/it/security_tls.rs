@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use miniftp::ServerConfig;
 use miniftp::client::{Client, ClientConfig, ClientError, Credentials, Password, Protocol};
@@ -221,11 +221,11 @@ async fn given_pem_files_verify_against_their_ca() {
     assert!(matches!(error, ClientError::Tls(_)), "{error:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_plain_client_of_a_tls_server_is_told_why_at_once() {
     let state = TempDir::new().unwrap();
     let (server, _) = tls_server(state.path()).await;
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     // Like the original client: waits for a token, which comes in clear.
     let mut raw = RawClient::connect(server.address).await;
     assert_eq!(
@@ -239,9 +239,14 @@ async fn a_plain_client_of_a_tls_server_is_told_why_at_once() {
         .err()
         .expect("refused");
     assert!(error.to_string().contains("TLS only"), "{error}");
-    // Told after the server's short wait for a ClientHello (2 s), not after
-    // any timeout of the client's (30 s).
-    assert!(started.elapsed() < Duration::from_secs(20));
+    // Told after the server's short wait for a ClientHello (2 s, twice: the
+    // raw client, then ours), not after any timeout of the client's (30 s),
+    // in the paused clock.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
