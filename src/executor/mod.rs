@@ -23,7 +23,7 @@ use crate::config::{Access, ServerConfig};
 use crate::digest::Digest;
 use crate::operation::{Entry, EntryKind, ErrorCode, Failure, Operation};
 use crate::protocol::text::excerpt;
-use crate::storage::path::names_directory;
+use crate::storage::path::{Names, names_directory};
 use crate::storage::{Download, Listing, Removal, Storage, StorageError, Upload, VirtualPath};
 pub use guard::{AddressPermit, Guard, Refusal};
 pub use login::LoginState;
@@ -146,6 +146,8 @@ pub struct Executor {
     directory: VirtualPath,
     login: LoginState,
     peer: Peer,
+    /// Which names the session's protocol can carry.
+    names: Names,
     summary: Summary,
 }
 
@@ -160,8 +162,15 @@ impl Executor {
             directory: VirtualPath::root(),
             login,
             peer,
+            names: Names::Printable,
             summary: Summary::default(),
         }
+    }
+
+    /// From now on, paths may name anything the storage allows, control
+    /// characters included: the session's protocol is binary-safe.
+    pub fn accept_any_names(&mut self) {
+        self.names = Names::Any;
     }
 
     /// The session's directory.
@@ -531,7 +540,7 @@ impl Executor {
     /// Resolves an argument against the session's directory.
     fn resolve(&self, argument: &str) -> Result<VirtualPath, Failure> {
         self.directory
-            .resolve(argument)
+            .resolve_names(argument, self.names)
             .map_err(|error| described(error, argument))
     }
 

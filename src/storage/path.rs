@@ -17,6 +17,18 @@ pub const MAX_NAME_LEN: usize = 255;
 /// The longest virtual path, in bytes (the usual `PATH_MAX`).
 pub const MAX_PATH_LEN: usize = 4096;
 
+/// Which names a path may hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Names {
+    /// No control characters (below 0x20, or 0x7F): what a protocol of
+    /// text lines can carry without a name forging a line (the classic one).
+    #[default]
+    Printable,
+    /// Any name the filesystem allows (not NUL, not `/`): what a
+    /// binary-safe protocol carries (the extended one).
+    Any,
+}
+
 /// A normalized path inside the shared root: no `.`, `..` or empty
 /// components, every name valid.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -32,7 +44,13 @@ impl VirtualPath {
 
     /// Resolves a client's argument against this directory: absolute when
     /// it starts with `/`, `..` never climbing above the root.
+    /// Its names must be [`Names::Printable`].
     pub fn resolve(&self, argument: &str) -> Result<VirtualPath, StorageError> {
+        self.resolve_names(argument, Names::Printable)
+    }
+
+    /// [`VirtualPath::resolve`], with names as `names` allows.
+    pub fn resolve_names(&self, argument: &str, names: Names) -> Result<VirtualPath, StorageError> {
         if argument.is_empty() {
             return Err(StorageError::EmptyName);
         }
@@ -44,14 +62,20 @@ impl VirtualPath {
         } else {
             self.components.clone()
         };
-        walk(start, argument, AboveRoot::Stay)
+        walk(start, argument, AboveRoot::Stay, names)
     }
 
     /// Resolves a link's target against this directory as the kernel
     /// would inside the root: unlike [`VirtualPath::resolve`], a `..` above
     /// the root is an escape, not the root.
+    /// A link's target may hold any name the filesystem allows.
     pub fn resolve_within(&self, target: &str) -> Result<VirtualPath, StorageError> {
-        walk(self.components.clone(), target, AboveRoot::Escape)
+        walk(
+            self.components.clone(),
+            target,
+            AboveRoot::Escape,
+            Names::Any,
+        )
     }
 
     /// Whether this is the root itself.
@@ -124,6 +148,7 @@ fn walk(
     mut components: Vec<String>,
     path: &str,
     above_root: AboveRoot,
+    names: Names,
 ) -> Result<VirtualPath, StorageError> {
     for part in path.split('/') {
         match part {
@@ -134,7 +159,7 @@ fn walk(
                 }
             }
             name => {
-                validate_name(name)?;
+                validate_name(name, names)?;
                 components.push(name.to_owned());
             }
         }
@@ -150,12 +175,16 @@ pub fn names_directory(argument: &str) -> bool {
     argument.len() > 1 && argument.ends_with('/')
 }
 
-fn validate_name(name: &str) -> Result<(), StorageError> {
+fn validate_name(name: &str, names: Names) -> Result<(), StorageError> {
     if name.len() > MAX_NAME_LEN {
         return Err(StorageError::NameTooLong);
     }
+    // No filesystem name holds a NUL.
+    if name.bytes().any(|byte| byte == 0) {
+        return Err(StorageError::InvalidName);
+    }
     // Exactly the spec's set: below 0x20, and 0x7F (DEL).
-    if name.bytes().any(|byte| byte < 0x20 || byte == 0x7f) {
+    if names == Names::Printable && name.bytes().any(|byte| byte < 0x20 || byte == 0x7f) {
         return Err(StorageError::InvalidName);
     }
     Ok(())
@@ -167,6 +196,28 @@ mod tests {
 
     fn at(path: &str) -> VirtualPath {
         VirtualPath::root().resolve(path).unwrap()
+    }
+
+    #[test]
+    fn control_characters_are_names_only_where_allowed() {
+        let root = VirtualPath::root();
+        for name in ["new\nline", "tab\there", "bell\u{7}", "esc\u{1b}[31m"] {
+            assert_eq!(
+                root.resolve(name),
+                Err(StorageError::InvalidName),
+                "{name:?}"
+            );
+            let any = root.resolve_names(name, Names::Any).unwrap();
+            assert_eq!(any.name(), Some(name));
+        }
+        assert_eq!(
+            root.resolve_names("nul\0", Names::Any),
+            Err(StorageError::InvalidName)
+        );
+        assert_eq!(
+            root.resolve_names(".miniftp/x\n", Names::Any),
+            Err(StorageError::Reserved)
+        );
     }
 
     #[test]

@@ -385,6 +385,13 @@ async fn names_with_control_characters_never_reach_the_terminal_raw() {
         output.contains("new\\nline\\u{1b}[31m.txt"),
         "lls shows it escaped: {output}"
     );
+    // The extended protocol carries the name: the whole tree went.
+    assert!(assert.get_output().status.success(), "{output}");
+    assert_eq!(
+        server.read("tree/new\nline\x1b[31m.txt"),
+        b"odd",
+        "{output}"
+    );
 }
 
 #[test]

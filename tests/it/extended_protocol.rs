@@ -458,3 +458,46 @@ async fn a_foreign_frame_inside_an_upload_is_refused_before_the_close() {
     );
     assert_eq!(server.read("keep.txt"), b"old");
 }
+
+#[tokio::test]
+async fn names_with_control_characters_travel_in_frames_but_never_in_classic_lines() {
+    let server = TestServer::start().await;
+    let mut client = FrameClient::connect(&server).await;
+    for name in ["new\nline.txt", "tab\there", "esc\u{1b}[31mred"] {
+        assert_eq!(
+            client.upload(name, name.as_bytes()).await,
+            done("/"),
+            "{name:?}"
+        );
+        assert_eq!(server.read(name), name.as_bytes());
+        let (data, _) = client.download(name, 0).await.unwrap();
+        assert_eq!(data, name.as_bytes());
+    }
+    let made = Message::Request(Operation::MakeDirectory {
+        path: "dir\u{7f}".into(),
+        parents: false,
+    });
+    assert_eq!(client.request(made).await, done("/"));
+    let listing = client
+        .request(Message::Request(Operation::List { path: "/".into() }))
+        .await;
+    let Message::Listing(entries) = listing else {
+        panic!("expected a listing, got {listing:?}");
+    };
+    assert_eq!(entries.len(), 4);
+    assert!(entries.iter().any(|entry| entry.name == "new\nline.txt"));
+    assert_eq!(client.receive().await.1, done("/"), "the listing's end");
+    // NUL is no name anywhere; the private directory stays private.
+    let nul = client.upload("nul\0", b"x").await;
+    assert_eq!(failure_code(&nul), ErrorCode::InvalidPath);
+    // The classic protocol keeps refusing them (they would forge lines),
+    // and its welcome shows them escaped.
+    let mut classic = RawClient::connect(server.address).await;
+    assert!(
+        classic.welcome.contains("-- new\\nline.txt"),
+        "{}",
+        classic.welcome
+    );
+    let (_, status) = classic.download("tab\there").await;
+    assert!(status.starts_with("error: invalid name"), "{status}");
+}

@@ -66,3 +66,40 @@ async fn a_file_swapped_for_a_fifo_never_holds_a_download() {
     swapper.join().unwrap();
     eprintln!("{sent} downloads sent the file, {refused} found the FIFO");
 }
+
+#[tokio::test]
+async fn the_private_directory_removed_while_serving_is_made_again() {
+    let server = TestServer::start().await;
+    let mut classic = RawClient::connect(server.address).await;
+    let mut extended = FrameClient::connect(&server).await;
+    // A cleanup job removes the server's private directory.
+    std::fs::remove_dir_all(server.path(".miniftp")).unwrap();
+    assert_eq!(classic.upload("a.txt", b"classic").await, "/");
+    assert_eq!(
+        extended.upload("b.txt", b"extended").await,
+        crate::support::frames::done("/")
+    );
+    assert_eq!(server.read("a.txt"), b"classic");
+    assert_eq!(server.read("b.txt"), b"extended");
+    assert!(server.path(".miniftp/uploads").is_dir());
+    assert_eq!(server.visible_entries("/"), ["a.txt", "b.txt"]);
+}
+
+#[tokio::test]
+async fn an_upload_whose_private_file_is_removed_says_so_in_words() {
+    let server = TestServer::start().await;
+    let mut client = RawClient::connect(server.address).await;
+    client.send("ul c.txt").await;
+    client.write_raw(b"half of it").await;
+    crate::support::wait_until("the upload has begun", || server.pending_uploads() == 1).await;
+    std::fs::remove_dir_all(server.path(".miniftp")).unwrap();
+    client.write_raw(&client.framed(b", then the rest")).await;
+    assert_eq!(
+        client.receive().await,
+        "error: the server's private directory was removed during the upload; send it again: c.txt"
+    );
+    assert!(!server.exists("c.txt"));
+    // And the next one goes through.
+    assert_eq!(client.upload("c.txt", b"again").await, "/");
+    assert_eq!(server.read("c.txt"), b"again");
+}

@@ -7,6 +7,7 @@
 
 use std::any::Any;
 
+use miniftp::storage::path::Names;
 use miniftp::storage::{EntryKind, Removal, Storage, StorageError, VirtualPath};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -488,6 +489,22 @@ pub async fn names_at_the_limits(storage: &Storage) {
         );
     }
     assert_eq!(names(storage, "odd").await.unwrap().len(), 6);
+    // Any name the filesystem allows, control characters included (what
+    // the extended protocol carries).
+    let odd = VirtualPath::root()
+        .resolve_names("odd/new\nline\u{1b}[31m", Names::Any)
+        .unwrap();
+    let mut upload = storage.create_upload(&odd, Some(3), false).await.unwrap();
+    upload.write_all(b"odd").await.unwrap();
+    storage.commit(upload).await.unwrap();
+    assert_eq!(storage.stat(&odd).await.unwrap().size, 3);
+    assert!(
+        names(storage, "odd")
+            .await
+            .unwrap()
+            .contains(&"new\nline\u{1b}[31m".to_owned())
+    );
+    storage.remove(&odd, Removal::Entry).await.unwrap();
     let too_long = "n".repeat(256);
     assert_eq!(
         VirtualPath::root().resolve(&too_long).unwrap_err(),

@@ -19,6 +19,7 @@ use crate::executor::{
 };
 use crate::operation::{ErrorCode, Failure, Operation};
 use crate::protocol::extended::{Header, Kind, Message};
+use crate::storage::path::Names;
 
 /// The most uploads committed in one group (each holds an open file).
 const MAX_GROUP_COMMIT: usize = 256;
@@ -56,6 +57,8 @@ impl Session {
     /// Serves extended frames until the client leaves; returns why it ended.
     pub(super) async fn run_extended(&mut self, shutdown: &CancellationToken) -> &'static str {
         self.pacer = None;
+        // Frames carry any name: lengths, not lines, delimit them.
+        self.executor.accept_any_names();
         Frames {
             session: self,
             out: BytesMut::new(),
@@ -232,7 +235,7 @@ impl Frames<'_> {
                 .session
                 .executor
                 .directory()
-                .resolve(path)
+                .resolve_names(path, Names::Any)
                 .is_ok_and(|target| {
                     self.pending.iter().any(|commit| {
                         let pending = commit.upload.target();
