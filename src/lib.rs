@@ -3,25 +3,42 @@
 //!
 //! # Layout
 //!
-//! - [`protocol`]: the wire format, pure: tokens, message framing, requests
-//!   and replies. Shared by server and client; knows no disk and no socket.
-//! - [`connection`]: the only code that touches a connection's bytes; turns
-//!   a stream into messages and back, streaming large bodies.
+//! From the model at the bottom to the ways in at the top; arrows point
+//! down only, and `protocol` and `storage` know nothing of each other.
+//!
+//! - [`operation`]: the model: what a client can ask ([`operation::Operation`]),
+//!   what it is answered (`Entry`), how it fails (`ErrorCode`, `Failure`).
+//!   No wire, no disk.
+//! - [`storage`]: the tree behind one interface ([`storage::Backend`]) and
+//!   one jail (virtual paths); the local disk ([`storage::LocalDisk`]) is
+//!   its first backend. Its contract is the test suite
+//!   `tests/it/storage_contract.rs`.
+//! - [`protocol`]: the two wire encodings of operations, pure and shared by
+//!   server and client: [`protocol::classic`] (command lines and tokens) and
+//!   [`protocol::extended`] (binary frames).
+//! - [`digest`]: BLAKE3 digests computed as transfers stream past.
+//! - [`accounts`]: the users file: names, argon2id hashes, homes, access.
+//! - [`config`]: the server's settings and limits, with documented defaults.
+//! - [`executor`]: one function per operation, for every way in: every
+//!   rule, the one mapping from a storage failure to what a client sees,
+//!   the one log line; logins and abuse limits.
+//! - [`connection`]: the only code that touches a connection's bytes.
 //! - [`stream`]: what a connection runs on: plain TCP or TLS, optionally
 //!   capped in bandwidth.
-//! - [`tls`]: TLS identities for the server and trust for the client
-//!   (CA files, system roots, known hosts trusted on first use).
-//! - [`digest`]: BLAKE3 digests computed as transfers stream past.
-//! - [`storage`]: the shared tree behind one jail (virtual paths, a
-//!   directory capability, atomic uploads). Knows no wire and no session.
-//! - [`server`]: accepts connections (admission, TLS handshake, abuse
-//!   limits) and runs a session per client (login, classic and extended).
-//! - [`accounts`]: the users file: names, argon2id hashes, homes, access.
-//! - [`client`]: connects to a server; one typed method per operation.
-//! - [`config`]: the server's limits, with documented defaults.
+//! - [`tls`]: TLS identities for the server and trust for the client.
+//! - [`server`]: accepts connections and runs a session each, classic or
+//!   extended: bytes to operations and outcomes back to bytes (pacing,
+//!   pipelining and group commits live here).
+//! - [`client`]: connects to a server; one method per operation, each
+//!   building its [`operation::Operation`].
 //!
-//! The binary (`src/main.rs`) only parses arguments, sets up logging and
-//! calls in.
+//! The binary (`src/main.rs`, `src/cli/`) only parses arguments, sets up
+//! logging, talks to the terminal and calls in.
+//!
+//! Adding an operation (say `touch`) is its variant in [`operation`], its
+//! function in [`executor`], its client method and its shell line, plus its
+//! encodings in [`protocol`] (an extended kind byte, or a classic verb):
+//! every `match` on operations is exhaustive, so the compiler names each.
 
 pub mod accounts;
 pub mod client;

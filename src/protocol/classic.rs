@@ -22,7 +22,7 @@ pub enum PayloadShape {
 
 impl PayloadShape {
     /// The shape for a raw command message, valid or not. The verb is read
-    /// as [`Request::parse`] reads it (so a quoted `"ul"` is `ul` here too),
+    /// as [`parse`] reads it (so a quoted `"ul"` is `ul` here too),
     /// falling back to the raw first word when the line cannot be split.
     pub fn of_command(raw: &[u8]) -> PayloadShape {
         let words = std::str::from_utf8(raw)

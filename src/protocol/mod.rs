@@ -1,9 +1,12 @@
-//! The classic token protocol, shared by server and client; no I/O here.
+//! The two wire encodings of operations, shared by server and client; no
+//! I/O here.
 //!
-//! A message is any bytes followed by the connection's [`Token`]; see
-//! `PROTOCOL-classic.md`. [`frame`] finds message ends, [`request`] parses
-//! and encodes commands, [`reply`] builds the texts the server sends.
-//! [`extended`] is the binary protocol our own client and server switch to.
+//! The classic token protocol (`docs/PROTOCOL-classic.md`): a message is any
+//! bytes followed by the connection's [`Token`]; [`frame`] finds message
+//! ends, [`classic`] parses and encodes commands, [`reply`] builds the texts
+//! the server sends. [`extended`] is the binary protocol our own client and
+//! server switch to (`docs/PROTOCOL.md`). [`text`] makes what a client sent
+//! safe to show.
 
 pub mod classic;
 pub mod extended;
