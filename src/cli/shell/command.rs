@@ -86,6 +86,19 @@ pub struct CommandHelp {
     pub details: &'static str,
     /// The flags it takes, as letters.
     flags: &'static str,
+    /// What each argument names (flags not counted), for completion.
+    pub arguments: &'static [Argument],
+}
+
+/// What an argument of a command names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Argument {
+    /// A path on this machine.
+    Local,
+    /// A path on the server.
+    Remote,
+    /// Something else (a command name, say).
+    Other,
 }
 
 /// Every command, in the order `help` lists them.
@@ -97,6 +110,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         details: "PATH is relative to the remote directory unless it starts with /; .. goes up.\n\
                   PATH may end with a pattern (cd ph*) that picks one directory.",
         flags: "",
+        arguments: &[Argument::Remote],
     },
     CommandHelp {
         name: "pwd",
@@ -104,6 +118,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "show the remote directory",
         details: "The prompt shows it too.",
         flags: "",
+        arguments: &[],
     },
     CommandHelp {
         name: "ls",
@@ -114,6 +129,7 @@ pub const COMMANDS: &[CommandHelp] = &[
                   picks are listed (not what the directories among them hold).\n\
                   -l  also the type (d or -), the size in bytes and the modification time (UTC).",
         flags: "l",
+        arguments: &[Argument::Remote],
     },
     CommandHelp {
         name: "stat",
@@ -122,6 +138,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         details: "Prints `PATH: file, N bytes, modified TIME` (or `directory`), time in UTC.\n\
                   PATH may end with a pattern (stat *.log): one line per entry it picks.",
         flags: "",
+        arguments: &[Argument::Remote],
     },
     CommandHelp {
         name: "mkdir",
@@ -130,6 +147,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         details: "Its parent must exist; an existing PATH is an error.\n\
                   -p  make missing parents too; an existing directory is fine (extended protocol).",
         flags: "p",
+        arguments: &[Argument::Remote],
     },
     CommandHelp {
         name: "rm",
@@ -145,6 +163,7 @@ pub const COMMANDS: &[CommandHelp] = &[
                   -f  do not ask, and a missing PATH (or no match) is not an error.\n\
                   A script does not ask: what would need a question is refused, unless -f.",
         flags: "rf",
+        arguments: &[Argument::Remote],
     },
     CommandHelp {
         name: "mv",
@@ -155,6 +174,7 @@ pub const COMMANDS: &[CommandHelp] = &[
                   SRC may end with a pattern (mv *.jpg photos/, extended protocol): every\n\
                   entry it picks moves into DEST, which must then be a directory.",
         flags: "",
+        arguments: &[Argument::Remote, Argument::Remote],
     },
     CommandHelp {
         name: "info",
@@ -164,6 +184,7 @@ pub const COMMANDS: &[CommandHelp] = &[
                   PATH may end with a pattern (info *.iso, extended protocol): one line per\n\
                   file it picks.",
         flags: "",
+        arguments: &[Argument::Remote],
     },
     CommandHelp {
         name: "ul",
@@ -180,6 +201,7 @@ pub const COMMANDS: &[CommandHelp] = &[
                   is stored, and an interrupted upload (lost connection, Ctrl-C) continues\n\
                   where it stopped when you run the same ul again (not with -r).",
         flags: "r",
+        arguments: &[Argument::Local, Argument::Remote],
     },
     CommandHelp {
         name: "dl",
@@ -200,6 +222,7 @@ pub const COMMANDS: &[CommandHelp] = &[
                   digest, and an interrupted download keeps what it got in .NAME.miniftp-part\n\
                   beside the target, which the same dl continues (not with -r).",
         flags: "rf",
+        arguments: &[Argument::Remote, Argument::Local],
     },
     CommandHelp {
         name: "lcd",
@@ -207,6 +230,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "change the local directory",
         details: "Without DIR, goes to your home directory.",
         flags: "",
+        arguments: &[Argument::Local],
     },
     CommandHelp {
         name: "lpwd",
@@ -214,6 +238,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "show the local directory",
         details: "",
         flags: "",
+        arguments: &[],
     },
     CommandHelp {
         name: "lls",
@@ -221,6 +246,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "list a local directory",
         details: "Directories are shown with a trailing /.",
         flags: "",
+        arguments: &[Argument::Local],
     },
     CommandHelp {
         name: "reconnect",
@@ -230,6 +256,7 @@ pub const COMMANDS: &[CommandHelp] = &[
                   connected; reconnect (or any remote command) connects again and returns\n\
                   to the remote directory.",
         flags: "",
+        arguments: &[],
     },
     CommandHelp {
         name: "help",
@@ -237,6 +264,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "list the commands, or explain one",
         details: "",
         flags: "",
+        arguments: &[Argument::Other],
     },
     CommandHelp {
         name: "exit",
@@ -244,6 +272,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "leave (also quit, or Ctrl-D)",
         details: "",
         flags: "",
+        arguments: &[],
     },
     CommandHelp {
         name: "quit",
@@ -251,6 +280,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "leave (also exit, or Ctrl-D)",
         details: "",
         flags: "",
+        arguments: &[],
     },
 ];
 

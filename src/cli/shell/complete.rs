@@ -10,7 +10,7 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Result};
 
-use super::command::COMMANDS;
+use super::command::{Argument, COMMANDS, help_for};
 use super::line::words_before_cursor;
 
 /// The most candidates offered (rustyline lists at most `u16::MAX`).
@@ -70,23 +70,13 @@ impl ShellHelper {
     }
 }
 
-/// Which argument (counting from 1, flags not counted) of which commands
-/// is a local path, and which a remote one.
-#[derive(Debug, PartialEq, Eq)]
-enum PathKind {
-    Local,
-    Remote,
-    Neither,
-}
-
-fn path_kind(command: &str, argument: usize) -> PathKind {
-    match (command, argument) {
-        ("ul" | "lcd" | "lls", 1) | ("dl", 2) => PathKind::Local,
-        ("cd" | "ls" | "stat" | "mkdir" | "rm" | "info" | "dl", 1) | ("mv", 1 | 2) | ("ul", 2) => {
-            PathKind::Remote
-        }
-        _ => PathKind::Neither,
-    }
+/// What argument `argument` (counting from 1, flags not counted) of
+/// `command` names, as the command table says; an unknown command's, or
+/// one past its arguments, names nothing to complete.
+fn path_kind(command: &str, argument: usize) -> Argument {
+    help_for(command)
+        .and_then(|command| command.arguments.get(argument.checked_sub(1)?).copied())
+        .unwrap_or(Argument::Other)
 }
 
 /// Backslash escapes as the line syntax reads them, removed.
@@ -142,15 +132,15 @@ impl Completer for ShellHelper {
             .filter(|word| !word.starts_with('-'))
             .count();
         match path_kind(command, argument) {
-            PathKind::Local => {
+            Argument::Local => {
                 let (start, mut pairs) = self.files.complete_path(line, pos)?;
                 for pair in &mut pairs {
                     pair.display = miniftp::protocol::text::escape(&pair.display);
                 }
                 Ok((start, pairs))
             }
-            PathKind::Remote => Ok(self.complete_remote(line, pos)),
-            PathKind::Neither => Ok((pos, Vec::new())),
+            Argument::Remote => Ok(self.complete_remote(line, pos)),
+            Argument::Other => Ok((pos, Vec::new())),
         }
     }
 }
