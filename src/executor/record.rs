@@ -18,7 +18,8 @@ use crate::protocol::text::excerpt;
 #[derive(Debug)]
 pub(super) struct Record {
     name: &'static str,
-    pub(super) path: String,
+    /// The path(s) as the client gave them (escaped when written).
+    path: String,
     to: Option<String>,
     started: Instant,
     /// Bytes moved, for a transfer.
@@ -45,8 +46,8 @@ impl Record {
             | Operation::List { path }
             | Operation::Size { path }
             | Operation::Upload { path, .. }
-            | Operation::Download { path, .. } => (excerpt(path), None),
-            Operation::Rename { from, to } => (excerpt(from), Some(excerpt(to))),
+            | Operation::Download { path, .. } => (path.clone(), None),
+            Operation::Rename { from, to } => (from.clone(), Some(to.clone())),
             // The name only if it could be one: a log line must not carry a
             // megabyte of whatever the client sent.
             Operation::Login { user, .. } => match crate::accounts::validate_name(user) {
@@ -80,15 +81,20 @@ impl Record {
     }
 
     fn write(&self, outcome: &str) {
+        // Paths are escaped and bounded only for a line that is written.
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
         let elapsed: Duration = self.started.elapsed();
         let bytes = self.transfer.then_some(self.bytes);
         let resumed_from = (self.resumed_from > 0).then_some(self.resumed_from);
         let group = (self.grouped > 1).then_some(self.grouped);
-        let path = (!self.path.is_empty()).then_some(self.path.as_str());
+        let path = (!self.path.is_empty()).then(|| excerpt(&self.path));
+        let to = self.to.as_deref().map(excerpt);
         tracing::info!(
             operation = self.name,
             path,
-            to = self.to.as_deref(),
+            to,
             bytes,
             resumed_from,
             entries = self.entries,

@@ -32,6 +32,7 @@ use super::{
 };
 use crate::digest::{self, Digest, Hasher};
 
+mod digests;
 #[cfg(test)]
 mod tests;
 
@@ -90,6 +91,7 @@ impl PrivateArea {
         let private = root.open_dir(path::PRIVATE_DIR)?;
         private.create_dir_all(UPLOAD_DIR)?;
         private.create_dir_all(PARTIAL_DIR)?;
+        private.create_dir_all(digests::DIGEST_DIR)?;
         Ok(private)
     }
 
@@ -153,6 +155,7 @@ impl LocalDisk {
             }
         }
         prune_partials(&private.open_dir(PARTIAL_DIR)?, PARTIAL_MAX_AGE);
+        digests::prune(&private, &root);
         Ok(LocalDisk {
             root: Arc::new(root),
             private: Arc::new(area),
@@ -343,14 +346,15 @@ impl Backend for LocalDisk {
 
     async fn open(&self, path: &VirtualPath) -> Result<Download> {
         let path = path.clone();
-        let (file, size) = self
+        let (scope, private) = (Arc::clone(&self.scope), Arc::clone(&self.private));
+        let opened = self
             .blocking(move |root| {
-                let relative = resolve_links(root, &path, true)?.relative();
+                let resolved = resolve_links(root, &path, true)?;
                 // The name may have changed since the links were resolved: it
                 // is opened without blocking (a FIFO would wait for a writer)
                 // and without following a link, and what was opened is checked.
                 let file = root.open_with(
-                    &relative,
+                    resolved.relative(),
                     OpenOptions::new()
                         .read(true)
                         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW),
@@ -362,14 +366,24 @@ impl Backend for LocalDisk {
                 if !metadata.is_file() {
                     return Err(StorageError::NotAFile);
                 }
-                Ok((file.into_std(), metadata.len()))
+                let file = file.into_std();
+                let stamp = digests::Stamp::of(&file)?;
+                let kept_as = format!("{scope}{resolved}");
+                let known = (stamp.size() >= digests::KEPT_FROM)
+                    .then(|| digests::lookup(&private, &kept_as, stamp))
+                    .flatten();
+                Ok((file, stamp, kept_as, known))
             })
             .await?;
+        let (file, stamp, kept_as, known) = opened;
         Ok(Download::new(
-            size,
+            stamp.size(),
             Box::new(LocalFile {
                 file: Arc::new(file),
-                size,
+                stamp,
+                kept_as,
+                known,
+                private: Arc::clone(&self.private),
                 hashing: Arc::clone(&self.hashing),
             }),
         ))
@@ -538,7 +552,13 @@ impl ListingSource for LocalListing {
 /// A regular file opened for download.
 struct LocalFile {
     file: Arc<std::fs::File>,
-    size: u64,
+    /// The file as it was opened.
+    stamp: digests::Stamp,
+    /// Its path from the shared root, under which its digest is kept.
+    kept_as: String,
+    /// Its digest, when one was kept for it as it is.
+    known: Option<Digest>,
+    private: Arc<PrivateArea>,
     hashing: Arc<Semaphore>,
 }
 
@@ -554,15 +574,30 @@ impl DownloadSource for LocalFile {
         Ok(Box::new(file))
     }
 
+    /// The digest kept for the file, or one computed now on the blocking
+    /// pool (one slot per core), and kept for next time if the file did
+    /// not change meanwhile.
     fn digest(&self) -> DigestJob {
+        if let Some(known) = self.known {
+            return DigestJob::ready(known);
+        }
         let cancel = Arc::new(AtomicBool::new(false));
-        let (file, size, slots) = (Arc::clone(&self.file), self.size, Arc::clone(&self.hashing));
+        let (file, stamp, slots) = (
+            Arc::clone(&self.file),
+            self.stamp,
+            Arc::clone(&self.hashing),
+        );
+        let (private, kept_as) = (Arc::clone(&self.private), self.kept_as.clone());
         let job = tokio::spawn({
             let cancel = Arc::clone(&cancel);
             async move {
                 let _slot = slots.acquire_owned().await;
                 tokio::task::spawn_blocking(move || {
-                    digest::hash_file_blocking(&file, size, &cancel)
+                    let digest = digest::hash_file_blocking(&file, stamp.size(), &cancel)?;
+                    if digests::Stamp::of(&*file).is_ok_and(|now| now == stamp) {
+                        digests::keep(&private, &kept_as, stamp, &digest);
+                    }
+                    Ok::<_, io::Error>(digest)
                 })
                 .await
             }
@@ -587,6 +622,8 @@ struct LocalUpload {
     target: VirtualPath,
     root: Arc<Dir>,
     private: Arc<PrivateArea>,
+    /// Names this backend's tree among the root's (see [`LocalDisk`]).
+    scope: Arc<str>,
     held: u64,
     written: u64,
     hasher: Hasher,
@@ -611,6 +648,7 @@ impl LocalUpload {
             target,
             root: Arc::clone(&disk.root),
             private: Arc::clone(&disk.private),
+            scope: Arc::clone(&disk.scope),
             held,
             written: 0,
             hasher,
@@ -633,6 +671,22 @@ impl LocalUpload {
             Ok(()) => {
                 // In place: nothing left for the drop to remove.
                 self.temporary_path.clear();
+                // Its digest is known: kept, so that no download of it needs
+                // to read it twice.
+                if self.len() >= digests::KEPT_FROM
+                    && let Some(stamp) = self
+                        .file
+                        .as_ref()
+                        .and_then(|file| digests::Stamp::of(file).ok())
+                {
+                    let kept_as = format!("{}{}", self.scope, self.target);
+                    digests::keep(
+                        &self.private,
+                        &kept_as,
+                        stamp,
+                        &self.hasher.finalize().into(),
+                    );
+                }
                 Ok(())
             }
             Err(error)

@@ -22,6 +22,7 @@ use miniftp::protocol::extended::{
 };
 use miniftp::protocol::text::escape;
 use miniftp::protocol::{ParseError, PayloadShape, TOKEN_LEN, Token, classic};
+use miniftp::storage::path::Names;
 use miniftp::storage::path::{MAX_NAME_LEN, MAX_PATH_LEN, PRIVATE_DIR, names_directory};
 use miniftp::storage::{Removal, Storage, StorageError, VirtualPath};
 use proptest::collection::vec;
@@ -671,8 +672,8 @@ fn path_string() -> impl Strategy<Value = String> {
 }
 
 /// The names of a resolved path, checked to be what a path inside the root
-/// can hold.
-fn check_resolved(path: &VirtualPath) -> Result<(), TestCaseError> {
+/// can hold (printable names, unless `names` allows any).
+fn check_resolved(path: &VirtualPath, names_allowed: Names) -> Result<(), TestCaseError> {
     let names: Vec<&str> = path.components().collect();
     for name in &names {
         prop_assert!(
@@ -681,10 +682,13 @@ fn check_resolved(path: &VirtualPath) -> Result<(), TestCaseError> {
         );
         prop_assert!(!name.contains('/'), "{names:?}");
         prop_assert!(name.len() <= MAX_NAME_LEN, "{names:?}");
-        prop_assert!(
-            !name.bytes().any(|byte| byte < 0x20 || byte == 0x7f),
-            "{names:?}"
-        );
+        prop_assert!(!name.contains('\0'), "{names:?}");
+        if names_allowed == Names::Printable {
+            prop_assert!(
+                !name.bytes().any(|byte| byte < 0x20 || byte == 0x7f),
+                "{names:?}"
+            );
+        }
     }
     prop_assert_ne!(names.first().copied(), Some(PRIVATE_DIR));
     prop_assert_eq!(path.is_root(), names.is_empty());
@@ -704,7 +708,7 @@ fn check_resolved(path: &VirtualPath) -> Result<(), TestCaseError> {
     }
     // Canonical: shown absolute, it resolves to itself from anywhere.
     if shown.len() <= MAX_PATH_LEN {
-        let again = VirtualPath::root().resolve(&shown);
+        let again = VirtualPath::root().resolve_names(&shown, names_allowed);
         prop_assert_eq!(again.as_ref().ok(), Some(path), "{:?}", again);
     }
     Ok(())
@@ -738,7 +742,7 @@ proptest! {
 /// Resolves `argument` from the directory `current` names, and checks.
 fn check_resolution(current: &str, argument: &str) -> Result<(), TestCaseError> {
     let cwd = VirtualPath::root().resolve(current).unwrap_or_default();
-    check_resolved(&cwd)?;
+    check_resolved(&cwd, Names::Printable)?;
     let resolved = cwd.resolve(argument);
     let _ = names_directory(argument);
     if argument.is_empty() {
@@ -759,7 +763,7 @@ fn check_resolution(current: &str, argument: &str) -> Result<(), TestCaseError> 
         prop_assert_eq!(format!("{from_root:?}"), format!("{resolved:?}"));
     }
     if let Ok(path) = &resolved {
-        check_resolved(path)?;
+        check_resolved(path, Names::Printable)?;
         let start = if absolute {
             0
         } else {
@@ -786,11 +790,8 @@ fn check_link_target(current: &str, target: &str) -> Result<(), TestCaseError> {
         match part {
             "" | "." => {}
             ".." => depth -= 1,
-            name if name.len() > MAX_NAME_LEN
-                || name.bytes().any(|byte| byte < 0x20 || byte == 0x7f) =>
-            {
-                break;
-            }
+            // A link's target may hold any name but one with a NUL.
+            name if name.len() > MAX_NAME_LEN || name.contains('\0') => break,
             _ => depth += 1,
         }
         if depth < 0 {
@@ -805,7 +806,8 @@ fn check_link_target(current: &str, target: &str) -> Result<(), TestCaseError> {
         resolved
     );
     if let Ok(path) = &resolved {
-        check_resolved(path)?;
+        // A link's target may name anything the filesystem allows.
+        check_resolved(path, Names::Any)?;
         prop_assert_eq!(path.components().count() as isize, depth);
     }
     Ok(())

@@ -19,6 +19,7 @@ use crate::executor::{
 };
 use crate::operation::{ErrorCode, Failure, Operation};
 use crate::protocol::extended::{Header, Kind, Message};
+use crate::storage::VirtualPath;
 use crate::storage::path::Names;
 
 /// The most uploads committed in one group (each holds an open file).
@@ -48,6 +49,8 @@ struct Frames<'s> {
     out: BytesMut,
     /// Uploads waiting for their group commit.
     pending: Vec<PendingCommit>,
+    /// Where they go.
+    pending_targets: std::collections::HashSet<VirtualPath>,
     /// An upload refused before its data: its data and end frames are
     /// dropped without a second answer.
     refused_upload: Option<u32>,
@@ -63,6 +66,7 @@ impl Session {
             session: self,
             out: BytesMut::new(),
             pending: Vec::new(),
+            pending_targets: std::collections::HashSet::new(),
             refused_upload: None,
         }
         .run(shutdown)
@@ -237,10 +241,16 @@ impl Frames<'_> {
                 .directory()
                 .resolve_names(path, Names::Any)
                 .is_ok_and(|target| {
-                    self.pending.iter().any(|commit| {
-                        let pending = commit.upload.target();
-                        target.starts_with(pending) && target != *pending
-                    })
+                    let mut ancestor = target.parent();
+                    loop {
+                        if self.pending_targets.contains(&ancestor) {
+                            break true;
+                        }
+                        if ancestor.is_root() {
+                            break false;
+                        }
+                        ancestor = ancestor.parent();
+                    }
                 }),
             _ => true,
         };
@@ -394,6 +404,7 @@ impl Frames<'_> {
             let at = self.out.len();
             self.done(id);
             let reply = at..self.out.len();
+            self.pending_targets.insert(verified.target().clone());
             self.pending.push(PendingCommit {
                 upload: verified,
                 reply,
@@ -513,6 +524,7 @@ impl Frames<'_> {
             return;
         }
         let group = std::mem::take(&mut self.pending);
+        self.pending_targets.clear();
         let started = tokio::time::Instant::now();
         let size = group.len();
         let (uploads, replies): (Vec<_>, Vec<_>) = group

@@ -234,3 +234,76 @@ async fn deep_paths_are_described_off_the_worker_with_their_links_checked() {
     ));
     tree.outside_untouched();
 }
+
+fn records(tree: &Tree) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(tree.path(".miniftp/digests"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_large_files_digest_is_kept_and_trusted_only_while_the_file_is_unchanged() {
+    let tree = Tree::new();
+    let data: Vec<u8> = (0..(3u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let mut upload = tree
+        .storage
+        .create_upload(&at("big.bin"), Some(data.len() as u64), false)
+        .await
+        .unwrap();
+    upload.write_all(&data).await.unwrap();
+    tree.storage.commit(upload).await.unwrap();
+    let kept = records(&tree);
+    assert_eq!(kept.len(), 1, "the upload's digest is kept");
+
+    // The kept digest is what a download sends, without reading the file:
+    // a record forged for the test shows it is trusted as it is.
+    let mut record = std::fs::read(&kept[0]).unwrap();
+    let forged = [7u8; 32];
+    record[4 + 48..4 + 48 + 32].copy_from_slice(&forged);
+    std::fs::write(&kept[0], &record).unwrap();
+    let download = tree.storage.open_file(&at("big.bin")).await.unwrap();
+    assert_eq!(download.digest().await.unwrap(), forged);
+
+    // Changed in place with the same size and its mtime set back (as rsync -t
+    // may): the change time moved, the record no longer counts.
+    let mtime = std::fs::metadata(tree.path("big.bin"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let mut changed = data.clone();
+    changed[0] ^= 1;
+    std::fs::write(tree.path("big.bin"), &changed).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(tree.path("big.bin"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let download = tree.storage.open_file(&at("big.bin")).await.unwrap();
+    assert_eq!(
+        download.digest().await.unwrap(),
+        *blake3::hash(&changed).as_bytes()
+    );
+    // ...and the one computed then is kept for the next download.
+    let download = tree.storage.open_file(&at("big.bin")).await.unwrap();
+    assert_eq!(
+        download.digest().await.unwrap(),
+        *blake3::hash(&changed).as_bytes()
+    );
+    assert_eq!(records(&tree).len(), 1);
+
+    // A small file gets no record; a removed one loses its record at the
+    // next start.
+    let mut small = tree
+        .storage
+        .create_upload(&at("small"), Some(3), false)
+        .await
+        .unwrap();
+    small.write_all(b"abc").await.unwrap();
+    tree.storage.commit(small).await.unwrap();
+    assert_eq!(records(&tree).len(), 1);
+    std::fs::remove_file(tree.path("big.bin")).unwrap();
+    let _reopened = Storage::open(tree.root.path()).unwrap();
+    assert_eq!(records(&tree).len(), 0);
+}
