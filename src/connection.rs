@@ -336,6 +336,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Ok(outcome)
     }
 
+    /// The next chunk of a data frame of which `remaining` bytes are still
+    /// to come, as owned [`Bytes`] (no copy: a chunk can go to another
+    /// thread). At most `remaining` bytes; at least one.
+    pub async fn read_data_chunk(&mut self, remaining: u64) -> Result<Bytes, ConnectionError> {
+        if self.buffer.is_empty() && self.fill_up_to(remaining).await? == 0 {
+            return Err(ConnectionError::ClosedMidMessage);
+        }
+        let take = self
+            .buffer
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        Ok(self.buffer.split_to(take).freeze())
+    }
+
     /// Reads with a larger buffer when much data is expected.
     async fn fill_up_to(&mut self, expected: u64) -> io::Result<usize> {
         let want = usize::try_from(expected)

@@ -102,6 +102,14 @@ pub struct ConnectArgs {
     #[arg(long)]
     classic: bool,
 
+    /// Wait until each downloaded file is on the disk (fsync) before it
+    /// appears under its name. Without it a download is still verified and
+    /// appears whole or not at all, but its bytes may sit in the page cache
+    /// for a few seconds, as after curl or scp: a power cut then can lose
+    /// them.
+    #[arg(long)]
+    fsync: bool,
+
     /// Encrypt the connection with TLS.
     #[arg(long, help_heading = "Security")]
     tls: bool,
@@ -304,6 +312,7 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         login,
         asked_login,
         allow_insecure_login: args.allow_insecure_login,
+        durable_downloads: args.fsync,
         ..ClientConfig::default()
     };
     // The prompt asks before what cannot be undone; scripts never ask

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use super::error::{ClientError, Direction};
-use super::local::PartialFile;
+use super::local::{FileWriter, PartialFile};
 use super::{Progress, ProgressWriter, Stage};
 use crate::connection::{Connection, ConnectionError};
 use crate::digest::{self, Digest, Hasher};
@@ -122,6 +122,17 @@ pub(super) enum Outcome {
     Entry(Entry),
     /// The answer to a list.
     Listing(Vec<Entry>),
+}
+
+/// Whether what was received hashes to the sender's digest.
+fn check_digest(name: &str, digest: &Digest, hasher: Hasher) -> Result<(), ClientError> {
+    if *digest != Digest::from(hasher.finalize()) {
+        return Err(ClientError::DigestMismatch {
+            name: name.to_owned(),
+            direction: Direction::Download,
+        });
+    }
+    Ok(())
 }
 
 /// What the reader must do for a job the writer has sent.
@@ -427,6 +438,31 @@ impl Extended {
             .download(id, path, offset, hasher, writer, &mut reporter)
             .await?;
         Ok((size, self.directory.clone()))
+    }
+
+    /// [`Extended::download`] into a local file, written and hashed on a
+    /// thread of its own; gives the file back with the size.
+    pub async fn download_to_file(
+        &mut self,
+        path: &str,
+        offset: u64,
+        hasher: Hasher,
+        file: std::fs::File,
+        report: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<((u64, std::fs::File), String), ClientError> {
+        let id = self.requests.id();
+        let download = Message::Request(Operation::Download {
+            path: path.into(),
+            offset,
+        });
+        self.requests.push(id, &download);
+        self.requests.flush().await?;
+        let mut reporter = Reporter::new(Progress::default(), report);
+        let downloaded = self
+            .replies
+            .download_to_file(id, path, offset, hasher, file, &mut reporter)
+            .await?;
+        Ok((downloaded, self.directory.clone()))
     }
 
     /// Runs many jobs with their frames in flight together; the results in
@@ -810,6 +846,80 @@ impl Replies {
         writer: &mut W,
         report: &mut Reporter<'_>,
     ) -> Result<u64, ClientError> {
+        let (size, length) = self.download_start(id, offset, report).await?;
+        let progress = report.progress;
+        let mut sink = ProgressWriter::new(writer, progress, &mut *report.callback);
+        let written = self
+            .connection
+            .read_data(length, &mut sink, |chunk| {
+                hasher.update(chunk);
+            })
+            .await
+            .map_err(|error| self.lost(error))?;
+        report.progress.done = offset + length;
+        report.stage(Stage::Verifying);
+        let digest = self.download_digest(id).await?;
+        written.map_err(ClientError::Sink)?;
+        check_digest(name, &digest, hasher)?;
+        Ok(size)
+    }
+
+    /// [`Replies::download`] into a local file, written and hashed on a
+    /// thread of its own while the next bytes arrive; gives the file back
+    /// (positioned after what it wrote) with the size.
+    async fn download_to_file(
+        &mut self,
+        id: u32,
+        name: &str,
+        offset: u64,
+        hasher: Hasher,
+        file: std::fs::File,
+        report: &mut Reporter<'_>,
+    ) -> Result<(u64, std::fs::File), ClientError> {
+        let (size, length) = self.download_start(id, offset, report).await?;
+        let mut writer = FileWriter::start(file, hasher);
+        let mut remaining = length;
+        let mut written = Ok(());
+        let received = async {
+            while remaining > 0 {
+                let chunk = self
+                    .connection
+                    .read_data_chunk(remaining)
+                    .await
+                    .map_err(|error| self.lost(error))?;
+                remaining -= chunk.len() as u64;
+                report.progress.done += chunk.len() as u64;
+                // Past a failed write the rest is read and dropped, to stay
+                // in step.
+                if written.is_ok() {
+                    written = writer.write(chunk).await;
+                }
+                report.report();
+            }
+            report.stage(Stage::Verifying);
+            self.download_digest(id).await
+        }
+        .await;
+        // Whatever happened, what arrived is in the file before this returns
+        // (a resumed download goes on from there).
+        let finished = writer.finish().await;
+        let digest = received?;
+        let (file, hasher) = match (written, finished) {
+            (_, Err(error)) | (Err(error), _) => return Err(ClientError::Sink(error)),
+            (Ok(()), Ok(finished)) => finished,
+        };
+        check_digest(name, &digest, hasher)?;
+        Ok((size, file))
+    }
+
+    /// A download's first frames: its size, and the data frame's header.
+    /// Returns the size and how many bytes follow.
+    async fn download_start(
+        &mut self,
+        id: u32,
+        offset: u64,
+        report: &mut Reporter<'_>,
+    ) -> Result<(u64, u64), ClientError> {
         let size = match self.message(id).await? {
             Message::Sending { size, offset: from } if from == offset && offset <= size => size,
             Message::Failed { code, message } => return Err(refusal(code, message)),
@@ -826,29 +936,15 @@ impl Replies {
         report.progress.kept = offset;
         report.progress.stage = Stage::Transferring;
         report.report();
-        let progress = report.progress;
-        let mut sink = ProgressWriter::new(writer, progress, &mut *report.callback);
-        let written = self
-            .connection
-            .read_data(header.length, &mut sink, |chunk| {
-                hasher.update(chunk);
-            })
-            .await
-            .map_err(|error| self.lost(error))?;
-        report.progress.done = offset + header.length;
-        report.stage(Stage::Verifying);
-        let digest = match self.message(id).await? {
-            Message::End { digest } => digest,
-            other => return Err(protocol(format!("{other:?} where the digest was due"))),
-        };
-        written.map_err(ClientError::Sink)?;
-        if digest != Digest::from(hasher.finalize()) {
-            return Err(ClientError::DigestMismatch {
-                name: name.to_owned(),
-                direction: Direction::Download,
-            });
+        Ok((size, header.length))
+    }
+
+    /// A download's last frame: the whole file's digest.
+    async fn download_digest(&mut self, id: u32) -> Result<Digest, ClientError> {
+        match self.message(id).await? {
+            Message::End { digest } => Ok(digest),
+            other => Err(protocol(format!("{other:?} where the digest was due"))),
         }
-        Ok(size)
     }
 
     /// The reader of a pipeline: the answers to the jobs the writer sent,

@@ -4,6 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use tokio::fs::File;
@@ -153,6 +154,26 @@ impl PartialFile {
         &mut self.file
     }
 
+    /// The file, positioned where the next bytes go, for a [`FileWriter`];
+    /// given back with [`PartialFile::put_back`].
+    pub async fn take_file(&mut self) -> Result<std::fs::File, ClientError> {
+        self.file
+            .flush()
+            .await
+            .map_err(|source| local(&self.target, source))?;
+        let file = self
+            .file
+            .try_clone()
+            .await
+            .map_err(|source| local(&self.target, source))?;
+        Ok(file.into_std().await)
+    }
+
+    /// Takes back the file a [`FileWriter`] wrote (its position moved on).
+    pub fn put_back(&mut self, file: std::fs::File) {
+        self.file = File::from_std(file);
+    }
+
     /// Renames the file to its target; with `durable`, makes its content
     /// durable first (a recursive download flushes once at the end instead).
     pub async fn complete(mut self, durable: bool) -> Result<(), ClientError> {
@@ -181,6 +202,58 @@ impl Drop for PartialFile {
         if !self.keep {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// A file written and hashed on a thread of its own, fed the chunks of a
+/// download as they arrive: receiving, writing and hashing overlap, and no
+/// chunk is copied on the way.
+pub struct FileWriter {
+    chunks: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    done: tokio::task::JoinHandle<io::Result<(std::fs::File, Hasher)>>,
+}
+
+/// How many chunks may wait for the writer (each at most 256 KiB).
+const WRITER_QUEUE: usize = 8;
+
+impl FileWriter {
+    /// Starts writing at `file`'s position, hashing after what `hasher`
+    /// holds.
+    pub fn start(mut file: std::fs::File, mut hasher: Hasher) -> FileWriter {
+        let (chunks, mut arriving) = tokio::sync::mpsc::channel::<Bytes>(WRITER_QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            while let Some(chunk) = arriving.blocking_recv() {
+                file.write_all(&chunk)?;
+                hasher.update(&chunk);
+            }
+            Ok((file, hasher))
+        });
+        FileWriter {
+            chunks: Some(chunks),
+            done,
+        }
+    }
+
+    /// Hands over the next chunk; an error is the writer's (a full disk).
+    pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
+        let sent = match &self.chunks {
+            Some(chunks) => chunks.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped: it failed; its error comes with `finish`.
+        self.chunks = None;
+        Err(io::Error::other("the local file could not be written"))
+    }
+
+    /// Waits for every chunk to be written; gives the file and the digest
+    /// of all it holds back.
+    pub async fn finish(mut self) -> io::Result<(std::fs::File, Hasher)> {
+        self.chunks = None;
+        (&mut self.done).await.map_err(io::Error::other)?
     }
 }
 

@@ -152,6 +152,12 @@ pub struct ClientConfig {
     /// [`ClientError::NotMiniftp`]. At most `timeout`. Default
     /// [`DEFAULT_GREETING_TIMEOUT`].
     pub greeting_timeout: Duration,
+    /// Wait, before a downloaded file appears under its name, until its
+    /// bytes are on the disk (`fsync`), so that it survives a power cut.
+    /// Default off: a download is verified and appears whole or not at
+    /// all, its bytes in the page cache (as curl, scp or rsync leave them),
+    /// written to the disk by the system soon after.
+    pub durable_downloads: bool,
 }
 
 impl ClientConfig {
@@ -191,6 +197,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("asked_login", &self.asked_login)
             .field("allow_insecure_login", &self.allow_insecure_login)
             .field("greeting_timeout", &self.greeting_timeout)
+            .field("durable_downloads", &self.durable_downloads)
             .finish()
     }
 }
@@ -205,6 +212,7 @@ impl Default for ClientConfig {
             asked_login: None,
             allow_insecure_login: false,
             greeting_timeout: DEFAULT_GREETING_TIMEOUT,
+            durable_downloads: false,
         }
     }
 }
@@ -644,13 +652,17 @@ impl Client {
         options: TransferOptions,
         mut progress: impl FnMut(Progress) + Send,
     ) -> Result<u64, ClientError> {
-        if !(options.resume && self.is_extended()) {
+        let durable = self.config.durable_downloads;
+        if !self.is_extended() {
             let mut partial = PartialFile::create(local).await?;
             let received = self.download(remote, partial.writer(), progress).await?;
-            partial.complete(true).await?;
+            partial.complete(durable).await?;
             return Ok(received);
         }
-        let mut partial = PartialFile::resumable(local).await?;
+        let mut partial = match options.resume {
+            true => PartialFile::resumable(local).await?,
+            false => PartialFile::create(local).await?,
+        };
         let kept = partial.len().await?;
         if kept > 0 {
             progress(Progress {
@@ -662,10 +674,12 @@ impl Client {
         }
         let (mut offset, mut hasher) = partial.held().await?;
         loop {
+            let file = partial.take_file().await?;
+            let attempt = hasher.clone();
             let result = self
                 .run(async |t| {
                     t.extended("dl")?
-                        .download(remote, offset, hasher, partial.writer(), &mut progress)
+                        .download_to_file(remote, offset, attempt, file, &mut progress)
                         .await
                 })
                 .await;
@@ -679,11 +693,13 @@ impl Client {
                     partial.restart().await?;
                     (offset, hasher) = (0, Hasher::new());
                 }
-                Ok(size) => {
-                    partial.complete(true).await?;
+                Ok((size, file)) => {
+                    partial.put_back(file);
+                    partial.complete(durable).await?;
                     return Ok(size);
                 }
-                // Kept for the next attempt: the connection went away.
+                // Kept for the next attempt: the connection went away (only
+                // a resumable download keeps its file).
                 Err(error) if error.is_connection_lost() => {
                     partial.settle().await;
                     return Err(error);
@@ -703,7 +719,6 @@ impl Client {
         }
     }
 
-    /// A request without data, in whichever protocol the connection speaks.
     /// Runs an operation answered by a status alone, in whichever protocol
     /// the connection speaks (one that cannot say it refuses it unsent).
     async fn command(&mut self, operation: Operation) -> Result<(), ClientError> {

@@ -255,7 +255,9 @@ impl Client {
                 Err(error) => summary.failures.push((name, error)),
             }
         }
-        flush_local_disk(local).await;
+        if self.config.durable_downloads {
+            flush_local_disk(local).await;
+        }
         Ok(summary)
     }
 }
