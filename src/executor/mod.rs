@@ -410,10 +410,14 @@ impl Executor {
         self.summary.bytes_received += received.bytes;
         record.bytes = received.bytes;
         record.resumed_from = upload.held();
-        let checked = match received.problem {
-            Some(ReceiveProblem::TooLarge) => Err(too_large(&argument, limit.unwrap_or(0))),
-            Some(ReceiveProblem::Storage(error)) => Err(self.failure(error, &argument).await),
-            None => match (size, received.digest) {
+        let mut upload = upload;
+        let sealed = upload.seal().await;
+        let checked = match (received.problem, sealed) {
+            (Some(ReceiveProblem::TooLarge), _) => Err(too_large(&argument, limit.unwrap_or(0))),
+            (Some(ReceiveProblem::Storage(error)), _) | (None, Err(error)) => {
+                Err(self.failure(error, &argument).await)
+            }
+            (None, Ok(digest)) => match (size, received.digest) {
                 (Some(size), _) if upload.held() + received.bytes != size => {
                     upload.discard();
                     Err(Failure::new(
@@ -425,7 +429,7 @@ impl Executor {
                         ),
                     ))
                 }
-                (_, Some(expected)) if upload.digest() != expected => {
+                (_, Some(expected)) if digest != expected => {
                     upload.discard();
                     Err(Failure::new(
                         ErrorCode::DigestMismatch,

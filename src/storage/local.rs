@@ -615,9 +615,16 @@ impl DownloadSource for LocalFile {
     }
 }
 
-/// An upload to a private file, hashed as it is written.
+/// An upload to a private file. Its bytes are written and hashed on the
+/// blocking pool, a chunk at a time, while the session receives the next
+/// (the worker copies nothing and hashes nothing); the disk is asked to
+/// start writing them out as they come ([`WRITE_BACK_EVERY`]), so that the
+/// flush at the commit finds little left to do.
 struct LocalUpload {
-    file: Option<tokio::fs::File>,
+    /// The file and the hash of what it holds, when no write is under way.
+    parts: Option<(std::fs::File, Hasher)>,
+    /// The write under way, which gives them back.
+    in_flight: Option<tokio::task::JoinHandle<io::Result<(std::fs::File, Hasher)>>>,
     temporary_path: String,
     target: VirtualPath,
     root: Arc<Dir>,
@@ -626,10 +633,15 @@ struct LocalUpload {
     scope: Arc<str>,
     held: u64,
     written: u64,
-    hasher: Hasher,
+    /// The digest, once sealed.
+    sealed: Option<Digest>,
     /// A resumable upload's partial file outlives a failed attempt.
     keep_on_drop: bool,
 }
+
+/// How many bytes an upload writes between two requests that the disk
+/// start writing them out (`sync_file_range`).
+const WRITE_BACK_EVERY: u64 = 8 << 20;
 
 impl LocalUpload {
     fn new(
@@ -643,7 +655,8 @@ impl LocalUpload {
     ) -> LocalUpload {
         // A resumed upload's file is positioned after what it holds.
         LocalUpload {
-            file: Some(tokio::fs::File::from_std(file)),
+            parts: Some((file, hasher)),
+            in_flight: None,
             temporary_path,
             target,
             root: Arc::clone(&disk.root),
@@ -651,15 +664,44 @@ impl LocalUpload {
             scope: Arc::clone(&disk.scope),
             held,
             written: 0,
-            hasher,
+            sealed: None,
             keep_on_drop,
         }
     }
 
-    fn file(&mut self) -> &mut tokio::fs::File {
-        self.file
+    /// Waits for the write under way, if any; `Ready` with the file and
+    /// hash once none is.
+    fn poll_parts(&mut self, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(in_flight) = &mut self.in_flight {
+            let done = std::task::ready!(Pin::new(in_flight).poll(context));
+            self.in_flight = None;
+            self.parts = Some(done.map_err(io::Error::other)??);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    async fn parts(&mut self) -> io::Result<&mut (std::fs::File, Hasher)> {
+        std::future::poll_fn(|context| self.poll_parts(context)).await?;
+        self.parts
             .as_mut()
-            .expect("an upload's file lives until commit")
+            .ok_or_else(|| io::Error::other("an upload's file lives until commit"))
+    }
+
+    /// Starts writing `chunk` on the blocking pool (the parts are free).
+    fn start_write(&mut self, chunk: bytes::Bytes) {
+        let (mut file, mut hasher) = self.parts.take().expect("no write under way");
+        let before = self.written;
+        self.written += chunk.len() as u64;
+        let after = self.written;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            file.write_all(&chunk)?;
+            hasher.update(&chunk);
+            if before / WRITE_BACK_EVERY != after / WRITE_BACK_EVERY {
+                start_write_back(&file);
+            }
+            Ok((file, hasher))
+        }));
     }
 
     /// Renames the private file into place (replacing any file or link of
@@ -673,19 +715,12 @@ impl LocalUpload {
                 self.temporary_path.clear();
                 // Its digest is known: kept, so that no download of it needs
                 // to read it twice.
-                if self.len() >= digests::KEPT_FROM
-                    && let Some(stamp) = self
-                        .file
-                        .as_ref()
-                        .and_then(|file| digests::Stamp::of(file).ok())
+                if let (true, Some((file, _)), Some(digest)) =
+                    (self.len() >= digests::KEPT_FROM, &self.parts, self.sealed)
+                    && let Ok(stamp) = digests::Stamp::of(file)
                 {
                     let kept_as = format!("{}{}", self.scope, self.target);
-                    digests::keep(
-                        &self.private,
-                        &kept_as,
-                        stamp,
-                        &self.hasher.finalize().into(),
-                    );
+                    digests::keep(&self.private, &kept_as, stamp, &digest);
                 }
                 Ok(())
             }
@@ -700,27 +735,39 @@ impl LocalUpload {
     }
 }
 
+/// Asks the disk to start writing out what a file holds (without waiting):
+/// a later flush then finds most of it written. Failures only cost time.
+// `unsafe_code` is denied crate-wide: neither std nor rustix wraps
+// `sync_file_range(2)`, one call on a descriptor we hold open.
+#[allow(unsafe_code)]
+fn start_write_back(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the borrow of `file`; the call takes
+    // integers only and touches no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 impl AsyncWrite for LocalUpload {
+    /// The classic path: the bytes are copied into a chunk of their own.
     fn poll_write(
         self: Pin<&mut Self>,
         context: &mut Context<'_>,
         buffer: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = Pin::new(this.file()).poll_write(context, buffer);
-        if let Poll::Ready(Ok(count)) = written {
-            this.hasher.update(&buffer[..count]);
-            this.written += count as u64;
-        }
-        written
+        std::task::ready!(this.poll_parts(context))?;
+        this.start_write(bytes::Bytes::copy_from_slice(buffer));
+        Poll::Ready(Ok(buffer.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.get_mut().file()).poll_flush(context)
+        self.get_mut().poll_parts(context)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(self.get_mut().file()).poll_shutdown(context)
+        self.get_mut().poll_parts(context)
     }
 }
 
@@ -735,25 +782,44 @@ impl UploadSink for LocalUpload {
     }
 
     fn digest(&self) -> Digest {
-        self.hasher.finalize().into()
+        match (self.sealed, &self.parts) {
+            (Some(digest), _) => digest,
+            (None, Some((_, hasher))) => hasher.finalize().into(),
+            (None, None) => [0; 32],
+        }
     }
 
     fn len(&self) -> u64 {
         self.held + self.written
     }
 
+    async fn write_chunk(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
+        self.parts().await?;
+        self.start_write(chunk);
+        Ok(())
+    }
+
+    async fn seal(&mut self) -> Result<Digest> {
+        let (_, hasher) = self.parts().await?;
+        let digest = hasher.finalize().into();
+        self.sealed = Some(digest);
+        Ok(digest)
+    }
+
     /// Flushes the data to disk and renames it into place; then flushes the
     /// directory, so that an acknowledged upload survives a crash.
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let file = self.file();
-        tokio::io::AsyncWriteExt::flush(file).await?;
-        file.sync_all().await?;
+        self.seal().await?;
         // The file (and a resumable upload's lock on it) stays open until
         // it is in place: no second resumer can open and truncate it.
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
-            self.rename_into_place()?;
-            if let Ok(parent) = self.root.open_dir(target.parent().relative()) {
+            let mut upload = self;
+            if let Some((file, _)) = &upload.parts {
+                file.sync_all()?;
+            }
+            upload.rename_into_place()?;
+            if let Ok(parent) = upload.root.open_dir(target.parent().relative()) {
                 sync_directory(&parent);
             }
             Ok(())
@@ -763,7 +829,7 @@ impl UploadSink for LocalUpload {
     }
 
     async fn prepare(&mut self) -> Result<()> {
-        Ok(tokio::io::AsyncWriteExt::flush(self.file()).await?)
+        self.seal().await.map(drop)
     }
 
     /// A rename is a single metadata call: done in place, like a stat.

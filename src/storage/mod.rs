@@ -202,8 +202,22 @@ pub trait UploadSink: AsyncWrite + Send + Unpin {
     /// Bytes it held before this attempt's first write (resumed).
     fn held(&self) -> u64;
 
-    /// The digest of everything it holds, held bytes included.
+    /// The digest of everything it holds, held bytes included, once
+    /// [`UploadSink::seal`]ed.
     fn digest(&self) -> Digest;
+
+    /// Takes the next bytes as an owned chunk (a backend can keep it without
+    /// a copy).
+    async fn write_chunk(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
+        tokio::io::AsyncWriteExt::write_all(self, &chunk).await
+    }
+
+    /// Waits until everything written is in the backend's hands; the
+    /// digest of all it holds.
+    async fn seal(&mut self) -> Result<Digest> {
+        tokio::io::AsyncWriteExt::flush(self).await?;
+        Ok(self.digest())
+    }
 
     /// Bytes it holds in all.
     fn len(&self) -> u64;
@@ -254,9 +268,16 @@ impl Upload {
         self.0.is_empty()
     }
 
-    /// The digest of everything held.
-    pub fn digest(&self) -> Digest {
-        self.0.digest()
+    /// Takes the next bytes as an owned chunk (without a copy where the
+    /// backend can keep it).
+    pub async fn write_chunk(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
+        self.0.write_chunk(chunk).await
+    }
+
+    /// Waits until everything written is in storage's hands; the digest of
+    /// everything held.
+    pub async fn seal(&mut self) -> Result<Digest> {
+        self.0.seal().await
     }
 
     /// Abandons it, even a resumable one's kept bytes (e.g. when its digest

@@ -354,20 +354,17 @@ impl Frames<'_> {
                     // it declared (and was allowed).
                     let over = held.saturating_add(received).saturating_add(header.length) > size;
                     received = received.saturating_add(header.length);
-                    let written = match over {
-                        true => {
-                            connection
-                                .read_data(header.length, &mut tokio::io::sink(), |_| {})
-                                .await?
+                    let mut remaining = header.length;
+                    while remaining > 0 {
+                        // Each chunk goes to storage as it is, without a copy.
+                        let chunk = connection.read_data_chunk(remaining).await?;
+                        remaining -= chunk.len() as u64;
+                        if over || problem.is_some() {
+                            continue;
                         }
-                        false => {
-                            connection
-                                .read_data(header.length, upload.sink(), |_| {})
-                                .await?
+                        if let Err(error) = upload.sink().write_chunk(chunk).await {
+                            problem = Some(ReceiveProblem::Storage(error.into()));
                         }
-                    };
-                    if let Err(error) = written {
-                        problem.get_or_insert(ReceiveProblem::Storage(error.into()));
                     }
                 }
                 Kind::End if header.id == id => {
