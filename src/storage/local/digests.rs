@@ -58,13 +58,18 @@ impl Stamp {
         })
     }
 
-    /// The stamp of what `path` (relative to `root`, links not followed) is.
+    /// The stamp of what `path` (from `root`, as `/a/b`; links not
+    /// followed) is.
     fn at(root: &Dir, path: &str) -> io::Result<Stamp> {
+        let relative = match path.trim_start_matches('/') {
+            "" => ".",
+            relative => relative,
+        };
         let file = root.open_with(
-            path,
+            relative,
             OpenOptions::new()
                 .read(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_PATH),
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW),
         )?;
         Stamp::of(&file)
     }

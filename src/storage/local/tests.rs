@@ -293,6 +293,10 @@ async fn a_large_files_digest_is_kept_and_trusted_only_while_the_file_is_unchang
     );
     assert_eq!(records(&tree).len(), 1);
 
+    // A restart keeps the records of files that did not change.
+    let _reopened = Storage::open(tree.root.path()).unwrap();
+    assert_eq!(records(&tree).len(), 1, "kept across a restart");
+
     // A small file gets no record; a removed one loses its record at the
     // next start.
     let mut small = tree
