@@ -314,20 +314,29 @@ impl Session {
             self.send(b"").await?;
             return Ok(self.executor.finish_download(outgoing, 0, Some(failure)));
         }
-        let mut reader = match outgoing.download.reader(0).await {
-            Ok(reader) => reader,
-            Err(error) => {
-                self.send(b"").await?;
-                let failure = self.executor.failure(error, outgoing.argument()).await;
-                return Ok(self.executor.finish_download(outgoing, 0, Some(failure)));
-            }
+        // Straight from the page cache on plain TCP (sendfile), as an
+        // extended download; else through a reader.
+        let reader = match outgoing.download.local_file() {
+            Some(_) => None,
+            None => match outgoing.download.reader(0).await {
+                Ok(reader) => Some(reader),
+                Err(error) => {
+                    self.send(b"").await?;
+                    let failure = self.executor.failure(error, outgoing.argument()).await;
+                    return Ok(self.executor.finish_download(outgoing, 0, Some(failure)));
+                }
+            },
         };
         self.pace().await;
         let mut sent = 0;
-        let sending = self
-            .connection
-            .write_from(&mut (&mut reader).take(size), &mut sent)
-            .await;
+        let sending = match (reader, outgoing.download.local_file()) {
+            (Some(mut reader), _) => {
+                let mut reader = (&mut reader).take(size);
+                self.connection.write_from(&mut reader, &mut sent).await
+            }
+            (None, Some(file)) => self.connection.send_file(file, 0, size, &mut sent).await,
+            (None, None) => Ok(()),
+        };
         if let Err(error) = sending {
             let failure = Failure::new(ErrorCode::Internal, format!("sending failed: {error}"));
             let _ = self.executor.finish_download(outgoing, sent, Some(failure));
