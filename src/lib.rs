@@ -16,6 +16,8 @@
 //!   directory capability, atomic uploads). Knows no wire and no session.
 //! - [`server`]: accepts connections (admission, TLS handshake, abuse
 //!   limits) and runs a session per client (login, classic and extended).
+//! - [`web`]: the HTTP page and WebDAV, a second listener on the same
+//!   executor (accounts, bans, limits, logs shared with the TCP protocol).
 //! - [`accounts`]: the users file: names, argon2id hashes, homes, access.
 //! - [`client`]: connects to a server; one typed method per operation.
 //! - [`config`]: the server's limits, with documented defaults.
@@ -35,6 +37,7 @@ pub mod server;
 pub mod storage;
 pub mod stream;
 pub mod tls;
+pub mod web;
 
 pub use accounts::Access;
 pub use config::ServerConfig;
