@@ -119,6 +119,10 @@ impl DavMetaData for Metadata {
     fn is_dir(&self) -> bool {
         self.0.kind == EntryKind::Directory
     }
+
+    fn etag(&self) -> Option<String> {
+        Some(super::download::entity_tag(&self.0))
+    }
 }
 
 struct DirEntry(Entry);

@@ -55,13 +55,24 @@ pub fn content_disposition(disposition: Disposition, name: &str) -> HeaderValue 
     HeaderValue::from_str(&value).expect("an ASCII header value")
 }
 
-/// The entity tag of a file: its size and modification time.
+/// The entity tag of a file (quoted, for the `ETag` header).
 pub fn etag(entry: &Entry) -> String {
+    format!("\"{}\"", entity_tag(entry))
+}
+
+/// The entity tag of an entry, unquoted: its size and modification time
+/// in microseconds, as dav-server writes it, so that a tag from a `GET`
+/// works in a WebDAV `If` header.
+pub fn entity_tag(entry: &Entry) -> String {
     let modified = entry
         .modified
         .and_then(|time| time.duration_since(UNIX_EPOCH).ok())
         .unwrap_or_default();
-    format!("\"{:x}-{:x}\"", entry.size, modified.as_nanos())
+    let micros = modified.as_secs() * 1_000_000 + u64::from(modified.subsec_micros());
+    match entry.kind == crate::operation::EntryKind::File && entry.size > 0 {
+        true => format!("{:x}-{micros:x}", entry.size),
+        false => format!("{micros:x}"),
+    }
 }
 
 /// A `Range` header's one range, resolved against `size`: `Ok(None)` for

@@ -289,6 +289,18 @@ impl Web {
     }
 
     async fn route(&self, peer: Peer, request: Request<Body>) -> Response {
+        let head: usize = request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum::<usize>()
+            + request.uri().to_string().len();
+        if head > MAX_HEAD {
+            return reply::text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("the request's head is over {MAX_HEAD} bytes"),
+            );
+        }
         let raw_path = request.uri().path().to_owned();
         if raw_path == "/.miniftp" || raw_path.starts_with("/.miniftp/") {
             return self.internal(peer, request).await;

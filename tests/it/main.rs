@@ -37,3 +37,5 @@ mod server_syntax;
 mod server_transfers;
 
 mod storage_contract;
+
+mod web_http;

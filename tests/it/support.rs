@@ -4,6 +4,7 @@
 
 pub mod frames;
 pub mod process;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
