@@ -38,4 +38,5 @@ mod server_transfers;
 
 mod storage_contract;
 
+mod web_dav;
 mod web_http;
