@@ -38,5 +38,6 @@ mod server_transfers;
 
 mod storage_contract;
 
+mod web_browser;
 mod web_dav;
 mod web_http;

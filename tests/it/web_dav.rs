@@ -52,8 +52,15 @@ async fn litmus_passes_all_five_suites() {
     .unwrap();
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     println!("{report}");
-    for (suite, count) in [("basic", 16), ("copymove", 13), ("props", 30), ("locks", 41), ("http", 4)] {
-        let line = format!("<- summary for `{suite}': of {count} tests run: {count} passed, 0 failed.");
+    for (suite, count) in [
+        ("basic", 16),
+        ("copymove", 13),
+        ("props", 30),
+        ("locks", 41),
+        ("http", 4),
+    ] {
+        let line =
+            format!("<- summary for `{suite}': of {count} tests run: {count} passed, 0 failed.");
         assert!(report.contains(&line), "{suite}: no `{line}` in\n{report}");
     }
 }
@@ -62,7 +69,10 @@ fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let files = vec![
         ("a.txt".to_owned(), b"alpha".to_vec()),
         ("sub/b.bin".to_owned(), pseudo_random_bytes(2 << 20, 5)),
-        ("sub/d\u{e9}j\u{e0} vu/c \u{2603}.txt".to_owned(), b"unicode".to_vec()),
+        (
+            "sub/d\u{e9}j\u{e0} vu/c \u{2603}.txt".to_owned(),
+            b"unicode".to_vec(),
+        ),
         ("sub/deeper/empty.txt".to_owned(), Vec::new()),
         ("spaces and #hash%.txt".to_owned(), b"odd".to_vec()),
     ];
@@ -85,7 +95,10 @@ async fn rclone_copies_a_tree_up_and_back_down() {
         let obscured = run("rclone", "rclone", |command| {
             command.args(["obscure", "dav's secret"]);
         });
-        let password = String::from_utf8(obscured.stdout).unwrap().trim().to_owned();
+        let password = String::from_utf8(obscured.stdout)
+            .unwrap()
+            .trim()
+            .to_owned();
         let remote = |command: &mut Command| {
             command
                 .env("RCLONE_CONFIG_MINI_TYPE", "webdav")
@@ -108,10 +121,22 @@ async fn rclone_copies_a_tree_up_and_back_down() {
     .await
     .unwrap();
     for step in [&output.0, &output.1] {
-        assert!(step.status.success(), "rclone: {}", String::from_utf8_lossy(&step.stderr));
+        assert!(
+            step.status.success(),
+            "rclone: {}",
+            String::from_utf8_lossy(&step.stderr)
+        );
     }
     for (name, data) in &files {
-        assert_eq!(&std::fs::read(server.path("dav/tree").join(name)).unwrap(), data, "up: {name}");
-        assert_eq!(&std::fs::read(local.path().join("back").join(name)).unwrap(), data, "down: {name}");
+        assert_eq!(
+            &std::fs::read(server.path("dav/tree").join(name)).unwrap(),
+            data,
+            "up: {name}"
+        );
+        assert_eq!(
+            &std::fs::read(local.path().join("back").join(name)).unwrap(),
+            data,
+            "down: {name}"
+        );
     }
 }
