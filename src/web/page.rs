@@ -203,10 +203,11 @@ pub fn listing(context: &Context, mut entries: Vec<Entry>) -> String {
         "<form class=\"filter\" method=\"get\" role=\"search\">\
          <input type=\"search\" name=\"q\" id=\"filter\" value=\"{}\" placeholder=\"Filter by name\" aria-label=\"Filter by name\">\
          <input type=\"hidden\" name=\"sort\" value=\"{}\">\
-         <noscript><button type=\"submit\">Filter</button></noscript></form>\n",
+         <noscript><button type=\"submit\">Filter</button></noscript></form>",
         escape(context.filter),
         context.sort.word()
     );
+    out.push('\n');
     if context.writable {
         let _ = write!(
             out,
@@ -218,9 +219,10 @@ pub fn listing(context: &Context, mut entries: Vec<Entry>) -> String {
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <input name=\"name\" placeholder=\"New folder\" aria-label=\"New folder name\" required>\
              <button type=\"submit\">Create folder</button></form>\
-             <ul id=\"progress\" aria-live=\"polite\"></ul></section>\n",
+             <ul id=\"progress\" aria-live=\"polite\"></ul></section>",
             escape(context.csrf)
         );
+        out.push('\n');
     }
     out.push_str("<table id=\"listing\"><thead><tr>");
     for (key, label, class) in [
@@ -335,7 +337,7 @@ pub fn login(next: &str, csrf: &str, message: Option<&str>) -> String {
          <input type=\"hidden\" name=\"next\" value=\"{}\">\
          <label>Name <input name=\"user\" autocomplete=\"username\" required autofocus></label>\
          <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-         <button type=\"submit\">Log in</button></form></main></body></html>\n",
+         <button type=\"submit\">Log in</button></form></main></body></html>",
         message.map_or(String::new(), |message| format!(
             "<p class=\"error\" role=\"alert\">{}</p>",
             escape(message)
@@ -343,6 +345,7 @@ pub fn login(next: &str, csrf: &str, message: Option<&str>) -> String {
         escape(csrf),
         escape(next)
     );
+    out.push('\n');
     out
 }
 
