@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
 use tokio_util::io::ReaderStream;
 
@@ -219,16 +219,74 @@ pub async fn file(
         Ok(_) => return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
         Err(failure) => return reply::failure(&failure),
     };
-    let reader = match outgoing.download.reader(start).await {
-        Ok(reader) => reader,
-        Err(error) => {
-            let failure = executor.failure(error, path).await;
-            let _ = executor.finish_download(outgoing, 0, Some(failure.clone()));
-            return reply::failure(&failure);
-        }
+    // A file on the local disk is read straight into the buffers that go
+    // to the socket, the next one read while one is sent.
+    let chunks = match outgoing.download.local_file().map(std::fs::File::try_clone) {
+        Some(Ok(file)) => local_chunks(file, start, length).boxed(),
+        _ => match outgoing.download.reader(start).await {
+            Ok(reader) => ReaderStream::with_capacity(reader.take(length), READ_SIZE).boxed(),
+            Err(error) => {
+                let failure = executor.failure(error, path).await;
+                let _ = executor.finish_download(outgoing, 0, Some(failure.clone()));
+                return reply::failure(&failure);
+            }
+        },
     };
-    *response.body_mut() = Body::from_stream(sent_stream(executor, outgoing, reader, length));
+    *response.body_mut() = Body::from_stream(sent_stream(executor, outgoing, chunks, length));
     response
+}
+
+/// `length` bytes of `file` from `start`, a chunk at a time on the
+/// blocking pool, one chunk read ahead.
+fn local_chunks(
+    file: std::fs::File,
+    start: u64,
+    length: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
+    use std::os::unix::fs::FileExt;
+    use std::sync::Arc;
+    type Pending = tokio::task::JoinHandle<std::io::Result<bytes::Bytes>>;
+    fn read(file: &Arc<std::fs::File>, at: u64, end: u64) -> Option<Pending> {
+        if at >= end {
+            return None;
+        }
+        let file = Arc::clone(file);
+        let size = (end - at).min(READ_SIZE as u64) as usize;
+        Some(tokio::task::spawn_blocking(move || {
+            let mut buffer = vec![0; size];
+            let mut filled = 0;
+            while filled < size {
+                match file.read_at(&mut buffer[filled..], at + filled as u64)? {
+                    0 => break,
+                    read => filled += read,
+                }
+            }
+            buffer.truncate(filled);
+            Ok(bytes::Bytes::from(buffer))
+        }))
+    }
+    let file = Arc::new(file);
+    let end = start + length;
+    let first = read(&file, start, end);
+    futures_util::stream::unfold(
+        (file, start, end, first),
+        |(file, at, end, pending)| async move {
+            let chunk = match pending?.await {
+                Ok(Ok(chunk)) if chunk.is_empty() => return None,
+                Ok(Ok(chunk)) => chunk,
+                Ok(Err(error)) => return Some((Err(error), (file, end, end, None))),
+                Err(_) => {
+                    return Some((
+                        Err(std::io::Error::other("read task failed")),
+                        (file, end, end, None),
+                    ));
+                }
+            };
+            let next_at = at + chunk.len() as u64;
+            let next = read(&file, next_at, end);
+            Some((Ok(chunk), (file, next_at, end, next)))
+        },
+    )
 }
 
 /// The bytes of a download, `length` of them, finished in the executor
@@ -236,12 +294,11 @@ pub async fn file(
 fn sent_stream(
     executor: Executor,
     outgoing: OutgoingDownload,
-    reader: Box<dyn AsyncRead + Send + Unpin>,
+    chunks: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
     length: u64,
 ) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
-    let chunks = ReaderStream::with_capacity(reader.take(length), READ_SIZE);
     struct State {
-        chunks: ReaderStream<tokio::io::Take<Box<dyn AsyncRead + Send + Unpin>>>,
+        chunks: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
         executor: Executor,
         outgoing: Option<OutgoingDownload>,
         sent: u64,
@@ -394,7 +451,7 @@ async fn write_zip(
                         let child = format!("{relative}{}", entry.name);
                         match entry.kind {
                             EntryKind::Directory => pending.push(format!("{child}/")),
-                            EntryKind::File => files.push(child),
+                            EntryKind::File => files.push((child, entry.modified)),
                         }
                     }
                 }
@@ -408,7 +465,7 @@ async fn write_zip(
                 }
             }
         }
-        for file in files {
+        for (file, modified) in files {
             let path = format!("{}/{file}", directory.trim_end_matches('/'));
             let outgoing = match executor
                 .execute(Operation::Download {
@@ -429,7 +486,10 @@ async fn write_zip(
                     continue;
                 }
             };
-            let entry = ZipEntryBuilder::new(file.into(), Compression::Stored);
+            let mut entry = ZipEntryBuilder::new(file.into(), Compression::Stored);
+            if let Some(modified) = modified {
+                entry = entry.last_modification_date(zip_date(modified));
+            }
             let mut stream = zip.write_entry_stream(entry).await?.compat_write();
             let copied =
                 tokio::io::copy(&mut reader.take(outgoing.download.size), &mut stream).await;
@@ -449,6 +509,24 @@ async fn write_zip(
     let mut writer = zip.close().await?.into_inner();
     tokio::io::AsyncWriteExt::shutdown(&mut writer).await?;
     Ok(())
+}
+
+/// A zip's date (local time in the format; UTC here), from 1980 on.
+fn zip_date(time: SystemTime) -> async_zip::ZipDateTime {
+    let seconds = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+    let rest = seconds % 86_400;
+    async_zip::ZipDateTimeBuilder::new()
+        .year(year.clamp(1980, 2107) as i32)
+        .month(month)
+        .day(day)
+        .hour((rest / 3600) as u32)
+        .minute((rest / 60 % 60) as u32)
+        .second((rest % 60) as u32)
+        .build()
 }
 
 #[cfg(test)]
