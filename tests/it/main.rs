@@ -41,3 +41,4 @@ mod storage_contract;
 mod web_browser;
 mod web_dav;
 mod web_http;
+mod web_serve;
