@@ -26,12 +26,16 @@ use settings::{Anonymous, Layer, Settings};
 /// Share a directory over TCP, and with --http in any browser and WebDAV.
 ///
 /// Serves ROOT (default: the current directory) to any number of clients at
-/// once. With --http PORT, also serves a web page (browse, download, upload,
-/// rename, delete) and WebDAV on the same paths, with the same accounts,
-/// limits, TLS certificate and logs. Prints one line naming the address and root (and one with the TLS
-/// certificate's fingerprint), then logs connections and commands on
-/// standard error. Ctrl-C or SIGTERM stops it gracefully: no new
-/// connections, commands in flight finish within the grace period.
+/// once. Prints one line naming the address and root (and one with the TLS
+/// certificate's fingerprint, one with the web address), then logs
+/// connections and commands on standard error.
+///
+/// With --http PORT, also serves a web page (browse, download, upload,
+/// rename, delete, in any browser) and WebDAV on the same paths, with the
+/// same accounts, read-only rule, limits, TLS certificate and logs.
+///
+/// Ctrl-C or SIGTERM stops it gracefully: no new connections, commands in
+/// flight finish within the grace period.
 ///
 /// Every setting can also come from a configuration file (--config, TOML)
 /// or an environment variable: a flag overrides its variable, which
