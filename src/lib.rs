@@ -29,6 +29,8 @@
 //! - [`server`]: accepts connections and runs a session each, classic or
 //!   extended: bytes to operations and outcomes back to bytes (pacing,
 //!   pipelining and group commits live here).
+//! - [`web`]: the HTTP page and WebDAV, a second listener on the same
+//!   executor (accounts, bans, limits, logs shared with the TCP protocol).
 //! - [`client`]: connects to a server; one method per operation, each
 //!   building its [`operation::Operation`].
 //!
@@ -52,6 +54,7 @@ pub mod server;
 pub mod storage;
 pub mod stream;
 pub mod tls;
+pub mod web;
 
 pub use accounts::Access;
 pub use config::ServerConfig;

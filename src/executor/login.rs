@@ -8,9 +8,15 @@
 
 use tokio::time::Instant;
 
-use super::{Executor, Service, view};
+use std::sync::Arc;
+
+use super::{Executor, Peer, Service, view};
 use crate::operation::{ErrorCode, Failure, Password};
 use crate::storage::{Storage, VirtualPath};
+
+/// What a web client is told before it logged in on a server that
+/// requires it.
+pub const LOGIN_REQUIRED_WEB: &str = "login required: this server needs an account";
 
 /// What a client is told before it logged in on a server that requires it.
 pub(crate) const LOGIN_REQUIRED: &str =
@@ -82,6 +88,37 @@ impl LoginState {
 }
 
 impl Executor {
+    /// A session already logged in as `user`, for a way in that checked
+    /// the password once and remembers it (the web front's session
+    /// cookie): no password, no delay, no log line of a login. Fails if
+    /// the account is gone or its home cannot be opened.
+    pub async fn for_account(
+        service: Arc<Service>,
+        peer: Peer,
+        user: &str,
+    ) -> Result<Executor, Failure> {
+        let account = service
+            .config
+            .accounts
+            .as_ref()
+            .and_then(|accounts| accounts.get(user).cloned())
+            .ok_or_else(|| Failure::new(ErrorCode::LoginFailed, "no such account any more"))?;
+        let storage = view(&service.root, &account.home, account.access)
+            .await
+            .map_err(|error| {
+                Failure::new(
+                    ErrorCode::Internal,
+                    format!("cannot open the account's home: {error}"),
+                )
+            })?;
+        let mut executor = Executor::new(service, peer, Instant::now());
+        executor.storage = storage;
+        executor.login = LoginState::LoggedIn {
+            user: account.name.clone(),
+        };
+        Ok(executor)
+    }
+
     /// Logs in; on success the session sees the account's home from then
     /// on. Failures are answered after a delay that grows with each failure
     /// from the same address, which is banned for a while past a number of

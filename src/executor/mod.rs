@@ -26,7 +26,7 @@ use crate::protocol::text::excerpt;
 use crate::storage::path::{Names, names_directory};
 use crate::storage::{Download, Listing, Removal, Storage, StorageError, Upload, VirtualPath};
 pub use guard::{AddressPermit, Guard, Refusal};
-pub use login::LoginState;
+pub use login::{LOGIN_REQUIRED_WEB, LoginState};
 use record::Record;
 pub use record::Summary;
 
@@ -183,6 +183,12 @@ impl Executor {
         &self.service.config
     }
 
+    /// Whether this session may not change the tree (read-only access, or
+    /// a login still required).
+    pub fn read_only(&self) -> bool {
+        self.storage.is_read_only() || self.login.is_required()
+    }
+
     /// Where the session stands with logins.
     pub fn login(&self) -> &LoginState {
         &self.login
@@ -219,10 +225,9 @@ impl Executor {
     /// its bytes, then finishes it here.
     pub async fn execute(&mut self, operation: Operation) -> Result<Outcome, Failure> {
         let record = Record::start(&operation);
-        if self.login.is_required()
-            && !matches!(operation, Operation::Login { .. } | Operation::Exit)
+        if !matches!(operation, Operation::Login { .. } | Operation::Exit)
+            && let Err(failure) = self.allowed()
         {
-            let failure = Failure::new(ErrorCode::LoginRequired, login::LOGIN_REQUIRED);
             return self.finish(record, Err(failure));
         }
         let outcome = match operation {
@@ -539,6 +544,50 @@ impl Executor {
             Some(error) => Err(described(error, &argument)),
         };
         self.finish(record, result)
+    }
+
+    /// The dead properties of `argument` (WebDAV's PROPPATCH; opaque
+    /// bytes, `None` when it has none), through the same jail and login
+    /// rules as every operation, with its log line.
+    pub async fn properties(&mut self, argument: &str) -> Result<Option<Vec<u8>>, Failure> {
+        let record = Record::named("properties", argument);
+        let result = match self.allowed().and_then(|()| self.resolve(argument)) {
+            Ok(target) => match self.storage.properties(&target).await {
+                Ok(properties) => Ok(properties),
+                Err(error) => Err(self.failure(error, argument).await),
+            },
+            Err(failure) => Err(failure),
+        };
+        self.finish(record, result)
+    }
+
+    /// Replaces the dead properties of `argument` (`None` removes them);
+    /// refused on read-only access, as every change is.
+    pub async fn set_properties(
+        &mut self,
+        argument: &str,
+        properties: Option<Vec<u8>>,
+    ) -> Result<(), Failure> {
+        let record = Record::named("set-properties", argument);
+        let result = match self.allowed().and_then(|()| self.resolve(argument)) {
+            Ok(target) => match self.storage.set_properties(&target, properties).await {
+                Ok(()) => Ok(()),
+                Err(error) => Err(self.failure(error, argument).await),
+            },
+            Err(failure) => Err(failure),
+        };
+        self.finish(record, result)
+    }
+
+    /// Refuses everything but a login before a required one.
+    fn allowed(&self) -> Result<(), Failure> {
+        match self.login.is_required() {
+            true => Err(Failure::new(
+                ErrorCode::LoginRequired,
+                login::LOGIN_REQUIRED,
+            )),
+            false => Ok(()),
+        }
     }
 
     /// Resolves an argument against the session's directory.

@@ -73,6 +73,16 @@ impl Record {
         }
     }
 
+    /// Starts the record of a request that is no [`Operation`] of the
+    /// protocols (WebDAV's properties), named `name`, on `path`.
+    pub(super) fn named(name: &'static str, path: &str) -> Record {
+        let mut record = Record::default();
+        record.name = name;
+        record.path = excerpt(path);
+        record.armed = true;
+        record
+    }
+
     /// Ends the record: `None` for success, or the failure.
     pub(super) fn end(mut self, failure: Option<&Failure>) {
         self.armed = false;

@@ -43,6 +43,17 @@ const UPLOAD_DIR: &str = "uploads";
 /// to the private directory.
 const PARTIAL_DIR: &str = "partial";
 
+/// Where dead properties live, relative to the private directory: a tree
+/// of directories mirroring the shared one (homes included, by their path
+/// from the root), each entry's properties in a file [`PROPERTIES_FILE`]
+/// in its directory there, so that a rename or a removal moves or removes
+/// an entry's and its descendants' properties in one call.
+const PROPERTIES_DIR: &str = "properties";
+
+/// The file of an entry's properties in its mirror directory: a control
+/// character in its name keeps it from meeting any name a client can give.
+const PROPERTIES_FILE: &str = "\u{1}properties";
+
 /// The deepest path whose `stat` runs in place on the session's worker
 /// rather than on the blocking pool.
 const IN_PLACE_DEPTH: usize = 32;
@@ -164,6 +175,45 @@ impl LocalDisk {
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
         })
+    }
+
+    /// The mirror directory of `resolved`'s properties, relative to the
+    /// private area.
+    fn properties_node(&self, resolved: &VirtualPath) -> String {
+        let path = match resolved.is_root() {
+            true => String::new(),
+            false => resolved.to_string(),
+        };
+        format!("{PROPERTIES_DIR}{}{path}", self.scope)
+    }
+
+    /// Removes the properties of `resolved` and everything below it.
+    fn forget_properties(&self, resolved: &VirtualPath) {
+        let node = self.properties_node(resolved);
+        if let Err(error) = self.private.get().remove_dir_all(&node)
+            && error.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, path = %resolved, "could not remove dead properties");
+        }
+    }
+
+    /// Moves the properties of `from` and everything below it to `to`.
+    fn move_properties(&self, from: &VirtualPath, to: &VirtualPath) {
+        let (from_node, to_node) = (self.properties_node(from), self.properties_node(to));
+        let private = self.private.get();
+        if private.symlink_metadata(&from_node).is_err() {
+            return;
+        }
+        let moved = (|| {
+            let _ = private.remove_dir_all(&to_node);
+            if let Some((parent, _)) = to_node.rsplit_once('/') {
+                private.create_dir_all(parent)?;
+            }
+            private.rename(&from_node, &private, &to_node)
+        })();
+        if let Err(error) = moved {
+            tracing::warn!(%error, %from, %to, "could not move dead properties");
+        }
     }
 
     /// Runs a blocking filesystem operation on the blocking pool.
@@ -431,7 +481,7 @@ impl Backend for LocalDisk {
         let Some(name) = path.name().map(str::to_owned) else {
             return Err(StorageError::RemoveRoot);
         };
-        let path = path.clone();
+        let (path, disk) = (path.clone(), self.clone());
         self.blocking(move |root| {
             let path = resolve_links(root, &path, false)?;
             let parent = root.open_dir(path.parent().relative())?;
@@ -441,6 +491,7 @@ impl Backend for LocalDisk {
                 (false, _) => parent.remove_file(&name)?,
             }
             sync_directory(&parent);
+            disk.forget_properties(&path);
             Ok(())
         })
         .await
@@ -455,7 +506,7 @@ impl Backend for LocalDisk {
         let Some(name) = from.name().map(str::to_owned) else {
             return Err(StorageError::PermissionDenied);
         };
-        let (from, to) = (from.clone(), to.clone());
+        let (from, to, disk) = (from.clone(), to.clone(), self.clone());
         self.blocking(move |root| {
             let from = resolve_links(root, &from, false)?;
             let to = resolve_links(root, &to, true)?;
@@ -478,7 +529,48 @@ impl Backend for LocalDisk {
             rename_no_replace(&source_parent, &name, &destination_parent, destination_name)?;
             sync_directory(&source_parent);
             sync_directory(&destination_parent);
+            disk.move_properties(&from, &destination);
             Ok(destination)
+        })
+        .await
+    }
+
+    async fn properties(&self, path: &VirtualPath) -> Result<Option<Vec<u8>>> {
+        let (path, disk) = (path.clone(), self.clone());
+        self.blocking(move |root| {
+            let resolved = resolve_links(root, &path, true)?;
+            root.metadata(resolved.relative())?;
+            let file = format!("{}/{PROPERTIES_FILE}", disk.properties_node(&resolved));
+            match disk.private.get().read(&file) {
+                Ok(properties) => Ok(Some(properties)),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(error.into()),
+            }
+        })
+        .await
+    }
+
+    /// Written to a temporary name, then renamed over the old file: a
+    /// crash leaves the old properties or the new, never half of them.
+    async fn set_properties(&self, path: &VirtualPath, properties: Option<Vec<u8>>) -> Result<()> {
+        let (path, disk) = (path.clone(), self.clone());
+        self.blocking(move |root| {
+            let resolved = resolve_links(root, &path, true)?;
+            root.metadata(resolved.relative())?;
+            let node = disk.properties_node(&resolved);
+            let file = format!("{node}/{PROPERTIES_FILE}");
+            Ok(disk.private.with(|private| match &properties {
+                None => match private.remove_file(&file) {
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                },
+                Some(properties) => {
+                    private.create_dir_all(&node)?;
+                    let temporary = format!("{node}/{PROPERTIES_FILE}.{}", random_name());
+                    private.write(&temporary, properties)?;
+                    private.rename(&temporary, private, &file)
+                }
+            })?)
         })
         .await
     }

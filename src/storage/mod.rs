@@ -190,6 +190,25 @@ pub trait Backend: Send + Sync + 'static {
     /// it: an account's view. Made (with its parents) if missing and
     /// `create`.
     async fn subtree(&self, home: &VirtualPath, create: bool) -> Result<Arc<dyn Backend>>;
+
+    /// The dead properties of what `path` names (WebDAV's PROPPATCH), as
+    /// the opaque bytes last given to [`Backend::set_properties`]; `None`
+    /// when it has none. They live in the private area, and `rename` and
+    /// `remove` move and remove them with their entry (on object storage,
+    /// a prefix of the private area mirroring the tree). The default keeps
+    /// none.
+    async fn properties(&self, path: &VirtualPath) -> Result<Option<Vec<u8>>> {
+        self.stat(path).await?;
+        Ok(None)
+    }
+
+    /// Replaces the dead properties of what `path` names (`None` removes
+    /// them). The default keeps none, and refuses
+    /// ([`StorageError::PermissionDenied`]).
+    async fn set_properties(&self, path: &VirtualPath, properties: Option<Vec<u8>>) -> Result<()> {
+        let _ = (path, properties);
+        Err(StorageError::PermissionDenied)
+    }
 }
 
 /// An upload in progress, as a backend keeps it: a writer that hashes what
@@ -572,6 +591,22 @@ impl Storage {
             return Err(StorageError::RemoveRoot);
         }
         self.backend.remove(path, removal).await
+    }
+
+    /// The dead properties of an entry (see [`Backend::properties`]).
+    pub async fn properties(&self, path: &VirtualPath) -> Result<Option<Vec<u8>>> {
+        self.backend.properties(path).await
+    }
+
+    /// Replaces the dead properties of an entry (see
+    /// [`Backend::set_properties`]).
+    pub async fn set_properties(
+        &self,
+        path: &VirtualPath,
+        properties: Option<Vec<u8>>,
+    ) -> Result<()> {
+        self.check_writable()?;
+        self.backend.set_properties(path, properties).await
     }
 
     /// Moves or renames an entry (see [`Backend::rename`]); never the root.

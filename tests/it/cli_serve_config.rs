@@ -196,6 +196,8 @@ fn the_printed_settings_read_back_as_the_same_settings() {
         "2",
         "--login-ban-time",
         "60",
+        "--http",
+        "8080",
     ];
     let (printed, table) = print_config(miniftp(dir.path()), &args);
     let expected: toml::Table = toml::toml! {
@@ -216,6 +218,7 @@ fn the_printed_settings_read_back_as_the_same_settings() {
         allow_insecure_login = true
         login_ban_after = 2
         login_ban_time = 60
+        http = "[::1]:8080"
     };
     for (key, value) in &expected {
         assert_eq!(table.get(key), Some(value), "{key}\n{printed}");

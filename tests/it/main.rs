@@ -37,3 +37,8 @@ mod server_syntax;
 mod server_transfers;
 
 mod storage_contract;
+
+mod web_browser;
+mod web_dav;
+mod web_http;
+mod web_serve;

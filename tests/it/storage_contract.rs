@@ -49,6 +49,7 @@ macro_rules! storage_contract {
             names_at_the_limits,
             a_read_only_storage_refuses_every_change,
             a_home_is_a_tree_of_its_own,
+            dead_properties_move_and_go_with_their_entry,
         );
     };
 }
@@ -578,6 +579,75 @@ pub async fn a_home_is_a_tree_of_its_own(storage: &Storage) {
 }
 
 /// The local disk: a temporary directory.
+/// Dead properties (WebDAV's) are kept per entry, replaced whole, moved by
+/// a rename (a directory's descendants' too), removed with their entry,
+/// and refused on what does not exist or on read-only access.
+pub async fn dead_properties_move_and_go_with_their_entry(storage: &Storage) {
+    put(storage, "d/e/f.txt", b"f").await;
+    put(storage, "g.txt", b"g").await;
+    assert_eq!(storage.properties(&at("g.txt")).await.unwrap(), None);
+    storage
+        .set_properties(&at("g.txt"), Some(b"one".to_vec()))
+        .await
+        .unwrap();
+    storage
+        .set_properties(&at("g.txt"), Some(b"two".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.properties(&at("g.txt")).await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+    for path in ["d", "d/e/f.txt"] {
+        storage
+            .set_properties(&at(path), Some(path.as_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+    storage.rename(&at("d"), &at("moved"), false).await.unwrap();
+    assert_eq!(
+        storage
+            .properties(&at("moved/e/f.txt"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"d/e/f.txt"[..])
+    );
+    assert_eq!(
+        storage.properties(&at("moved")).await.unwrap().as_deref(),
+        Some(&b"d"[..])
+    );
+    // A new entry where a moved one was has none of its properties.
+    put(storage, "d/e/f.txt", b"new").await;
+    assert_eq!(storage.properties(&at("d/e/f.txt")).await.unwrap(), None);
+    assert_eq!(storage.properties(&at("d")).await.unwrap(), None);
+    storage.remove(&at("moved"), Removal::Tree).await.unwrap();
+    put(storage, "moved/e/f.txt", b"again").await;
+    assert_eq!(
+        storage.properties(&at("moved/e/f.txt")).await.unwrap(),
+        None
+    );
+    storage.set_properties(&at("g.txt"), None).await.unwrap();
+    assert_eq!(storage.properties(&at("g.txt")).await.unwrap(), None);
+    assert_eq!(
+        error(storage.properties(&at("nowhere")).await),
+        StorageError::NotFound
+    );
+    assert_eq!(
+        error(storage.set_properties(&at("nowhere"), Some(vec![])).await),
+        StorageError::NotFound
+    );
+    assert_eq!(
+        error(
+            storage
+                .read_only()
+                .set_properties(&at("g.txt"), Some(vec![]))
+                .await
+        ),
+        StorageError::ReadOnly
+    );
+}
+
 pub async fn local_disk() -> Fixture {
     let root = tempfile::TempDir::new().unwrap();
     Fixture {

@@ -2,8 +2,10 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod frames;
 pub mod process;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -23,13 +23,19 @@ use tokio_util::sync::CancellationToken;
 
 use settings::{Anonymous, Layer, Settings};
 
-/// Share a directory over TCP.
+/// Share a directory over TCP, and with --http in any browser and WebDAV.
 ///
 /// Serves ROOT (default: the current directory) to any number of clients at
 /// once. Prints one line naming the address and root (and one with the TLS
-/// certificate's fingerprint), then logs connections and commands on
-/// standard error. Ctrl-C or SIGTERM stops it gracefully: no new
-/// connections, commands in flight finish within the grace period.
+/// certificate's fingerprint, one with the web address), then logs
+/// connections and commands on standard error.
+///
+/// With --http PORT, also serves a web page (browse, download, upload,
+/// rename, delete, in any browser) and WebDAV on the same paths, with the
+/// same accounts, read-only rule, limits, TLS certificate and logs.
+///
+/// Ctrl-C or SIGTERM stops it gracefully: no new connections, commands in
+/// flight finish within the grace period.
 ///
 /// Every setting can also come from a configuration file (--config, TOML)
 /// or an environment variable: a flag overrides its variable, which
@@ -44,6 +50,7 @@ use settings::{Anonymous, Layer, Settings};
 /// Examples:
 ///   miniftp serve                              share . on 127.0.0.1:65438
 ///   miniftp serve ~/public --port 0            pick a free port (printed)
+///   miniftp serve ~/public --http 8080         and a web page on port 8080
 ///   miniftp serve /srv/files --host 0.0.0.0 --tls --users users.toml
 ///   miniftp serve /srv/files --host 0.0.0.0 --read-only --rate-limit 10M
 ///   miniftp serve --config /etc/miniftp.toml   settings from a file
@@ -173,12 +180,45 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             identity.fingerprint
         );
     }
-    std::io::stdout().flush()?;
     warn_about_exposure(address, &config);
+
+    let web = match &settings.http {
+        Some(http) => {
+            let web = TcpListener::bind(http.as_str())
+                .await
+                .with_context(|| format!("cannot listen on {http} for the web page"))?;
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!(
+                "miniftp: web page and WebDAV on {scheme}://{}/",
+                web.local_addr()?
+            );
+            warn_about_exposure(web.local_addr()?, &config);
+            Some(web)
+        }
+        None => None,
+    };
+    std::io::stdout().flush()?;
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    miniftp::server::run(listener, storage, config, shutdown).await;
+    // One service for both listeners: accounts, bans, limits, logs and
+    // shutdown are shared.
+    let service = miniftp::executor::Service::new(storage, config).await;
+    let web = web.map(|web| {
+        tokio::spawn(miniftp::web::serve(
+            web,
+            Arc::clone(&service),
+            shutdown.clone(),
+        ))
+    });
+    miniftp::server::serve(listener, service, shutdown).await;
+    if let Some(web) = web {
+        let _ = web.await;
+    }
     tracing::info!("server stopped");
     Ok(())
 }

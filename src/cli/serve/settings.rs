@@ -64,6 +64,18 @@ pub struct Layer {
     )]
     pub port: Option<u16>,
 
+    /// Also serve the web page and WebDAV on this port (or HOST:PORT; the
+    /// host defaults to --host), with the same accounts, limits and TLS;
+    /// 0 picks a free port, printed at start [default: off]
+    #[arg(
+        long,
+        env = "MINIFTP_HTTP",
+        help_heading = "Network",
+        value_name = "[HOST:]PORT",
+        value_parser = env_named(StringValueParser::new()),
+    )]
+    pub http: Option<String>,
+
     /// Send messages as fast as possible, without waiting for classic
     /// clients to read each one (breaks the original client) [default: false]
     #[arg(
@@ -325,6 +337,7 @@ impl Layer {
             root: self.root.or(lower.root),
             host: self.host.or(lower.host),
             port: self.port.or(lower.port),
+            http: self.http.or(lower.http),
             no_pacing: self.no_pacing.or(lower.no_pacing),
             max_connections: self.max_connections.or(lower.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
@@ -423,6 +436,9 @@ pub struct Settings {
     pub root: PathBuf,
     pub host: String,
     pub port: u16,
+    /// The web listener, `HOST:PORT`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
     pub no_pacing: bool,
     pub max_connections: usize,
     /// 0 for no limit.
@@ -498,8 +514,13 @@ impl Settings {
                 bail!("{flag} must be at least 1 second");
             }
         }
+        let http = layer
+            .http
+            .map(|http| web_address(&http, &host))
+            .transpose()?;
         Ok(Settings {
             root: absolute(layer.root.unwrap_or_else(|| PathBuf::from(".")))?,
+            http,
             host,
             port: layer.port.unwrap_or(DEFAULT_PORT),
             no_pacing: layer.no_pacing.unwrap_or(!defaults.pacing),
@@ -592,6 +613,24 @@ fn textwrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// The web listener's `HOST:PORT` from `--http`'s `[HOST:]PORT`, the host
+/// defaulting to `host` (an IPv6 address in brackets).
+fn web_address(http: &str, host: &str) -> anyhow::Result<String> {
+    let (web_host, port) = match http.rsplit_once(':') {
+        Some((web_host, port)) if !web_host.is_empty() => (web_host.to_owned(), port),
+        Some((_, port)) => (host.to_owned(), port),
+        None => (host.to_owned(), http),
+    };
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--http {http}: not a port number: {port}"))?;
+    let web_host = match web_host.contains(':') && !web_host.starts_with('[') {
+        true => format!("[{web_host}]"),
+        false => web_host,
+    };
+    Ok(format!("{web_host}:{port}"))
+}
+
 /// Whether `host` is this machine only: a loopback address, or a name that
 /// resolves to loopback addresses only.
 fn is_loopback(host: &str) -> bool {
@@ -678,6 +717,7 @@ mod tests {
             cert: Some("cert.pem".into()),
             key: Some("key.pem".into()),
             max_upload_size: Some(1),
+            http: Some("8080".into()),
             ..Layer::default()
         })
         .unwrap();
@@ -730,6 +770,18 @@ mod tests {
         assert_eq!(layer.rate_limit, Some(10 << 20));
         assert_eq!(layer.max_upload_size, Some(1024));
         assert!(Layer::parse("rate_limit = -1").is_err());
+    }
+
+    #[test]
+    fn the_web_address_takes_the_host_by_default() {
+        assert_eq!(web_address("8080", "127.0.0.1").unwrap(), "127.0.0.1:8080");
+        assert_eq!(web_address(":0", "::1").unwrap(), "[::1]:0");
+        assert_eq!(
+            web_address("0.0.0.0:80", "127.0.0.1").unwrap(),
+            "0.0.0.0:80"
+        );
+        assert_eq!(web_address("[::]:80", "127.0.0.1").unwrap(), "[::]:80");
+        assert!(web_address("x", "127.0.0.1").is_err());
     }
 
     #[test]
