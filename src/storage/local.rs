@@ -78,6 +78,8 @@ pub struct LocalDisk {
     /// Slots for the digests computed beside downloads, one per core, so
     /// that a thousand downloads do not become a thousand blocking threads.
     hashing: Arc<Semaphore>,
+    /// Whether uploads wait for the disk before they are put in place.
+    flushes: bool,
 }
 
 /// The server's private directory under the root, made again if someone
@@ -174,7 +176,18 @@ impl LocalDisk {
             hashing: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
             )),
+            flushes: true,
         })
+    }
+
+    /// The same disk, with uploads put in place without waiting for the
+    /// disk to hold them (no `fsync`, no group barrier): still whole or not
+    /// at all, and verified, but a power cut may lose the last ones.
+    pub fn without_flushes(self) -> LocalDisk {
+        LocalDisk {
+            flushes: false,
+            ..self
+        }
     }
 
     /// The mirror directory of `resolved`'s properties, relative to the
@@ -455,6 +468,9 @@ impl Backend for LocalDisk {
     }
 
     async fn barrier(&self) -> Result<()> {
+        if !self.flushes {
+            return Ok(());
+        }
         self.blocking(|root| Ok(sync_filesystem(root)?)).await
     }
 
@@ -595,6 +611,7 @@ impl Backend for LocalDisk {
             private: Arc::clone(&self.private),
             scope: Arc::from(format!("{}{}", self.scope, resolved)),
             hashing: Arc::clone(&self.hashing),
+            flushes: self.flushes,
         }))
     }
 }
@@ -727,6 +744,8 @@ struct LocalUpload {
     written: u64,
     /// The digest, once sealed.
     sealed: Option<Digest>,
+    /// Whether the commit waits for the disk.
+    flushes: bool,
     /// A resumable upload's partial file outlives a failed attempt.
     keep_on_drop: bool,
 }
@@ -757,6 +776,7 @@ impl LocalUpload {
             held,
             written: 0,
             sealed: None,
+            flushes: disk.flushes,
             keep_on_drop,
         }
     }
@@ -785,11 +805,12 @@ impl LocalUpload {
         let before = self.written;
         self.written += chunk.len() as u64;
         let after = self.written;
+        let flushes = self.flushes;
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             use std::io::Write;
             file.write_all(&chunk)?;
             hasher.update(&chunk);
-            if before / WRITE_BACK_EVERY != after / WRITE_BACK_EVERY {
+            if flushes && before / WRITE_BACK_EVERY != after / WRITE_BACK_EVERY {
                 start_write_back(&file);
             }
             Ok((file, hasher))
@@ -907,11 +928,13 @@ impl UploadSink for LocalUpload {
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
             let mut upload = self;
-            if let Some((file, _)) = &upload.parts {
+            if let (true, Some((file, _))) = (upload.flushes, &upload.parts) {
                 file.sync_all()?;
             }
             upload.rename_into_place()?;
-            if let Ok(parent) = upload.root.open_dir(target.parent().relative()) {
+            if upload.flushes
+                && let Ok(parent) = upload.root.open_dir(target.parent().relative())
+            {
                 sync_directory(&parent);
             }
             Ok(())

@@ -659,3 +659,19 @@ pub async fn local_disk() -> Fixture {
 mod local {
     crate::storage_contract!(super::local_disk);
 }
+
+/// The local disk without flushes (`serve --no-fsync`): the same contract.
+pub async fn local_disk_without_flushes() -> Fixture {
+    let root = tempfile::TempDir::new().unwrap();
+    let disk = miniftp::storage::LocalDisk::open(root.path())
+        .unwrap()
+        .without_flushes();
+    Fixture {
+        storage: Storage::new(std::sync::Arc::new(disk)),
+        _keep: Box::new(root),
+    }
+}
+
+mod local_without_flushes {
+    crate::storage_contract!(super::local_disk_without_flushes);
+}

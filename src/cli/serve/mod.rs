@@ -165,8 +165,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     raise_open_file_limit();
     let root = std::fs::canonicalize(&settings.root)
         .with_context(|| format!("cannot share {}", settings.root.display()))?;
-    let storage =
-        Storage::open(&root).with_context(|| format!("cannot share {}", root.display()))?;
+    let disk = miniftp::storage::LocalDisk::open(&root)
+        .with_context(|| format!("cannot share {}", root.display()))?;
+    let disk = match settings.no_fsync {
+        true => disk.without_flushes(),
+        false => disk,
+    };
+    let storage = Storage::new(std::sync::Arc::new(disk));
     let (config, identity) = server_config(&settings)?;
     let listener = TcpListener::bind((settings.host.as_str(), settings.port))
         .await

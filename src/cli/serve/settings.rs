@@ -91,6 +91,23 @@ pub struct Layer {
     )]
     pub no_pacing: Option<bool>,
 
+    /// Put uploads in place without waiting for the disk (no fsync): still
+    /// verified and whole or not at all, but a power cut (not a crash of
+    /// the server) may lose the last ones. For scratch shares, and to
+    /// compare with servers that never flush [default: false]
+    #[arg(
+        long,
+        env = "MINIFTP_NO_FSYNC",
+        help_heading = "Limits",
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = env_named(BoolishValueParser::new()),
+    )]
+    pub no_fsync: Option<bool>,
+
     /// Most clients served at once; others are told the server is busy
     /// [default: 1024]
     #[arg(
@@ -339,6 +356,7 @@ impl Layer {
             port: self.port.or(lower.port),
             http: self.http.or(lower.http),
             no_pacing: self.no_pacing.or(lower.no_pacing),
+            no_fsync: self.no_fsync.or(lower.no_fsync),
             max_connections: self.max_connections.or(lower.max_connections),
             max_connections_per_ip: self.max_connections_per_ip.or(lower.max_connections_per_ip),
             idle_timeout: self.idle_timeout.or(lower.idle_timeout),
@@ -440,6 +458,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
     pub no_pacing: bool,
+    pub no_fsync: bool,
     pub max_connections: usize,
     /// 0 for no limit.
     pub max_connections_per_ip: usize,
@@ -524,6 +543,7 @@ impl Settings {
             host,
             port: layer.port.unwrap_or(DEFAULT_PORT),
             no_pacing: layer.no_pacing.unwrap_or(!defaults.pacing),
+            no_fsync: layer.no_fsync.unwrap_or(false),
             max_connections: layer.max_connections.unwrap_or(defaults.max_connections),
             max_connections_per_ip,
             idle_timeout: layer
