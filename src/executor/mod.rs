@@ -596,7 +596,7 @@ pub fn code_of(error: &StorageError) -> ErrorCode {
             ErrorCode::PermissionDenied
         }
         StorageError::RemoveDot | StorageError::IntoItself => ErrorCode::BadRequest,
-        StorageError::TooLarge => ErrorCode::TooLarge,
+        StorageError::TooLarge | StorageError::TooManyToMove => ErrorCode::TooLarge,
         StorageError::NoSpace => ErrorCode::NoSpace,
         StorageError::PrivateAreaLost | StorageError::Io(_) => ErrorCode::Internal,
     }

@@ -14,6 +14,7 @@
 
 pub mod local;
 pub mod path;
+pub mod s3;
 
 use std::future::Future;
 use std::io;
@@ -27,6 +28,7 @@ use crate::digest::Digest;
 pub use crate::operation::{Entry, EntryKind};
 pub use local::LocalDisk;
 pub use path::VirtualPath;
+pub use s3::S3Bucket;
 
 /// What went wrong with a storage operation. The `Display` text is what a
 /// client sees (before the path it named).
@@ -93,6 +95,12 @@ pub enum StorageError {
     /// the upload; send it again".
     #[error("the server's private directory was removed during the upload; send it again")]
     PrivateAreaLost,
+    /// The client sees: "directory too large to move on object storage
+    /// (more than 10,000 objects): move what it holds in parts".
+    #[error(
+        "directory too large to move on object storage (more than 10,000 objects): move what it holds in parts"
+    )]
+    TooManyToMove,
     /// The client sees: "i/o error (...)".
     #[error("i/o error ({0})")]
     Io(io::ErrorKind),

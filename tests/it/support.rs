@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod frames;
+pub mod garage;
 pub mod process;
 
 use std::collections::BTreeMap;
