@@ -16,6 +16,8 @@ use anyhow::Context;
 use clap::{ArgAction, Args, ValueHint};
 use miniftp::accounts::Accounts;
 use miniftp::config::{AnonymousAccess, LoginFailurePolicy};
+use miniftp::storage::S3Bucket;
+use miniftp::storage::s3::S3Settings;
 use miniftp::tls::ServerIdentity;
 use miniftp::{Access, ServerConfig, Storage};
 use tokio::net::TcpListener;
@@ -84,8 +86,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-    runtime.block_on(serve(settings))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(serve(settings))
 }
 
 /// The server's configuration, and its TLS identity if any, from the
@@ -154,18 +155,50 @@ fn raise_open_file_limit() {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// The tree to serve, and how it is named at start: the local directory,
+/// or a bucket (checked now: a wrong endpoint, bucket, region or key is
+/// one line and exit code 2, before any client comes).
+async fn open_storage(settings: &Settings) -> anyhow::Result<Result<(Storage, String), String>> {
+    let Some(location) = &settings.storage else {
+        let root = std::fs::canonicalize(&settings.root)
+            .with_context(|| format!("cannot share {}", settings.root.display()))?;
+        let storage =
+            Storage::open(&root).with_context(|| format!("cannot share {}", root.display()))?;
+        return Ok(Ok((storage, root.display().to_string())));
+    };
+    let (bucket, prefix) = S3Settings::parse_location(location).map_err(anyhow::Error::msg)?;
+    let s3 = S3Settings {
+        bucket,
+        prefix,
+        endpoint: settings.s3_endpoint.clone().unwrap_or_default(),
+        region: settings.s3_region.clone().unwrap_or_default(),
+        read_only: settings.read_only,
+        credentials: None,
+    };
+    Ok(match S3Bucket::open(&s3).await {
+        Ok(bucket) => Ok((
+            Storage::new(Arc::new(bucket)),
+            format!("{location} at {}", s3.endpoint),
+        )),
+        Err(error) => Err(error.to_string()),
+    })
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     raise_open_file_limit();
-    let root = std::fs::canonicalize(&settings.root)
-        .with_context(|| format!("cannot share {}", settings.root.display()))?;
-    let storage =
-        Storage::open(&root).with_context(|| format!("cannot share {}", root.display()))?;
+    let (storage, shared) = match open_storage(&settings).await? {
+        Ok(opened) => opened,
+        Err(line) => {
+            eprintln!("miniftp: {line}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let (config, identity) = server_config(&settings)?;
     let listener = TcpListener::bind((settings.host.as_str(), settings.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
     let address = listener.local_addr()?;
-    println!("miniftp: serving {} on {address}", root.display());
+    println!("miniftp: serving {shared} on {address}");
     if let Some(identity) = &identity {
         println!(
             "miniftp: TLS certificate {}, SHA-256 fingerprint {}",
@@ -180,7 +213,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     miniftp::server::run(listener, storage, config, shutdown).await;
     tracing::info!("server stopped");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Warns, at start, about settings that leave the files or the passwords
