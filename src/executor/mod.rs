@@ -598,7 +598,9 @@ pub fn code_of(error: &StorageError) -> ErrorCode {
         StorageError::RemoveDot | StorageError::IntoItself => ErrorCode::BadRequest,
         StorageError::TooLarge | StorageError::TooManyToMove => ErrorCode::TooLarge,
         StorageError::NoSpace => ErrorCode::NoSpace,
-        StorageError::PrivateAreaLost | StorageError::Io(_) => ErrorCode::Internal,
+        StorageError::PrivateAreaLost | StorageError::StoreFailed | StorageError::Io(_) => {
+            ErrorCode::Internal
+        }
     }
 }
 

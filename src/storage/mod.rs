@@ -101,6 +101,10 @@ pub enum StorageError {
         "directory too large to move on object storage (more than 10,000 objects): move what it holds in parts"
     )]
     TooManyToMove,
+    /// The client sees: "the object store failed (try again: an upload
+    /// resumes)".
+    #[error("the object store failed (try again: an upload resumes)")]
+    StoreFailed,
     /// The client sees: "i/o error (...)".
     #[error("i/o error ({0})")]
     Io(io::ErrorKind),
@@ -109,6 +113,14 @@ pub enum StorageError {
 impl From<io::Error> for StorageError {
     fn from(error: io::Error) -> StorageError {
         use io::ErrorKind as Kind;
+        // A writer of a backend's may fail with the storage error itself
+        // (an upload sink is an `AsyncWrite`).
+        if let Some(storage) = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<StorageError>())
+        {
+            return storage.clone();
+        }
         match error.raw_os_error() {
             Some(libc::EXDEV) => return StorageError::OutsideRoot,
             Some(libc::ELOOP) => return StorageError::LinkLoop,

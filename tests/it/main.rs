@@ -36,4 +36,6 @@ mod server_shutdown;
 mod server_syntax;
 mod server_transfers;
 
+mod servers_sharing_a_bucket;
+
 mod storage_contract;

@@ -143,10 +143,7 @@ impl DownloadSource for S3File {
             }
         });
         DigestJob::running(
-            async move {
-                job.await
-                    .unwrap_or(Err(StorageError::Io(std::io::ErrorKind::Other)))
-            },
+            async move { job.await.unwrap_or(Err(StorageError::StoreFailed)) },
             cancel,
         )
     }

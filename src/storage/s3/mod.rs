@@ -639,7 +639,7 @@ fn storage_error(error: opendal::Error) -> StorageError {
         Kind::AlreadyExists => StorageError::AlreadyExists,
         _ => {
             tracing::warn!(%error, "the object store failed");
-            StorageError::Io(std::io::ErrorKind::Other)
+            StorageError::StoreFailed
         }
     }
 }

@@ -88,8 +88,6 @@ pub(super) struct S3Upload {
     current: PartHasher,
     sender: mpsc::Sender<Message>,
     poll: PollSender<Message>,
-    /// Why the worker stopped, once it did.
-    failure: Arc<Mutex<Option<String>>>,
     discarded: Arc<AtomicBool>,
     /// A commit handed to the worker, awaiting its answer.
     pending: Option<oneshot::Receiver<Result<()>>>,
@@ -141,7 +139,6 @@ impl S3Upload {
         resume: bool,
     ) -> Result<S3Upload> {
         let hashes = Arc::new(Mutex::new(Vec::new()));
-        let failure = Arc::new(Mutex::new(None));
         let discarded = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
             bucket: bucket.clone(),
@@ -151,7 +148,6 @@ impl S3Upload {
             received: 0,
             upload: None,
             hashes: Arc::clone(&hashes),
-            failure: Arc::clone(&failure),
             discarded: Arc::clone(&discarded),
             saving: None,
         };
@@ -185,7 +181,6 @@ impl S3Upload {
             current: PartHasher::new(held_parts),
             poll: PollSender::new(sender.clone()),
             sender,
-            failure,
             discarded,
             pending: None,
             slot,
@@ -212,14 +207,10 @@ impl S3Upload {
         }
     }
 
-    /// Why the worker stopped, as the writer sees it.
+    /// Why the worker stopped, as the writer sees it (the store's words
+    /// are in the log).
     fn failed(&self) -> io::Error {
-        let failure = self
-            .failure
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone();
-        io::Error::other(failure.unwrap_or_else(|| "the upload stopped".to_owned()))
+        io::Error::other(StorageError::StoreFailed)
     }
 }
 
@@ -301,7 +292,7 @@ impl UploadSink for S3Upload {
             .await
             .is_err()
         {
-            return Err(io_failure(self.failed().to_string()));
+            return Err(StorageError::StoreFailed);
         }
         self.pending = Some(answer);
         Ok(())
@@ -309,11 +300,9 @@ impl UploadSink for S3Upload {
 
     async fn publish(mut self: Box<Self>) -> Result<()> {
         let Some(answer) = self.pending.take() else {
-            return Err(StorageError::Io(io::ErrorKind::Other));
+            return Err(StorageError::StoreFailed);
         };
-        answer
-            .await
-            .unwrap_or_else(|_| Err(io_failure(self.failed().to_string())))
+        answer.await.unwrap_or(Err(StorageError::StoreFailed))
     }
 
     fn discard(self: Box<Self>) {
@@ -332,7 +321,7 @@ impl Drop for S3Upload {
 /// A storage failure said in the log; the client sees an i/o error.
 fn io_failure(message: String) -> StorageError {
     tracing::warn!(%message, "an upload to the object store failed");
-    StorageError::Io(io::ErrorKind::Other)
+    StorageError::StoreFailed
 }
 
 /// What talks to the store for one upload.
@@ -346,7 +335,6 @@ struct Worker {
     received: u64,
     upload: Option<Multipart>,
     hashes: Arc<Mutex<Vec<PartHash>>>,
-    failure: Arc<Mutex<Option<String>>>,
     discarded: Arc<AtomicBool>,
     /// Held while a resumable upload may still change its state.
     saving: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -481,8 +469,6 @@ impl Worker {
             match receiver.recv().await {
                 Some(Message::Data(bytes)) => {
                     if let Err(error) = self.take(bytes).await {
-                        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(error.to_string());
                         tracing::warn!(key = %self.key, %error, "an upload to the object store failed");
                         drop(receiver);
                         self.abandon().await;
@@ -557,8 +543,8 @@ impl Worker {
             if part.remaining == 0 {
                 let part = upload.current.take().expect("a part");
                 upload.in_flight.push_back((part.number, part.request));
-                self.settle(PARTS_IN_FLIGHT).await?;
             }
+            self.settle(PARTS_IN_FLIGHT).await?;
         }
         Ok(())
     }
@@ -600,7 +586,13 @@ impl Worker {
     async fn settle(&mut self, most: usize) -> std::result::Result<(), String> {
         loop {
             let upload = self.upload.as_mut().expect("a multipart upload");
-            if upload.in_flight.len() <= most {
+            // Parts the store answered already are recorded at once, so that
+            // a resume finds them.
+            let answered = upload
+                .in_flight
+                .front()
+                .is_some_and(|(_, request)| request.is_finished());
+            if upload.in_flight.len() <= most && !answered {
                 return Ok(());
             }
             let (number, request) = upload.in_flight.pop_front().expect("a part in flight");
