@@ -818,6 +818,29 @@ async fn s3_figures(
         format!("{local_down:.0}"),
         format!("{:.2}", down / local_down),
     ));
+    let clients = sizes.clients;
+    let two_mib = work.join("two-mib.bin");
+    write_random_file(&two_mib, 2 << 20);
+    let (up, up_failures, down, down_failures, peak) =
+        many_s3_transfers(&server, clients, &two_mib).await;
+    rows.push(row(
+        format!("S3: {clients} clients each ul 2 MiB at once: total s, failures"),
+        format!("{up:.2}"),
+        format!("{up_failures}"),
+        String::new(),
+    ));
+    rows.push(row(
+        format!("S3: {clients} clients each dl 2 MiB at once: total s, failures"),
+        format!("{down:.2}"),
+        format!("{down_failures}"),
+        String::new(),
+    ));
+    rows.push(row(
+        "  server peak RSS over both (MiB)",
+        format!("{peak:.1}"),
+        String::new(),
+        String::new(),
+    ));
     let get = small_get(&operator).await;
     rows.push(row(
         "  bound: one GET of 4 KiB, OpenDAL direct (ms) -> files/s",
@@ -826,6 +849,70 @@ async fn s3_figures(
         String::new(),
     ));
     rows
+}
+
+/// `count` clients at once, each uploading `file` (over the size held whole,
+/// so each is a multipart upload streamed part by part), then each
+/// downloading it back: total seconds and failures of each, and the
+/// server's peak RSS over both.
+async fn many_s3_transfers(
+    server: &Server,
+    count: usize,
+    file: &Path,
+) -> (f64, usize, f64, usize, f64) {
+    let mut client = connect(server, Protocol::Auto).await;
+    client.make_directories("many").await.unwrap();
+    server.reset_peak();
+    let config = || ClientConfig {
+        timeout: Duration::from_secs(120),
+        ..ClientConfig::default()
+    };
+    let started = Instant::now();
+    let uploads: Vec<_> = (0..count)
+        .map(|index| {
+            let (address, file, config) = (server.address.clone(), file.to_owned(), config());
+            tokio::spawn(async move {
+                let mut client = Client::connect(&address, config).await?;
+                client
+                    .upload_file(
+                        &file,
+                        &format!("many/{index}.bin"),
+                        TransferOptions::default(),
+                        |_| {},
+                    )
+                    .await
+                    .map(drop)
+            })
+        })
+        .collect();
+    let mut up_failures = 0;
+    for upload in uploads {
+        if !matches!(upload.await, Ok(Ok(()))) {
+            up_failures += 1;
+        }
+    }
+    let up = started.elapsed().as_secs_f64();
+    let size = std::fs::metadata(file).unwrap().len();
+    let started = Instant::now();
+    let downloads: Vec<_> = (0..count)
+        .map(|index| {
+            let (address, config) = (server.address.clone(), config());
+            tokio::spawn(async move {
+                let mut client = Client::connect(&address, config).await?;
+                client
+                    .download(&format!("many/{index}.bin"), tokio::io::sink(), |_| {})
+                    .await
+            })
+        })
+        .collect();
+    let mut down_failures = 0;
+    for download in downloads {
+        if !matches!(download.await, Ok(Ok(received)) if received == size) {
+            down_failures += 1;
+        }
+    }
+    let down = started.elapsed().as_secs_f64();
+    (up, up_failures, down, down_failures, server.peak_mib())
 }
 
 /// Rounds of the S3 comparison: direct and through miniftp alternated.

@@ -12,8 +12,10 @@
 //! - [`tls`]: TLS identities for the server and trust for the client
 //!   (CA files, system roots, known hosts trusted on first use).
 //! - [`digest`]: BLAKE3 digests computed as transfers stream past.
-//! - [`storage`]: the shared tree behind one jail (virtual paths, a
-//!   directory capability, atomic uploads). Knows no wire and no session.
+//! - [`storage`]: the shared tree behind one jail (virtual paths, atomic
+//!   uploads) and its backends: the local disk (a directory capability) and
+//!   S3-compatible object storage (OpenDAL), which several servers may
+//!   share. Knows no wire and no session.
 //! - [`server`]: accepts connections (admission, TLS handshake, abuse
 //!   limits) and runs a session per client (login, classic and extended).
 //! - [`accounts`]: the users file: names, argon2id hashes, homes, access.

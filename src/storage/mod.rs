@@ -2,8 +2,9 @@
 //!
 //! Every client path is first resolved lexically into a [`VirtualPath`]
 //! (no `..`, no odd names); a [`Backend`] then holds the tree: the local
-//! disk ([`local::LocalDisk`], through a directory capability) today, object
-//! storage next. Its small interface mirrors our operations (stat, list, a
+//! disk ([`local::LocalDisk`], through a directory capability), or a bucket
+//! of S3-compatible object storage ([`s3::S3Bucket`], on OpenDAL), which
+//! several servers may share. Its small interface mirrors our operations (stat, list, a
 //! download as a size and a reader, an upload as a writer that appears only
 //! when committed, mkdir, remove, rename) and knows nothing of the wire or
 //! of sessions; the contract every backend keeps is the test suite

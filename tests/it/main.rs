@@ -39,3 +39,4 @@ mod server_transfers;
 mod servers_sharing_a_bucket;
 
 mod storage_contract;
+mod storage_s3;

@@ -43,6 +43,20 @@ use settings::{Anonymous, Layer, Settings};
 /// Listening beyond this machine (--host 0.0.0.0) without TLS, or without
 /// accounts, is warned about at start.
 ///
+/// With --storage s3://BUCKET[/PREFIX] it serves a bucket of S3-compatible
+/// object storage instead of ROOT, and any number of servers may share the
+/// bucket (README: "Several servers, one bucket"). The key comes from
+/// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the credentials file; a
+/// wrong endpoint, bucket, region or key is said at start (exit code 2).
+/// Files are objects, directories prefixes (an empty one a marker object);
+/// uploads appear whole or not at all and resume through any server.
+/// There, mv is a copy then a delete: not atomic across objects, and a
+/// directory of more than 10,000 objects is refused. Memory per transfer:
+/// an upload streams 8 MiB parts, at most 2 awaiting the store, holding
+/// about 1 MiB (a file of up to 1 MiB is held whole until committed; one of
+/// unknown size, from a classic client, 8 MiB parts held whole, up to
+/// 24 MiB); a download holds the network's buffers. MEMORY_MEASURED
+///
 /// Examples:
 ///   miniftp serve                              share . on 127.0.0.1:65438
 ///   miniftp serve ~/public --port 0            pick a free port (printed)

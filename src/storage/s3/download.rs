@@ -85,7 +85,14 @@ impl S3File {
         offset: u64,
         size: u64,
     ) -> Result<opendal::FuturesBytesStream> {
-        let mut reader = bucket.operator().reader_with(key);
+        // Small objects on connections of their own (see
+        // `small_read_client`): a delayed acknowledgement would cost more
+        // than reading them.
+        let operator = match size - offset <= super::upload::SMALL_FILE {
+            true => &bucket.shared.small_reads,
+            false => bucket.operator(),
+        };
+        let mut reader = operator.reader_with(key);
         if let Some(etag) = etag {
             reader = reader.if_match(etag);
         }
