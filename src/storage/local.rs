@@ -3,7 +3,7 @@
 //! The disk is reached only through a `cap_std` directory for the root,
 //! which refuses `..` and symbolic links that lead outside, even if the
 //! tree changes during a request; links inside are followed one component
-//! at a time by one resolver ([`resolve_links`]), so that absolute links
+//! at a time by one resolver (`resolve_links`), so that absolute links
 //! into the root work and links into the private directory do not.
 //!
 //! Uploads are written to a private temporary file under

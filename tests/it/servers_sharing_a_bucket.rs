@@ -112,7 +112,7 @@ async fn two_servers_on_one_bucket_see_each_others_changes_and_resume_each_other
     let resume = TransferOptions { resume: true };
     let enough = Notify::new();
     let interrupted = tokio::select! {
-        done = through_a.upload_file(&path, "albums/video.bin", resume.clone(), |progress| {
+        done = through_a.upload_file(&path, "albums/video.bin", resume, |progress| {
             if progress.done >= 3 * 8 * MIB as u64 {
                 enough.notify_one();
             }

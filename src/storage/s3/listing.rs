@@ -1,6 +1,6 @@
 //! Listings of a prefix, a batch at a time, as the store pages them
 //! (ListObjectsV2 with a delimiter, 1,000 keys a page): the lister holds
-//! one page, a batch is at most [`LISTING_BATCH`] entries, so a directory
+//! one page, a batch is at most 256 entries, so a directory
 //! of any size is listed in bounded memory.
 
 use futures::TryStreamExt;

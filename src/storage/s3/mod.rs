@@ -413,7 +413,7 @@ impl S3Bucket {
         while let Some(copy) = futures::StreamExt::next(&mut copies).await {
             copy.map_err(storage_error)?;
             copied += 1;
-            if copied % 1000 == 0 {
+            if copied.is_multiple_of(1000) {
                 tracing::info!(copied, total, from, "moving a directory");
             }
         }

@@ -147,7 +147,7 @@ mod tests {
         let mut sizes = vec![0, 1, 1023, 1024, 1025, 100_000, part - 1, part, part + 1];
         for parts in 2..=7 {
             for delta in [-1025i64, -1, 0, 1, 1024, 4097] {
-                sizes.push((parts * part) as usize + delta as usize);
+                sizes.push(((parts * part) as i64 + delta) as usize);
             }
             sizes.push((parts - 1) * part + 1);
         }

@@ -26,7 +26,7 @@
 //!
 //! The sink hashes as bytes are written and hands them to a worker task,
 //! which alone talks to the store; the two meet through a channel of
-//! [`CHANNEL`] chunks, so an upload holds about a megabyte of the server's
+//! two chunks of 256 KiB, so an upload holds about a megabyte of the server's
 //! memory (a small file: the file).
 
 use std::collections::{HashMap, VecDeque};
