@@ -821,26 +821,21 @@ async fn s3_figures(
     let clients = sizes.clients;
     let two_mib = work.join("two-mib.bin");
     write_random_file(&two_mib, 2 << 20);
-    let (up, up_failures, down, down_failures, peak) =
-        many_s3_transfers(&server, clients, &two_mib).await;
-    rows.push(row(
-        format!("S3: {clients} clients each ul 2 MiB at once: total s, failures"),
-        format!("{up:.2}"),
-        format!("{up_failures}"),
-        String::new(),
-    ));
-    rows.push(row(
-        format!("S3: {clients} clients each dl 2 MiB at once: total s, failures"),
-        format!("{down:.2}"),
-        format!("{down_failures}"),
-        String::new(),
-    ));
-    rows.push(row(
-        "  server peak RSS over both (MiB)",
-        format!("{peak:.1}"),
-        String::new(),
-        String::new(),
-    ));
+    let many = many_s3_transfers(&server, clients, &two_mib).await;
+    for (verb, (seconds, failures, peak)) in [("ul", many.up), ("dl", many.down)] {
+        rows.push(row(
+            format!("S3: {clients} clients each {verb} 2 MiB at once: total s, failures"),
+            format!("{seconds:.2}"),
+            format!("{failures}"),
+            String::new(),
+        ));
+        rows.push(row(
+            "  server peak RSS (MiB), per transfer (KiB)",
+            format!("{peak:.1}"),
+            format!("{:.0}", peak * 1024.0 / clients as f64),
+            String::new(),
+        ));
+    }
     let get = small_get(&operator).await;
     rows.push(row(
         "  bound: one GET of 4 KiB, OpenDAL direct (ms) -> files/s",
@@ -851,15 +846,17 @@ async fn s3_figures(
     rows
 }
 
+/// What [`many_s3_transfers`] measured: seconds, failures and the server's
+/// peak RSS (MiB) of the uploads, then of the downloads.
+struct ManyTransfers {
+    up: (f64, usize, f64),
+    down: (f64, usize, f64),
+}
+
 /// `count` clients at once, each uploading `file` (over the size held whole,
 /// so each is a multipart upload streamed part by part), then each
-/// downloading it back: total seconds and failures of each, and the
-/// server's peak RSS over both.
-async fn many_s3_transfers(
-    server: &Server,
-    count: usize,
-    file: &Path,
-) -> (f64, usize, f64, usize, f64) {
+/// downloading it back.
+async fn many_s3_transfers(server: &Server, count: usize, file: &Path) -> ManyTransfers {
     let mut client = connect(server, Protocol::Auto).await;
     client.make_directories("many").await.unwrap();
     server.reset_peak();
@@ -891,7 +888,12 @@ async fn many_s3_transfers(
             up_failures += 1;
         }
     }
-    let up = started.elapsed().as_secs_f64();
+    let up = (
+        started.elapsed().as_secs_f64(),
+        up_failures,
+        server.peak_mib(),
+    );
+    server.reset_peak();
     let size = std::fs::metadata(file).unwrap().len();
     let started = Instant::now();
     let downloads: Vec<_> = (0..count)
@@ -911,17 +913,22 @@ async fn many_s3_transfers(
             down_failures += 1;
         }
     }
-    let down = started.elapsed().as_secs_f64();
-    (up, up_failures, down, down_failures, server.peak_mib())
+    let down = (
+        started.elapsed().as_secs_f64(),
+        down_failures,
+        server.peak_mib(),
+    );
+    ManyTransfers { up, down }
 }
 
 /// Rounds of the S3 comparison: direct and through miniftp alternated.
-const S3_ROUNDS: usize = 2;
+const S3_ROUNDS: usize = 3;
 
 #[tokio::main]
 async fn main() {
     let small = std::env::args().any(|arg| arg == "--small");
     let sizes = if small { SMALL } else { FULL };
+    let s3_only = std::env::args().any(|arg| arg == "--s3");
     let work = tempfile::TempDir::new().expect("a temporary directory");
     let root = work.path().join("root");
     std::fs::create_dir(&root).unwrap();
@@ -932,146 +939,152 @@ async fn main() {
 
     let big = work.path().join("big.bin");
     write_random_file(&big, sizes.big_file);
-    let ceiling = raw_tcp(sizes.big_file).await;
-    let ceiling_rate = mib_per_s(sizes.big_file, ceiling);
-    let label = format!("{} MiB", sizes.big_file >> 20);
-    rows.push(row(
-        format!("raw TCP loopback, {label} (MiB/s): the ceiling"),
-        format!("{ceiling_rate:.0}"),
-        String::new(),
-        "1.00".into(),
-    ));
-    let disk = mib_per_s(
-        sizes.big_file,
-        disk_write(&work.path().join("disk.bin"), sizes.big_file),
-    );
-    rows.push(row(
-        format!("disk write + fsync, {label} (MiB/s) vs ceiling"),
-        format!("{disk:.0}"),
-        format!("{ceiling_rate:.0}"),
-        format!("{:.2}", disk / ceiling_rate),
-    ));
-    let mut plain_extended = Vec::new();
-    for (protocol, name) in [(Protocol::Auto, "extended"), (Protocol::Classic, "classic")] {
-        let [up, down, to_memory] = big_transfer(&server, protocol, &big, sizes.big_file).await;
-        if protocol == Protocol::Auto {
-            plain_extended.push([up, down, to_memory]);
-        }
-        for (verb, measure) in [("ul", up), ("dl", down), ("dl to memory", to_memory)] {
-            let rate = mib_per_s(sizes.big_file, measure.elapsed);
-            rows.push(row(
-                format!("{verb} {label} {name} (MiB/s) vs ceiling"),
-                format!("{rate:.0}"),
-                format!("{ceiling_rate:.0}"),
-                format!("{:.2}", rate / ceiling_rate),
-            ));
-            rows.push(row(
-                "  peak RSS server / client (MiB)".to_owned(),
-                format!("{:.1}", measure.server_peak),
-                format!("{:.1}", measure.client_peak),
-                String::new(),
-            ));
-        }
-    }
-
-    // TLS against plain, extended protocol, same root and file: the plain
-    // transfers above are the first plain round, then TLS and plain
-    // alternate so that neither gets the quieter moments.
-    let tls_server = Server::start(
-        &root,
-        64,
-        Transport::Tls {
-            state: &work.path().join("tls-state"),
-            known_hosts: &work.path().join("known_hosts"),
-        },
-    );
-    let mut tls_extended = Vec::new();
-    for round in 0..TLS_ROUNDS {
-        tls_extended.push(big_transfer(&tls_server, Protocol::Auto, &big, sizes.big_file).await);
-        if round + 1 < TLS_ROUNDS {
-            plain_extended.push(big_transfer(&server, Protocol::Auto, &big, sizes.big_file).await);
-        }
-    }
-    drop(tls_server);
-    let gib = sizes.big_file as f64 / f64::from(1 << 30);
-    for (index, verb) in ["ul", "dl", "dl to memory"].into_iter().enumerate() {
-        // The best of each: the least disturbed round. CPU time, which the
-        // VM's noise inflates less than elapsed time, says what bounds it.
-        let best = |runs: &[[Measure; 3]],
-                    figure: &dyn Fn(&Measure) -> f64,
-                    better: fn(f64, f64) -> f64| {
-            runs.iter()
-                .map(|run| figure(&run[index]))
-                .reduce(better)
-                .expect("a round")
-        };
-        let rate = |measure: &Measure| mib_per_s(sizes.big_file, measure.elapsed);
-        let (tls, plain) = (
-            best(&tls_extended, &rate, f64::max),
-            best(&plain_extended, &rate, f64::max),
+    // `--s3`: the object storage figures alone (and the local small files
+    // they are compared with).
+    if !s3_only {
+        let ceiling = raw_tcp(sizes.big_file).await;
+        let ceiling_rate = mib_per_s(sizes.big_file, ceiling);
+        let label = format!("{} MiB", sizes.big_file >> 20);
+        rows.push(row(
+            format!("raw TCP loopback, {label} (MiB/s): the ceiling"),
+            format!("{ceiling_rate:.0}"),
+            String::new(),
+            "1.00".into(),
+        ));
+        let disk = mib_per_s(
+            sizes.big_file,
+            disk_write(&work.path().join("disk.bin"), sizes.big_file),
         );
         rows.push(row(
-            format!("{verb} {label} extended TLS vs plain (MiB/s), best of {TLS_ROUNDS}"),
-            format!("{tls:.0}"),
-            format!("{plain:.0}"),
-            format!("{:.2}", tls / plain),
+            format!("disk write + fsync, {label} (MiB/s) vs ceiling"),
+            format!("{disk:.0}"),
+            format!("{ceiling_rate:.0}"),
+            format!("{:.2}", disk / ceiling_rate),
         ));
-        rows.push(row(
-            "  peak RSS server / client with TLS, highest (MiB)",
-            format!("{:.1}", best(&tls_extended, &|m| m.server_peak, f64::max)),
-            format!("{:.1}", best(&tls_extended, &|m| m.client_peak, f64::max)),
-            String::new(),
-        ));
-        for (side, cpu) in [
-            ("server", (|m| m.server_cpu) as fn(&Measure) -> f64),
-            ("client", |m| m.client_cpu),
-        ] {
+        let mut plain_extended = Vec::new();
+        for (protocol, name) in [(Protocol::Auto, "extended"), (Protocol::Classic, "classic")] {
+            let [up, down, to_memory] = big_transfer(&server, protocol, &big, sizes.big_file).await;
+            if protocol == Protocol::Auto {
+                plain_extended.push([up, down, to_memory]);
+            }
+            for (verb, measure) in [("ul", up), ("dl", down), ("dl to memory", to_memory)] {
+                let rate = mib_per_s(sizes.big_file, measure.elapsed);
+                rows.push(row(
+                    format!("{verb} {label} {name} (MiB/s) vs ceiling"),
+                    format!("{rate:.0}"),
+                    format!("{ceiling_rate:.0}"),
+                    format!("{:.2}", rate / ceiling_rate),
+                ));
+                rows.push(row(
+                    "  peak RSS server / client (MiB)".to_owned(),
+                    format!("{:.1}", measure.server_peak),
+                    format!("{:.1}", measure.client_peak),
+                    String::new(),
+                ));
+            }
+        }
+
+        // TLS against plain, extended protocol, same root and file: the plain
+        // transfers above are the first plain round, then TLS and plain
+        // alternate so that neither gets the quieter moments.
+        let tls_server = Server::start(
+            &root,
+            64,
+            Transport::Tls {
+                state: &work.path().join("tls-state"),
+                known_hosts: &work.path().join("known_hosts"),
+            },
+        );
+        let mut tls_extended = Vec::new();
+        for round in 0..TLS_ROUNDS {
+            tls_extended
+                .push(big_transfer(&tls_server, Protocol::Auto, &big, sizes.big_file).await);
+            if round + 1 < TLS_ROUNDS {
+                plain_extended
+                    .push(big_transfer(&server, Protocol::Auto, &big, sizes.big_file).await);
+            }
+        }
+        drop(tls_server);
+        let gib = sizes.big_file as f64 / f64::from(1 << 30);
+        for (index, verb) in ["ul", "dl", "dl to memory"].into_iter().enumerate() {
+            // The best of each: the least disturbed round. CPU time, which the
+            // VM's noise inflates less than elapsed time, says what bounds it.
+            let best = |runs: &[[Measure; 3]],
+                        figure: &dyn Fn(&Measure) -> f64,
+                        better: fn(f64, f64) -> f64| {
+                runs.iter()
+                    .map(|run| figure(&run[index]))
+                    .reduce(better)
+                    .expect("a round")
+            };
+            let rate = |measure: &Measure| mib_per_s(sizes.big_file, measure.elapsed);
             let (tls, plain) = (
-                best(&tls_extended, &cpu, f64::min) / gib,
-                best(&plain_extended, &cpu, f64::min) / gib,
+                best(&tls_extended, &rate, f64::max),
+                best(&plain_extended, &rate, f64::max),
             );
             rows.push(row(
-                format!("  {side} CPU s per GiB, TLS vs plain, least"),
-                format!("{tls:.2}"),
-                format!("{plain:.2}"),
+                format!("{verb} {label} extended TLS vs plain (MiB/s), best of {TLS_ROUNDS}"),
+                format!("{tls:.0}"),
+                format!("{plain:.0}"),
                 format!("{:.2}", tls / plain),
             ));
+            rows.push(row(
+                "  peak RSS server / client with TLS, highest (MiB)",
+                format!("{:.1}", best(&tls_extended, &|m| m.server_peak, f64::max)),
+                format!("{:.1}", best(&tls_extended, &|m| m.client_peak, f64::max)),
+                String::new(),
+            ));
+            for (side, cpu) in [
+                ("server", (|m| m.server_cpu) as fn(&Measure) -> f64),
+                ("client", |m| m.client_cpu),
+            ] {
+                let (tls, plain) = (
+                    best(&tls_extended, &cpu, f64::min) / gib,
+                    best(&plain_extended, &cpu, f64::min) / gib,
+                );
+                rows.push(row(
+                    format!("  {side} CPU s per GiB, TLS vs plain, least"),
+                    format!("{tls:.2}"),
+                    format!("{plain:.2}"),
+                    format!("{:.2}", tls / plain),
+                ));
+            }
         }
-    }
 
-    let (extended_cd, extended_info, classic_info, raw, pipelined) = on_current_thread(async {
-        (
-            round_trips(&server, Protocol::Auto, sizes.round_trips).await,
-            info_round_trips(&server, Protocol::Auto, sizes.round_trips).await,
-            info_round_trips(&server, Protocol::Classic, sizes.round_trips / 10).await,
-            raw_round_trips(sizes.round_trips).await,
-            pipelined_stats(&server, sizes.pipelined).await,
-        )
-    });
-    rows.push(row(
-        "info round trips/s, one connection: extended vs classic",
-        format!("{extended_info:.0}"),
-        format!("{classic_info:.0}"),
-        format!("{:.1}", extended_info / classic_info),
-    ));
-    rows.push(row(
-        "info round trips/s (extended) vs raw TCP 1-byte ping-pong",
-        format!("{extended_info:.0}"),
-        format!("{raw:.0}"),
-        format!("{:.2}", extended_info / raw),
-    ));
-    rows.push(row(
-        "cd round trips/s, one connection (extended)",
-        format!("{extended_cd:.0}"),
-        String::new(),
-        String::new(),
-    ));
-    rows.push(row(
-        "pipelined stat/s vs sequential info/s (extended)",
-        format!("{pipelined:.0}"),
-        format!("{extended_info:.0}"),
-        format!("{:.1}", pipelined / extended_info),
-    ));
+        let (extended_cd, extended_info, classic_info, raw, pipelined) = on_current_thread(async {
+            (
+                round_trips(&server, Protocol::Auto, sizes.round_trips).await,
+                info_round_trips(&server, Protocol::Auto, sizes.round_trips).await,
+                info_round_trips(&server, Protocol::Classic, sizes.round_trips / 10).await,
+                raw_round_trips(sizes.round_trips).await,
+                pipelined_stats(&server, sizes.pipelined).await,
+            )
+        });
+        rows.push(row(
+            "info round trips/s, one connection: extended vs classic",
+            format!("{extended_info:.0}"),
+            format!("{classic_info:.0}"),
+            format!("{:.1}", extended_info / classic_info),
+        ));
+        rows.push(row(
+            "info round trips/s (extended) vs raw TCP 1-byte ping-pong",
+            format!("{extended_info:.0}"),
+            format!("{raw:.0}"),
+            format!("{:.2}", extended_info / raw),
+        ));
+        rows.push(row(
+            "cd round trips/s, one connection (extended)",
+            format!("{extended_cd:.0}"),
+            String::new(),
+            String::new(),
+        ));
+        rows.push(row(
+            "pipelined stat/s vs sequential info/s (extended)",
+            format!("{pipelined:.0}"),
+            format!("{extended_info:.0}"),
+            format!("{:.1}", pipelined / extended_info),
+        ));
+    }
 
     let (up, down, serial) = small_files(&server, work.path(), sizes.small_files).await;
     let files = sizes.small_files;

@@ -624,7 +624,9 @@ impl Backend for S3Bucket {
 /// system's roots, bounded waits for a store that does not answer.
 fn http_client() -> std::result::Result<reqwest::Client, String> {
     http_builder()?
-        .pool_idle_timeout(Duration::from_secs(30))
+        // Below the 30 s a hyper server (Garage) waits for the next request
+        // on an idle connection: a request never meets a closing one.
+        .pool_idle_timeout(Duration::from_secs(20))
         .build()
         .map_err(|error| error.to_string())
 }

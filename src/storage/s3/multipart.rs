@@ -31,11 +31,18 @@ pub struct RequestError {
 }
 
 impl RequestError {
-    fn transport(what: &str, error: impl std::fmt::Display) -> RequestError {
+    fn transport(what: &str, error: impl std::error::Error) -> RequestError {
+        // The causes too: "error sending request" alone says little.
+        let mut message = format!("{what}: {error}");
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
         RequestError {
             status: None,
             code: None,
-            message: format!("{what}: {error}"),
+            message,
         }
     }
 }

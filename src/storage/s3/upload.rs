@@ -26,7 +26,7 @@
 //!
 //! The sink hashes as bytes are written and hands them to a worker task,
 //! which alone talks to the store; the two meet through a channel of
-//! two chunks of 256 KiB, so an upload holds about a megabyte of the server's
+//! two chunks of 64 KiB, so an upload holds a few hundred KiB of the server's
 //! memory (a small file: the file).
 
 use std::collections::{HashMap, VecDeque};
@@ -55,7 +55,7 @@ use crate::storage::{Result, StorageError, UploadSink, VirtualPath};
 pub const SMALL_FILE: u64 = 1 << 20;
 
 /// The most bytes one message from the sink to its worker carries.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// Messages waiting between the sink and its worker.
 const CHANNEL: usize = 2;
