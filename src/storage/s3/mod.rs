@@ -136,6 +136,8 @@ struct Shared {
     /// Slots for digests computed by reading an object again (objects put
     /// by other tools), one per core.
     hashing: Semaphore,
+    /// The fast lanes of large downloads ([`download::FAST_LANES`]).
+    fast_lanes: Arc<Semaphore>,
     /// Stops the heartbeat and the sweeps when the last tree is dropped.
     _upkeep: tokio_util::sync::DropGuard,
 }
@@ -183,8 +185,19 @@ impl S3Bucket {
             false => operator.clone().with_context(on(http.clone())),
         };
         let operator = operator.with_context(on(http.clone()));
+        // Parts go on connections of their own, closed by the store, on a
+        // plain-HTTP store: a kept-alive connection that the store closes
+        // as a part starts resets it (1 in 1,000 uploads at once on
+        // Garage), and a part's streamed body cannot be sent again. A
+        // connection costs nothing beside 8 MiB.
+        let parts_http = match settings.endpoint.starts_with("http://") {
+            true => small_read_client()
+                .map_err(|error| OpenError(format!("cannot start HTTP: {error}")))?,
+            false => http.clone(),
+        };
         let multipart = Multipart::new(
             http,
+            parts_http,
             &settings.endpoint,
             &settings.bucket,
             &settings.region,
@@ -203,6 +216,7 @@ impl S3Bucket {
             private,
             instance: upkeep::Registration::new(),
             hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)),
+            fast_lanes: Arc::new(Semaphore::new(download::FAST_LANES)),
             _upkeep: cancel.clone().drop_guard(),
         });
         let bucket = S3Bucket {

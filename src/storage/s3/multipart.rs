@@ -69,6 +69,8 @@ pub struct UploadPage {
 /// A bucket, for the multipart requests.
 pub struct Multipart {
     http: reqwest::Client,
+    /// The client of the parts' requests.
+    parts_http: reqwest::Client,
     /// `http(s)://host:port/bucket`, path-style, without a trailing `/`.
     base: String,
     signer: Signer<Credential>,
@@ -80,6 +82,7 @@ impl Multipart {
     /// file (as OpenDAL finds them).
     pub fn new(
         http: reqwest::Client,
+        parts_http: reqwest::Client,
         endpoint: &str,
         bucket: &str,
         region: &str,
@@ -104,6 +107,7 @@ impl Multipart {
         };
         Multipart {
             http,
+            parts_http,
             base: format!("{}/{}", endpoint.trim_end_matches('/'), encode_key(bucket)),
             signer,
         }
@@ -153,7 +157,8 @@ impl Multipart {
             encode_component(upload_id)
         );
         let response = self
-            .request(
+            .request_on(
+                &self.parts_http,
                 http::Method::PUT,
                 key,
                 &query,
@@ -324,6 +329,22 @@ impl Multipart {
         body: reqwest::Body,
         operation: &str,
     ) -> Result<reqwest::Response, RequestError> {
+        self.request_on(&self.http, method, key, query, headers, body, operation)
+            .await
+    }
+
+    /// [`Multipart::request`] on the client `http`.
+    #[allow(clippy::too_many_arguments)]
+    async fn request_on(
+        &self,
+        http: &reqwest::Client,
+        method: http::Method,
+        key: &str,
+        query: &str,
+        headers: Vec<(String, String)>,
+        body: reqwest::Body,
+        operation: &str,
+    ) -> Result<reqwest::Response, RequestError> {
         let uri = match key {
             "" => format!("{}?{query}", self.base),
             key => format!("{}/{}?{query}", self.base, encode_key(key)),
@@ -345,8 +366,7 @@ impl Multipart {
             .map_err(|error| RequestError::transport(operation, error))?;
         let request = reqwest::Request::try_from(http::Request::from_parts(parts, body))
             .map_err(|error| RequestError::transport(operation, error))?;
-        let response = self
-            .http
+        let response = http
             .execute(request)
             .await
             .map_err(|error| RequestError::transport(operation, error))?;
