@@ -50,6 +50,10 @@ use multipart::Multipart;
 /// and a client waits for the whole move in one request).
 pub const MAX_MOVED_OBJECTS: usize = 10_000;
 
+/// How often a request that failed for a moment (503, a reset) is tried
+/// again, 50 ms apart then doubling, before the failure counts.
+pub const RETRIES: usize = 4;
+
 /// Copies (and deletes) of one directory move in flight at once.
 const MOVES_IN_FLIGHT: usize = 16;
 
@@ -172,8 +176,17 @@ impl S3Bucket {
                 .access_key_id(&credentials.access_key_id)
                 .secret_access_key(&credentials.secret_access_key);
         }
+        // Temporary failures (a 503 from a busy store, a connection reset)
+        // are retried a few times, quickly, before a client hears of them.
         let operator = Operator::new(builder)
-            .map_err(|error| OpenError(format!("cannot use the bucket: {error}")))?;
+            .map_err(|error| OpenError(format!("cannot use the bucket: {error}")))?
+            .layer(
+                opendal::layers::RetryLayer::new()
+                    .with_max_times(RETRIES)
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_jitter(),
+            );
         let on = |client: reqwest::Client| {
             opendal::OperationContext::new().with_http_transport(opendal::HttpTransporter::new(
                 opendal_http_transport_reqwest::ReqwestTransport::new(client),

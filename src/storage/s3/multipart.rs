@@ -130,7 +130,7 @@ impl Multipart {
                 key,
                 "uploads=",
                 headers,
-                reqwest::Body::from(Bytes::new()),
+                Bytes::new(),
                 "CreateMultipartUpload",
             )
             .await?;
@@ -203,7 +203,7 @@ impl Multipart {
                 key,
                 &query,
                 vec![("content-type".to_owned(), "application/xml".to_owned())],
-                reqwest::Body::from(xml),
+                Bytes::from(xml),
                 "CompleteMultipartUpload",
             )
             .await?;
@@ -224,7 +224,7 @@ impl Multipart {
                 key,
                 &query,
                 Vec::new(),
-                reqwest::Body::from(Bytes::new()),
+                Bytes::new(),
                 "AbortMultipartUpload",
             )
             .await
@@ -256,7 +256,7 @@ impl Multipart {
                 "",
                 &query,
                 Vec::new(),
-                reqwest::Body::from(Bytes::new()),
+                Bytes::new(),
                 "ListMultipartUploads",
             )
             .await?;
@@ -300,23 +300,49 @@ impl Multipart {
         })
     }
 
-    /// Sends a request and reads its (small) answer whole.
+    /// Sends a request and reads its (small) answer whole; a failure of a
+    /// moment (a 500 or 503, a connection lost) is tried again, as OpenDAL's
+    /// requests are.
     async fn send(
         &self,
         method: http::Method,
         key: &str,
         query: &str,
         headers: Vec<(String, String)>,
-        body: reqwest::Body,
+        body: Bytes,
         operation: &str,
     ) -> Result<Bytes, RequestError> {
-        let response = self
-            .request(method, key, query, headers, body, operation)
-            .await?;
-        response
-            .bytes()
-            .await
-            .map_err(|error| RequestError::transport(operation, error))
+        let mut delay = std::time::Duration::from_millis(50);
+        let mut attempt = 0;
+        loop {
+            let answered = match self
+                .request(
+                    method.clone(),
+                    key,
+                    query,
+                    headers.clone(),
+                    reqwest::Body::from(body.clone()),
+                    operation,
+                )
+                .await
+            {
+                Ok(response) => response
+                    .bytes()
+                    .await
+                    .map_err(|error| RequestError::transport(operation, error)),
+                Err(error) => Err(error),
+            };
+            let temporary = match &answered {
+                Ok(_) => false,
+                Err(error) => matches!(error.status, None | Some(500 | 502 | 503 | 504)),
+            };
+            if !temporary || attempt == super::RETRIES {
+                return answered;
+            }
+            attempt += 1;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
+        }
     }
 
     /// Signs and sends a request; an error status is an error.
