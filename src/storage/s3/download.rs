@@ -64,31 +64,6 @@ pub(super) fn open(bucket: &S3Bucket, key: String, metadata: opendal::Metadata) 
     Download::new(size, Box::new(file))
 }
 
-/// Downloads of at least this many bytes may take a fast lane.
-const FAST_LANE_FROM: u64 = 64 << 20;
-
-/// The ranged reads of a download in a fast lane.
-const FAST_LANE_CHUNK: usize = 8 << 20;
-
-/// Downloads in a fast lane at once (each holds up to two 8 MiB reads).
-pub const FAST_LANES: usize = 4;
-
-/// A download's reader, holding its fast lane until it is dropped.
-struct InLane {
-    reader: tokio_util::io::StreamReader<opendal::FuturesBytesStream, bytes::Bytes>,
-    _lane: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl AsyncRead for InLane {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        context: &mut std::task::Context<'_>,
-        buffer: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.reader).poll_read(context, buffer)
-    }
-}
-
 /// An object opened for download.
 struct S3File {
     bucket: S3Bucket,
@@ -138,32 +113,6 @@ impl DownloadSource for S3File {
     async fn reader(&self, offset: u64) -> Result<Box<dyn AsyncRead + Send + Unpin>> {
         if offset >= self.size {
             return Ok(Box::new(tokio::io::empty()));
-        }
-        // A large download takes one of the few fast lanes if one is free:
-        // ranged reads of 8 MiB, two at once (a single stream is bound by
-        // one request's pace); the others stream one GET.
-        if self.size - offset >= FAST_LANE_FROM
-            && let Ok(lane) = Arc::clone(&self.bucket.shared.fast_lanes).try_acquire_owned()
-        {
-            let mut reader = self
-                .bucket
-                .operator()
-                .reader_with(&self.key)
-                .chunk(FAST_LANE_CHUNK)
-                .concurrent(2);
-            if let Some(etag) = &self.etag {
-                reader = reader.if_match(etag);
-            }
-            let stream = reader
-                .await
-                .map_err(storage_error)?
-                .into_bytes_stream(offset..self.size)
-                .await
-                .map_err(storage_error)?;
-            return Ok(Box::new(InLane {
-                reader: tokio_util::io::StreamReader::new(stream),
-                _lane: lane,
-            }));
         }
         let stream = S3File::stream(
             &self.bucket,

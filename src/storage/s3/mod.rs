@@ -140,8 +140,6 @@ struct Shared {
     /// Slots for digests computed by reading an object again (objects put
     /// by other tools), one per core.
     hashing: Semaphore,
-    /// The fast lanes of large downloads ([`download::FAST_LANES`]).
-    fast_lanes: Arc<Semaphore>,
     /// Stops the heartbeat and the sweeps when the last tree is dropped.
     _upkeep: tokio_util::sync::DropGuard,
 }
@@ -229,7 +227,6 @@ impl S3Bucket {
             private,
             instance: upkeep::Registration::new(),
             hashing: Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)),
-            fast_lanes: Arc::new(Semaphore::new(download::FAST_LANES)),
             _upkeep: cancel.clone().drop_guard(),
         });
         let bucket = S3Bucket {
