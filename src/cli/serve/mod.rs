@@ -178,8 +178,9 @@ fn raise_open_file_limit() {
 /// one line and exit code 2, before any client comes).
 async fn open_storage(settings: &Settings) -> anyhow::Result<Result<(Storage, String), String>> {
     let Some(location) = &settings.storage else {
-        let root = std::fs::canonicalize(&settings.root)
-            .with_context(|| format!("cannot share {}", settings.root.display()))?;
+        let root = settings.root.clone().unwrap_or_else(|| PathBuf::from("."));
+        let root = std::fs::canonicalize(&root)
+            .with_context(|| format!("cannot share {}", root.display()))?;
         let storage =
             Storage::open(&root).with_context(|| format!("cannot share {}", root.display()))?;
         return Ok(Ok((storage, root.display().to_string())));

@@ -459,7 +459,9 @@ fn key_of(line: &str) -> Option<&str> {
 /// The effective settings, after layering and defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settings {
-    pub root: PathBuf,
+    /// None when a bucket is served instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -579,7 +581,10 @@ impl Settings {
             }
         };
         Ok(Settings {
-            root: absolute(layer.root.unwrap_or_else(|| PathBuf::from(".")))?,
+            root: match storage {
+                Some(_) => None,
+                None => Some(absolute(layer.root.unwrap_or_else(|| PathBuf::from(".")))?),
+            },
             storage,
             s3_endpoint,
             s3_region,
@@ -775,6 +780,13 @@ mod tests {
             assert_eq!(arg.get_env(), Some(OsStr::new(&variable)), "{key}");
             if let Some(long) = arg.get_long() {
                 assert_eq!(long.replace('-', "_"), key);
+            }
+            // ROOT and a bucket are one or the other: ROOT is printed when
+            // no bucket is served.
+            if key == "root" {
+                let local = Settings::resolve(Layer::default()).unwrap();
+                assert!(toml::Table::try_from(&local).unwrap().contains_key("root"));
+                continue;
             }
             assert!(values.contains_key(key), "{key} is not printed");
             keys.push(key.to_owned());

@@ -176,15 +176,25 @@ impl S3Bucket {
         }
         // Temporary failures (a 503 from a busy store, a connection reset)
         // are retried a few times, quickly, before a client hears of them.
-        let operator = Operator::new(builder)
-            .map_err(|error| OpenError(format!("cannot use the bucket: {error}")))?
-            .layer(
-                opendal::layers::RetryLayer::new()
-                    .with_max_times(RETRIES)
-                    .with_min_delay(Duration::from_millis(50))
-                    .with_max_delay(Duration::from_secs(2))
-                    .with_jitter(),
-            );
+        // (The check at start is not retried: a wrong setting is said at
+        // once.)
+        let unretried = Operator::new(builder)
+            .map_err(|error| OpenError(format!("cannot use the bucket: {error}")))?;
+        let operator = unretried.clone().layer(
+            opendal::layers::RetryLayer::new()
+                .with_max_times(RETRIES)
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_delay(Duration::from_secs(2))
+                .with_jitter()
+                .with_notify(|event: opendal::layers::RetryEvent<'_>| {
+                    tracing::debug!(
+                        operation = %event.op,
+                        attempt = event.attempt,
+                        error = %event.err.kind(),
+                        "retrying a request to the object store"
+                    );
+                }),
+        );
         let on = |client: reqwest::Client| {
             opendal::OperationContext::new().with_http_transport(opendal::HttpTransporter::new(
                 opendal_http_transport_reqwest::ReqwestTransport::new(client),
@@ -196,6 +206,7 @@ impl S3Bucket {
             false => operator.clone().with_context(on(http.clone())),
         };
         let operator = operator.with_context(on(http.clone()));
+        let unretried = unretried.with_context(on(http.clone()));
         // Parts go on connections of their own, closed by the store, on a
         // plain-HTTP store: a kept-alive connection that the store closes
         // as a part starts resets it (1 in 1,000 uploads at once on
@@ -234,7 +245,7 @@ impl S3Bucket {
             base: Arc::from(base),
             scope: Arc::from(""),
         };
-        bucket.check_access(settings).await?;
+        bucket.check_access(&unretried, settings).await?;
         if !settings.read_only {
             upkeep::start(&bucket, cancel).await.map_err(|error| {
                 OpenError(format!(
@@ -248,8 +259,12 @@ impl S3Bucket {
 
     /// One listing of the tree's prefix: what a wrong endpoint, bucket,
     /// region or key fails at once, said in words.
-    async fn check_access(&self, settings: &S3Settings) -> std::result::Result<(), OpenError> {
-        let listed = self.shared.operator.list_with(&self.base).limit(1).await;
+    async fn check_access(
+        &self,
+        operator: &Operator,
+        settings: &S3Settings,
+    ) -> std::result::Result<(), OpenError> {
+        let listed = operator.list_with(&self.base).limit(1).await;
         match listed {
             Ok(_) => Ok(()),
             Err(error) => Err(OpenError(describe_open_error(settings, &error))),
