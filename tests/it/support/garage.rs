@@ -48,10 +48,20 @@ pub fn binary(what: &str) -> Option<PathBuf> {
         "MINIFTP_REQUIRE_GARAGE is set but no garage binary was found \
          (cargo install garage --version 2.5.0 --locked)"
     );
-    eprintln!(
-        "\n!!!!!!!! SKIPPED {what}: no `garage` binary (PATH, ~/.cargo/bin, $GARAGE_BIN); \
-         install it with `cargo install garage --version 2.5.0 --locked` !!!!!!!!\n"
-    );
+    // Written to the process's standard error itself, past the test
+    // harness's capture (which would show it only for a failing test),
+    // once per run.
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        if let Ok(mut stderr) = std::fs::OpenOptions::new().write(true).open("/dev/stderr") {
+            let _ = writeln!(
+                stderr,
+                "\n!!!!!!!! SKIPPED the tests on Garage (the first: {what}): no `garage` binary \
+                 (PATH, ~/.cargo/bin, $GARAGE_BIN); install it with \
+                 `cargo install garage --version 2.5.0 --locked` !!!!!!!!\n"
+            );
+        }
+    });
     None
 }
 
