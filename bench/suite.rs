@@ -122,6 +122,35 @@ impl Server {
         }
     }
 
+    /// `miniftp serve --storage LOCATION` on the bench's Garage node.
+    fn start_s3(garage: &Garage, location: &str) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_miniftp"));
+        command
+            .args(["-q", "serve", "--port", "0", "--max-connections", "1100"])
+            .args(["--storage", location, "--s3-endpoint", &garage.endpoint])
+            .args(["--s3-region", GARAGE_REGION])
+            .env("AWS_ACCESS_KEY_ID", GARAGE_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", GARAGE_SECRET);
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("the server's first line");
+        let address = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .expect("an address")
+            .to_owned();
+        Server {
+            child,
+            address,
+            tls: None,
+        }
+    }
+
     /// Resets the peak RSS the kernel tracks for the server.
     fn reset_peak(&self) {
         reset_peak(self.child.id());
@@ -171,6 +200,217 @@ fn cpu_seconds(pid: u32) -> f64 {
         .filter_map(|field| field.parse::<u64>().ok())
         .sum();
     ticks as f64 / 100.0
+}
+
+const GARAGE_KEY: &str = "GK0123456789abcdef01234567";
+const GARAGE_SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const GARAGE_BUCKET: &str = "bench";
+const GARAGE_REGION: &str = "garage";
+
+/// A single-node Garage on loopback in a temporary directory, stopped (and
+/// its directory removed) when the bench lets go of its shell's input.
+struct Garage {
+    shell: Child,
+    endpoint: String,
+}
+
+impl Garage {
+    /// Starts one, or says why not (no `garage` binary).
+    fn start(directory: &Path) -> Option<Garage> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let binary = std::env::split_paths(&path)
+            .map(|directory| directory.join("garage"))
+            .chain(dirs::home_dir().map(|home| home.join(".cargo/bin/garage")))
+            .find(|candidate| candidate.is_file())?;
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (s3, rpc) = (free(), free());
+        std::fs::create_dir_all(directory).unwrap();
+        let config = directory.join("garage.toml");
+        let secret: String = (0..64)
+            .map(|i| char::from(b"0123456789abcdef"[(i * 7) % 16]))
+            .collect();
+        std::fs::write(
+            &config,
+            format!(
+                "metadata_dir = \"{dir}/meta\"\ndata_dir = \"{dir}/data\"\ndb_engine = \"sqlite\"\n\
+                 replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+                 rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
+                 [s3_api]\ns3_region = \"{GARAGE_REGION}\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
+                 root_domain = \".s3.garage.localhost\"\n",
+                dir = directory.display()
+            ),
+        )
+        .unwrap();
+        let shell = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "\"$0\" -c \"$1\" server --single-node --default-bucket >\"$2/log\" 2>&1 & node=$!; \
+                 read _; kill -9 $node; wait $node; rm -rf \"$2\"",
+            )
+            .arg(&binary)
+            .arg(&config)
+            .arg(directory)
+            .env("GARAGE_DEFAULT_ACCESS_KEY", GARAGE_KEY)
+            .env("GARAGE_DEFAULT_SECRET_KEY", GARAGE_SECRET)
+            .env("GARAGE_DEFAULT_BUCKET", GARAGE_BUCKET)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start garage");
+        Some(Garage {
+            shell,
+            endpoint: format!("http://127.0.0.1:{s3}"),
+        })
+    }
+
+    /// OpenDAL on the bench bucket, as a program of its own would use it.
+    fn operator(&self) -> opendal::Operator {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .unwrap();
+        opendal::Operator::new(
+            opendal::services::S3::default()
+                .bucket(GARAGE_BUCKET)
+                .endpoint(&self.endpoint)
+                .region(GARAGE_REGION)
+                .access_key_id(GARAGE_KEY)
+                .secret_access_key(GARAGE_SECRET)
+                .disable_ec2_metadata(),
+        )
+        .unwrap()
+        .with_context(opendal::OperationContext::new().with_http_transport(
+            opendal::HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(
+                http,
+            )),
+        ))
+    }
+
+    /// Waits until the node takes a write (polling; it starts in a second).
+    async fn wait_ready(&self) {
+        let operator = self.operator();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while operator.write("probe", b"ready".to_vec()).await.is_err() {
+            assert!(Instant::now() < deadline, "garage never became ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        drop(self.shell.stdin.take());
+        let _ = self.shell.wait();
+    }
+}
+
+/// The OpenDAL settings the direct baseline uses both ways: 8 MiB chunks,
+/// 4 in flight (as measured when the backend was chosen).
+const DIRECT_CHUNK: usize = 8 << 20;
+const DIRECT_CONCURRENT: usize = 4;
+
+/// Writes the local file `path` to `key` directly with OpenDAL, then reads
+/// it back into memory, and into a local file flushed to disk (as `dl`
+/// does): the baselines of miniftp on S3, both ways.
+async fn direct_opendal(
+    operator: &opendal::Operator,
+    path: &Path,
+    key: &str,
+) -> (Duration, Duration, Duration, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut writer = operator
+        .writer_with(key)
+        .chunk(DIRECT_CHUNK)
+        .concurrent(DIRECT_CONCURRENT)
+        .await
+        .unwrap();
+    let mut file = tokio::fs::File::open(path).await.unwrap();
+    loop {
+        let mut block = vec![0u8; 1 << 20];
+        let read = file.read(&mut block).await.unwrap();
+        if read == 0 {
+            break;
+        }
+        block.truncate(read);
+        writer.write(block).await.unwrap();
+    }
+    writer.close().await.unwrap();
+    let write = started.elapsed();
+    let size = std::fs::metadata(path).unwrap().len();
+    let started = Instant::now();
+    let reader = operator
+        .reader_with(key)
+        .chunk(DIRECT_CHUNK)
+        .concurrent(DIRECT_CONCURRENT)
+        .await
+        .unwrap();
+    let mut stream = reader.into_bytes_stream(0..size).await.unwrap();
+    let mut total = 0u64;
+    while let Some(bytes) = futures::TryStreamExt::try_next(&mut stream).await.unwrap() {
+        total += bytes.len() as u64;
+    }
+    assert_eq!(total, size);
+    let read = started.elapsed();
+    // One GET streamed, as a miniftp download reads: what bounds it.
+    let started = Instant::now();
+    let reader = operator.reader_with(key).await.unwrap();
+    let mut stream = reader.into_bytes_stream(0..size).await.unwrap();
+    let mut total = 0u64;
+    while let Some(bytes) = futures::TryStreamExt::try_next(&mut stream).await.unwrap() {
+        total += bytes.len() as u64;
+    }
+    assert_eq!(total, size);
+    let one_stream = started.elapsed();
+    let started = Instant::now();
+    let reader = operator
+        .reader_with(key)
+        .chunk(DIRECT_CHUNK)
+        .concurrent(DIRECT_CONCURRENT)
+        .await
+        .unwrap();
+    let mut stream = reader.into_bytes_stream(0..size).await.unwrap();
+    let target = path.with_extension("direct");
+    let mut file = tokio::fs::File::create(&target).await.unwrap();
+    while let Some(bytes) = futures::TryStreamExt::try_next(&mut stream).await.unwrap() {
+        tokio::io::AsyncWriteExt::write_all(&mut file, &bytes)
+            .await
+            .unwrap();
+    }
+    file.sync_all().await.unwrap();
+    let read_to_file = started.elapsed();
+    std::fs::remove_file(&target).unwrap();
+    operator.delete(key).await.unwrap();
+    (write, read, read_to_file, one_stream)
+}
+
+/// How long one GET of a 4 KiB object takes, directly with OpenDAL (mean of
+/// 20): what bounds downloads of small files one after another.
+async fn small_get(operator: &opendal::Operator) -> Duration {
+    operator
+        .write("small/probe", vec![5u8; 4096])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(operator.read("small/probe").await.unwrap().len(), 4096);
+    }
+    started.elapsed() / 20
 }
 
 /// What one transfer took: time, peak RSS and CPU time of both ends.
@@ -520,10 +760,196 @@ async fn many_clients(server: &Server, count: usize) -> (Duration, usize) {
     (started.elapsed(), failures)
 }
 
+/// miniftp on a bucket against OpenDAL used directly, in the same run on
+/// the same single Garage node: 1 GiB each way (best of rounds, alternated),
+/// the server's peak RSS, and small files against the local disk.
+async fn s3_figures(
+    garage: &Garage,
+    big: &Path,
+    work: &Path,
+    sizes: &Sizes,
+    local_up: f64,
+    local_down: f64,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let label = format!("{} MiB", sizes.big_file >> 20);
+    let server = Server::start_s3(garage, &format!("s3://{GARAGE_BUCKET}/miniftp"));
+    let operator = garage.operator();
+    let mut direct = Vec::new();
+    let mut ours = Vec::new();
+    for round in 0..S3_ROUNDS {
+        direct.push(direct_opendal(&operator, big, &format!("direct/{round}.bin")).await);
+        ours.push(big_transfer(&server, Protocol::Auto, big, sizes.big_file).await);
+    }
+    let best = |values: &mut dyn Iterator<Item = Duration>| values.min().expect("a round");
+    let direct_write = best(&mut direct.iter().map(|(write, _, _, _)| *write));
+    let direct_read = best(&mut direct.iter().map(|(_, read, _, _)| *read));
+    let direct_read_to_file = best(&mut direct.iter().map(|(_, _, to_file, _)| *to_file));
+    let direct_one_stream = best(&mut direct.iter().map(|(_, _, _, one)| *one));
+    for (verb, index, baseline, baseline_verb) in [
+        ("ul", 0, direct_write, "OpenDAL write"),
+        ("dl to memory", 2, direct_read, "OpenDAL read"),
+        ("dl", 1, direct_read_to_file, "OpenDAL read to a file"),
+    ] {
+        let elapsed = best(&mut ours.iter().map(|run| run[index].elapsed));
+        let (rate, base) = (
+            mib_per_s(sizes.big_file, elapsed),
+            mib_per_s(sizes.big_file, baseline),
+        );
+        rows.push(row(
+            format!("S3: {verb} {label} vs {baseline_verb} direct (MiB/s), best of {S3_ROUNDS}"),
+            format!("{rate:.0}"),
+            format!("{base:.0}"),
+            format!("{:.2}", rate / base),
+        ));
+        let peak = ours
+            .iter()
+            .map(|run| run[index].server_peak)
+            .fold(0.0, f64::max);
+        rows.push(row(
+            "  server peak RSS, highest (MiB)",
+            format!("{peak:.1}"),
+            String::new(),
+            String::new(),
+        ));
+    }
+    let dl_to_memory = best(&mut ours.iter().map(|run| run[2].elapsed));
+    rows.push(row(
+        "  bound: OpenDAL direct, one GET streamed (MiB/s)",
+        format!("{:.0}", mib_per_s(sizes.big_file, dl_to_memory)),
+        format!("{:.0}", mib_per_s(sizes.big_file, direct_one_stream)),
+        format!(
+            "{:.2}",
+            direct_one_stream.as_secs_f64() / dl_to_memory.as_secs_f64()
+        ),
+    ));
+    let s3_work = work.join("s3-small");
+    std::fs::create_dir_all(&s3_work).unwrap();
+    let (up, down, _) = small_files(&server, &s3_work, sizes.small_files).await;
+    let files = sizes.small_files;
+    rows.push(row(
+        format!("S3: ul -r {files} files of 4 KiB (files/s) vs local disk"),
+        format!("{up:.0}"),
+        format!("{local_up:.0}"),
+        format!("{:.2}", up / local_up),
+    ));
+    rows.push(row(
+        format!("S3: dl -r {files} files of 4 KiB (files/s) vs local disk"),
+        format!("{down:.0}"),
+        format!("{local_down:.0}"),
+        format!("{:.2}", down / local_down),
+    ));
+    let clients = sizes.clients;
+    let two_mib = work.join("two-mib.bin");
+    write_random_file(&two_mib, 2 << 20);
+    let many = many_s3_transfers(&server, clients, &two_mib).await;
+    for (verb, (seconds, failures, peak)) in [("ul", many.up), ("dl", many.down)] {
+        rows.push(row(
+            format!("S3: {clients} clients each {verb} 2 MiB at once: total s, failures"),
+            format!("{seconds:.2}"),
+            format!("{failures}"),
+            String::new(),
+        ));
+        rows.push(row(
+            "  server peak RSS (MiB), per transfer (KiB)",
+            format!("{peak:.1}"),
+            format!("{:.0}", peak * 1024.0 / clients as f64),
+            String::new(),
+        ));
+    }
+    let get = small_get(&operator).await;
+    rows.push(row(
+        "  bound: one GET of 4 KiB, OpenDAL direct (ms) -> files/s",
+        format!("{:.1}", get.as_secs_f64() * 1000.0),
+        format!("{:.0}", 1.0 / get.as_secs_f64()),
+        String::new(),
+    ));
+    rows
+}
+
+/// What [`many_s3_transfers`] measured: seconds, failures and the server's
+/// peak RSS (MiB) of the uploads, then of the downloads.
+struct ManyTransfers {
+    up: (f64, usize, f64),
+    down: (f64, usize, f64),
+}
+
+/// `count` clients at once, each uploading `file` (over the size held whole,
+/// so each is a multipart upload streamed part by part), then each
+/// downloading it back.
+async fn many_s3_transfers(server: &Server, count: usize, file: &Path) -> ManyTransfers {
+    let mut client = connect(server, Protocol::Auto).await;
+    client.make_directories("many").await.unwrap();
+    server.reset_peak();
+    let config = || ClientConfig {
+        timeout: Duration::from_secs(120),
+        ..ClientConfig::default()
+    };
+    let started = Instant::now();
+    let uploads: Vec<_> = (0..count)
+        .map(|index| {
+            let (address, file, config) = (server.address.clone(), file.to_owned(), config());
+            tokio::spawn(async move {
+                let mut client = Client::connect(&address, config).await?;
+                client
+                    .upload_file(
+                        &file,
+                        &format!("many/{index}.bin"),
+                        TransferOptions::default(),
+                        |_| {},
+                    )
+                    .await
+                    .map(drop)
+            })
+        })
+        .collect();
+    let mut up_failures = 0;
+    for upload in uploads {
+        if !matches!(upload.await, Ok(Ok(()))) {
+            up_failures += 1;
+        }
+    }
+    let up = (
+        started.elapsed().as_secs_f64(),
+        up_failures,
+        server.peak_mib(),
+    );
+    server.reset_peak();
+    let size = std::fs::metadata(file).unwrap().len();
+    let started = Instant::now();
+    let downloads: Vec<_> = (0..count)
+        .map(|index| {
+            let (address, config) = (server.address.clone(), config());
+            tokio::spawn(async move {
+                let mut client = Client::connect(&address, config).await?;
+                client
+                    .download(&format!("many/{index}.bin"), tokio::io::sink(), |_| {})
+                    .await
+            })
+        })
+        .collect();
+    let mut down_failures = 0;
+    for download in downloads {
+        if !matches!(download.await, Ok(Ok(received)) if received == size) {
+            down_failures += 1;
+        }
+    }
+    let down = (
+        started.elapsed().as_secs_f64(),
+        down_failures,
+        server.peak_mib(),
+    );
+    ManyTransfers { up, down }
+}
+
+/// Rounds of the S3 comparison: direct and through miniftp alternated.
+const S3_ROUNDS: usize = 3;
+
 #[tokio::main]
 async fn main() {
     let small = std::env::args().any(|arg| arg == "--small");
     let sizes = if small { SMALL } else { FULL };
+    let s3_only = std::env::args().any(|arg| arg == "--s3");
     let work = tempfile::TempDir::new().expect("a temporary directory");
     let root = work.path().join("root");
     std::fs::create_dir(&root).unwrap();
@@ -534,146 +960,152 @@ async fn main() {
 
     let big = work.path().join("big.bin");
     write_random_file(&big, sizes.big_file);
-    let ceiling = raw_tcp(sizes.big_file).await;
-    let ceiling_rate = mib_per_s(sizes.big_file, ceiling);
-    let label = format!("{} MiB", sizes.big_file >> 20);
-    rows.push(row(
-        format!("raw TCP loopback, {label} (MiB/s): the ceiling"),
-        format!("{ceiling_rate:.0}"),
-        String::new(),
-        "1.00".into(),
-    ));
-    let disk = mib_per_s(
-        sizes.big_file,
-        disk_write(&work.path().join("disk.bin"), sizes.big_file),
-    );
-    rows.push(row(
-        format!("disk write + fsync, {label} (MiB/s) vs ceiling"),
-        format!("{disk:.0}"),
-        format!("{ceiling_rate:.0}"),
-        format!("{:.2}", disk / ceiling_rate),
-    ));
-    let mut plain_extended = Vec::new();
-    for (protocol, name) in [(Protocol::Auto, "extended"), (Protocol::Classic, "classic")] {
-        let [up, down, to_memory] = big_transfer(&server, protocol, &big, sizes.big_file).await;
-        if protocol == Protocol::Auto {
-            plain_extended.push([up, down, to_memory]);
-        }
-        for (verb, measure) in [("ul", up), ("dl", down), ("dl to memory", to_memory)] {
-            let rate = mib_per_s(sizes.big_file, measure.elapsed);
-            rows.push(row(
-                format!("{verb} {label} {name} (MiB/s) vs ceiling"),
-                format!("{rate:.0}"),
-                format!("{ceiling_rate:.0}"),
-                format!("{:.2}", rate / ceiling_rate),
-            ));
-            rows.push(row(
-                "  peak RSS server / client (MiB)".to_owned(),
-                format!("{:.1}", measure.server_peak),
-                format!("{:.1}", measure.client_peak),
-                String::new(),
-            ));
-        }
-    }
-
-    // TLS against plain, extended protocol, same root and file: the plain
-    // transfers above are the first plain round, then TLS and plain
-    // alternate so that neither gets the quieter moments.
-    let tls_server = Server::start(
-        &root,
-        64,
-        Transport::Tls {
-            state: &work.path().join("tls-state"),
-            known_hosts: &work.path().join("known_hosts"),
-        },
-    );
-    let mut tls_extended = Vec::new();
-    for round in 0..TLS_ROUNDS {
-        tls_extended.push(big_transfer(&tls_server, Protocol::Auto, &big, sizes.big_file).await);
-        if round + 1 < TLS_ROUNDS {
-            plain_extended.push(big_transfer(&server, Protocol::Auto, &big, sizes.big_file).await);
-        }
-    }
-    drop(tls_server);
-    let gib = sizes.big_file as f64 / f64::from(1 << 30);
-    for (index, verb) in ["ul", "dl", "dl to memory"].into_iter().enumerate() {
-        // The best of each: the least disturbed round. CPU time, which the
-        // VM's noise inflates less than elapsed time, says what bounds it.
-        let best = |runs: &[[Measure; 3]],
-                    figure: &dyn Fn(&Measure) -> f64,
-                    better: fn(f64, f64) -> f64| {
-            runs.iter()
-                .map(|run| figure(&run[index]))
-                .reduce(better)
-                .expect("a round")
-        };
-        let rate = |measure: &Measure| mib_per_s(sizes.big_file, measure.elapsed);
-        let (tls, plain) = (
-            best(&tls_extended, &rate, f64::max),
-            best(&plain_extended, &rate, f64::max),
+    // `--s3`: the object storage figures alone (and the local small files
+    // they are compared with).
+    if !s3_only {
+        let ceiling = raw_tcp(sizes.big_file).await;
+        let ceiling_rate = mib_per_s(sizes.big_file, ceiling);
+        let label = format!("{} MiB", sizes.big_file >> 20);
+        rows.push(row(
+            format!("raw TCP loopback, {label} (MiB/s): the ceiling"),
+            format!("{ceiling_rate:.0}"),
+            String::new(),
+            "1.00".into(),
+        ));
+        let disk = mib_per_s(
+            sizes.big_file,
+            disk_write(&work.path().join("disk.bin"), sizes.big_file),
         );
         rows.push(row(
-            format!("{verb} {label} extended TLS vs plain (MiB/s), best of {TLS_ROUNDS}"),
-            format!("{tls:.0}"),
-            format!("{plain:.0}"),
-            format!("{:.2}", tls / plain),
+            format!("disk write + fsync, {label} (MiB/s) vs ceiling"),
+            format!("{disk:.0}"),
+            format!("{ceiling_rate:.0}"),
+            format!("{:.2}", disk / ceiling_rate),
         ));
-        rows.push(row(
-            "  peak RSS server / client with TLS, highest (MiB)",
-            format!("{:.1}", best(&tls_extended, &|m| m.server_peak, f64::max)),
-            format!("{:.1}", best(&tls_extended, &|m| m.client_peak, f64::max)),
-            String::new(),
-        ));
-        for (side, cpu) in [
-            ("server", (|m| m.server_cpu) as fn(&Measure) -> f64),
-            ("client", |m| m.client_cpu),
-        ] {
+        let mut plain_extended = Vec::new();
+        for (protocol, name) in [(Protocol::Auto, "extended"), (Protocol::Classic, "classic")] {
+            let [up, down, to_memory] = big_transfer(&server, protocol, &big, sizes.big_file).await;
+            if protocol == Protocol::Auto {
+                plain_extended.push([up, down, to_memory]);
+            }
+            for (verb, measure) in [("ul", up), ("dl", down), ("dl to memory", to_memory)] {
+                let rate = mib_per_s(sizes.big_file, measure.elapsed);
+                rows.push(row(
+                    format!("{verb} {label} {name} (MiB/s) vs ceiling"),
+                    format!("{rate:.0}"),
+                    format!("{ceiling_rate:.0}"),
+                    format!("{:.2}", rate / ceiling_rate),
+                ));
+                rows.push(row(
+                    "  peak RSS server / client (MiB)".to_owned(),
+                    format!("{:.1}", measure.server_peak),
+                    format!("{:.1}", measure.client_peak),
+                    String::new(),
+                ));
+            }
+        }
+
+        // TLS against plain, extended protocol, same root and file: the plain
+        // transfers above are the first plain round, then TLS and plain
+        // alternate so that neither gets the quieter moments.
+        let tls_server = Server::start(
+            &root,
+            64,
+            Transport::Tls {
+                state: &work.path().join("tls-state"),
+                known_hosts: &work.path().join("known_hosts"),
+            },
+        );
+        let mut tls_extended = Vec::new();
+        for round in 0..TLS_ROUNDS {
+            tls_extended
+                .push(big_transfer(&tls_server, Protocol::Auto, &big, sizes.big_file).await);
+            if round + 1 < TLS_ROUNDS {
+                plain_extended
+                    .push(big_transfer(&server, Protocol::Auto, &big, sizes.big_file).await);
+            }
+        }
+        drop(tls_server);
+        let gib = sizes.big_file as f64 / f64::from(1 << 30);
+        for (index, verb) in ["ul", "dl", "dl to memory"].into_iter().enumerate() {
+            // The best of each: the least disturbed round. CPU time, which the
+            // VM's noise inflates less than elapsed time, says what bounds it.
+            let best = |runs: &[[Measure; 3]],
+                        figure: &dyn Fn(&Measure) -> f64,
+                        better: fn(f64, f64) -> f64| {
+                runs.iter()
+                    .map(|run| figure(&run[index]))
+                    .reduce(better)
+                    .expect("a round")
+            };
+            let rate = |measure: &Measure| mib_per_s(sizes.big_file, measure.elapsed);
             let (tls, plain) = (
-                best(&tls_extended, &cpu, f64::min) / gib,
-                best(&plain_extended, &cpu, f64::min) / gib,
+                best(&tls_extended, &rate, f64::max),
+                best(&plain_extended, &rate, f64::max),
             );
             rows.push(row(
-                format!("  {side} CPU s per GiB, TLS vs plain, least"),
-                format!("{tls:.2}"),
-                format!("{plain:.2}"),
+                format!("{verb} {label} extended TLS vs plain (MiB/s), best of {TLS_ROUNDS}"),
+                format!("{tls:.0}"),
+                format!("{plain:.0}"),
                 format!("{:.2}", tls / plain),
             ));
+            rows.push(row(
+                "  peak RSS server / client with TLS, highest (MiB)",
+                format!("{:.1}", best(&tls_extended, &|m| m.server_peak, f64::max)),
+                format!("{:.1}", best(&tls_extended, &|m| m.client_peak, f64::max)),
+                String::new(),
+            ));
+            for (side, cpu) in [
+                ("server", (|m| m.server_cpu) as fn(&Measure) -> f64),
+                ("client", |m| m.client_cpu),
+            ] {
+                let (tls, plain) = (
+                    best(&tls_extended, &cpu, f64::min) / gib,
+                    best(&plain_extended, &cpu, f64::min) / gib,
+                );
+                rows.push(row(
+                    format!("  {side} CPU s per GiB, TLS vs plain, least"),
+                    format!("{tls:.2}"),
+                    format!("{plain:.2}"),
+                    format!("{:.2}", tls / plain),
+                ));
+            }
         }
-    }
 
-    let (extended_cd, extended_info, classic_info, raw, pipelined) = on_current_thread(async {
-        (
-            round_trips(&server, Protocol::Auto, sizes.round_trips).await,
-            info_round_trips(&server, Protocol::Auto, sizes.round_trips).await,
-            info_round_trips(&server, Protocol::Classic, sizes.round_trips / 10).await,
-            raw_round_trips(sizes.round_trips).await,
-            pipelined_stats(&server, sizes.pipelined).await,
-        )
-    });
-    rows.push(row(
-        "info round trips/s, one connection: extended vs classic",
-        format!("{extended_info:.0}"),
-        format!("{classic_info:.0}"),
-        format!("{:.1}", extended_info / classic_info),
-    ));
-    rows.push(row(
-        "info round trips/s (extended) vs raw TCP 1-byte ping-pong",
-        format!("{extended_info:.0}"),
-        format!("{raw:.0}"),
-        format!("{:.2}", extended_info / raw),
-    ));
-    rows.push(row(
-        "cd round trips/s, one connection (extended)",
-        format!("{extended_cd:.0}"),
-        String::new(),
-        String::new(),
-    ));
-    rows.push(row(
-        "pipelined stat/s vs sequential info/s (extended)",
-        format!("{pipelined:.0}"),
-        format!("{extended_info:.0}"),
-        format!("{:.1}", pipelined / extended_info),
-    ));
+        let (extended_cd, extended_info, classic_info, raw, pipelined) = on_current_thread(async {
+            (
+                round_trips(&server, Protocol::Auto, sizes.round_trips).await,
+                info_round_trips(&server, Protocol::Auto, sizes.round_trips).await,
+                info_round_trips(&server, Protocol::Classic, sizes.round_trips / 10).await,
+                raw_round_trips(sizes.round_trips).await,
+                pipelined_stats(&server, sizes.pipelined).await,
+            )
+        });
+        rows.push(row(
+            "info round trips/s, one connection: extended vs classic",
+            format!("{extended_info:.0}"),
+            format!("{classic_info:.0}"),
+            format!("{:.1}", extended_info / classic_info),
+        ));
+        rows.push(row(
+            "info round trips/s (extended) vs raw TCP 1-byte ping-pong",
+            format!("{extended_info:.0}"),
+            format!("{raw:.0}"),
+            format!("{:.2}", extended_info / raw),
+        ));
+        rows.push(row(
+            "cd round trips/s, one connection (extended)",
+            format!("{extended_cd:.0}"),
+            String::new(),
+            String::new(),
+        ));
+        rows.push(row(
+            "pipelined stat/s vs sequential info/s (extended)",
+            format!("{pipelined:.0}"),
+            format!("{extended_info:.0}"),
+            format!("{:.1}", pipelined / extended_info),
+        ));
+    }
 
     let (up, down, serial) = small_files(&server, work.path(), sizes.small_files).await;
     let files = sizes.small_files;
@@ -689,6 +1121,26 @@ async fn main() {
         format!("{serial:.0}"),
         format!("{:.1}", down / serial),
     ));
+
+    let (local_up, local_down) = (up, down);
+    let garage = Garage::start(&work.path().join("garage"));
+    match &garage {
+        None => {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED the object storage figures: no `garage` binary \
+                 (cargo install garage --version 2.5.0 --locked) !!!!!!!!\n"
+            );
+            assert!(
+                std::env::var_os("MINIFTP_REQUIRE_GARAGE").is_none(),
+                "MINIFTP_REQUIRE_GARAGE is set but no garage binary was found"
+            );
+        }
+        Some(garage) => {
+            garage.wait_ready().await;
+            rows.extend(s3_figures(garage, &big, work.path(), &sizes, local_up, local_down).await);
+        }
+    }
+    drop(garage);
 
     let (elapsed, failures) = many_clients(&server, sizes.clients).await;
     let clients = sizes.clients;

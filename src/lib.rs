@@ -10,9 +10,10 @@
 //!   what it is answered (`Entry`), how it fails (`ErrorCode`, `Failure`).
 //!   No wire, no disk.
 //! - [`storage`]: the tree behind one interface ([`storage::Backend`]) and
-//!   one jail (virtual paths); the local disk ([`storage::LocalDisk`]) is
-//!   its first backend. Its contract is the test suite
-//!   `tests/it/storage_contract.rs`.
+//!   one jail (virtual paths); its backends are the local disk
+//!   ([`storage::LocalDisk`]) and S3-compatible object storage on OpenDAL,
+//!   which several servers may share. Their contract is the test suite
+//!   `tests/it/storage_contract.rs`, run on each.
 //! - [`protocol`]: the two wire encodings of operations, pure and shared by
 //!   server and client: [`protocol::classic`] (command lines and tokens) and
 //!   [`protocol::extended`] (binary frames).

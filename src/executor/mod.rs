@@ -658,9 +658,11 @@ pub fn code_of(error: &StorageError) -> ErrorCode {
             ErrorCode::PermissionDenied
         }
         StorageError::RemoveDot | StorageError::IntoItself => ErrorCode::BadRequest,
-        StorageError::TooLarge => ErrorCode::TooLarge,
+        StorageError::TooLarge | StorageError::TooManyToMove => ErrorCode::TooLarge,
         StorageError::NoSpace => ErrorCode::NoSpace,
-        StorageError::PrivateAreaLost | StorageError::Io(_) => ErrorCode::Internal,
+        StorageError::PrivateAreaLost | StorageError::StoreFailed | StorageError::Io(_) => {
+            ErrorCode::Internal
+        }
     }
 }
 

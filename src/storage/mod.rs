@@ -2,8 +2,9 @@
 //!
 //! Every client path is first resolved lexically into a [`VirtualPath`]
 //! (no `..`, no odd names); a [`Backend`] then holds the tree: the local
-//! disk ([`local::LocalDisk`], through a directory capability) today, object
-//! storage next. Its small interface mirrors our operations (stat, list, a
+//! disk ([`local::LocalDisk`], through a directory capability), or a bucket
+//! of S3-compatible object storage ([`s3::S3Bucket`], on OpenDAL), which
+//! several servers may share. Its small interface mirrors our operations (stat, list, a
 //! download as a size and a reader, an upload as a writer that appears only
 //! when committed, mkdir, remove, rename) and knows nothing of the wire or
 //! of sessions; the contract every backend keeps is the test suite
@@ -14,6 +15,7 @@
 
 pub mod local;
 pub mod path;
+pub mod s3;
 
 use std::future::Future;
 use std::io;
@@ -27,6 +29,7 @@ use crate::digest::Digest;
 pub use crate::operation::{Entry, EntryKind};
 pub use local::LocalDisk;
 pub use path::VirtualPath;
+pub use s3::S3Bucket;
 
 /// What went wrong with a storage operation. The `Display` text is what a
 /// client sees (before the path it named).
@@ -93,6 +96,16 @@ pub enum StorageError {
     /// the upload; send it again".
     #[error("the server's private directory was removed during the upload; send it again")]
     PrivateAreaLost,
+    /// The client sees: "directory too large to move on object storage
+    /// (more than 10,000 objects): move what it holds in parts".
+    #[error(
+        "directory too large to move on object storage (more than 10,000 objects): move what it holds in parts"
+    )]
+    TooManyToMove,
+    /// The client sees: "the object store failed (try again: an upload
+    /// resumes)".
+    #[error("the object store failed (try again: an upload resumes)")]
+    StoreFailed,
     /// The client sees: "i/o error (...)".
     #[error("i/o error ({0})")]
     Io(io::ErrorKind),
@@ -101,6 +114,14 @@ pub enum StorageError {
 impl From<io::Error> for StorageError {
     fn from(error: io::Error) -> StorageError {
         use io::ErrorKind as Kind;
+        // A writer of a backend's may fail with the storage error itself
+        // (an upload sink is an `AsyncWrite`).
+        if let Some(storage) = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<StorageError>())
+        {
+            return storage.clone();
+        }
         match error.raw_os_error() {
             Some(libc::EXDEV) => return StorageError::OutsideRoot,
             Some(libc::ELOOP) => return StorageError::LinkLoop,

@@ -246,6 +246,9 @@ fn the_printed_settings_read_back_as_the_same_settings() {
         .filter_map(|flag| flag.split(['[', '=', '.']).next())
         .filter(|flag| !["help", "version", "verbose", "quiet", "log-format"].contains(flag))
         .filter(|flag| !["config", "print-config"].contains(flag))
+        // A bucket instead of ROOT: its settings have a test of their own
+        // (the_object_storage_settings_print_and_read_back).
+        .filter(|flag| !["storage", "s3-endpoint", "s3-region"].contains(flag))
         .map(|flag| flag.replace('-', "_"))
         .collect();
     assert_eq!(flags.len(), table.len() - 1, "{flags:?}"); // and ROOT
@@ -566,4 +569,77 @@ fn an_insecure_login_without_tls_is_warned_about() {
         warnings[0].contains("--allow-insecure-login without TLS"),
         "{warnings:#?}"
     );
+}
+
+#[test]
+fn the_object_storage_settings_print_and_read_back() {
+    let dir = TempDir::new().unwrap();
+    let file = dir.path().join("miniftp.toml");
+    std::fs::write(
+        &file,
+        "storage = \"s3://files/team a\"\ns3_endpoint = \"http://127.0.0.1:3900\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let mut command = miniftp(dir.path());
+    command.env("MINIFTP_S3_REGION", "garage");
+    let (printed, table) = print_config(command, &["--config", file]);
+    assert_eq!(table["storage"], "s3://files/team a".into(), "{printed}");
+    assert_eq!(table["s3_endpoint"], "http://127.0.0.1:3900".into());
+    assert_eq!(table["s3_region"], "garage".into());
+    // What it printed reads back as the same settings.
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, &printed).unwrap();
+    let (_, back) = print_config(miniftp(dir.path()), &["--config", again.to_str().unwrap()]);
+    assert_eq!(back, table);
+    // Without an endpoint, AWS's for the region.
+    let (_, table) = print_config(
+        miniftp(dir.path()),
+        &["--storage", "s3://b", "--s3-region", "eu-west-3"],
+    );
+    assert_eq!(
+        table["s3_endpoint"],
+        "https://s3.eu-west-3.amazonaws.com".into()
+    );
+    // What cannot be: a directory and a bucket, a bucket's settings
+    // without one, a location that is not one.
+    let error = refused(miniftp(dir.path()), &["here", "--storage", "s3://b"]);
+    assert!(error.contains("both ROOT"), "{error}");
+    let error = refused(miniftp(dir.path()), &["--s3-region", "garage"]);
+    assert!(error.contains("--s3-region is for --storage"), "{error}");
+    let error = refused(miniftp(dir.path()), &["--storage", "b/p"]);
+    assert!(error.contains("is not s3://BUCKET[/PREFIX]"), "{error}");
+    let error = refused(
+        miniftp(dir.path()),
+        &["--storage", "s3://b", "--s3-endpoint", "127.0.0.1:3900"],
+    );
+    assert!(error.contains("not an http:// or https:// URL"), "{error}");
+}
+
+#[test]
+fn a_bucket_that_cannot_be_served_is_one_line_and_exit_code_2() {
+    let dir = TempDir::new().unwrap();
+    // Nothing listens on a port just let go of.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let assert = miniftp(dir.path())
+        .args(["serve", "--port", "0", "--storage", "s3://files"])
+        .args(["--s3-endpoint", &endpoint, "--s3-region", "garage"])
+        .env("AWS_ACCESS_KEY_ID", "GK0123456789abcdef01234567")
+        .env("AWS_SECRET_ACCESS_KEY", "not a secret anyone will see")
+        .assert()
+        .code(2);
+    assert_eq!(stdout(&assert), "");
+    let error = stderr(&assert);
+    assert_eq!(
+        error,
+        format!(
+            "miniftp: cannot serve s3://files at {endpoint}: the endpoint does not answer (--s3-endpoint)\n"
+        )
+    );
+    assert!(!error.contains("not a secret"));
 }

@@ -36,7 +36,10 @@ mod server_shutdown;
 mod server_syntax;
 mod server_transfers;
 
+mod servers_sharing_a_bucket;
+
 mod storage_contract;
+mod storage_s3;
 
 mod web_browser;
 mod web_dav;

@@ -20,8 +20,24 @@ pub struct Fixture {
 
 /// Runs the whole contract as tests for one backend: `$make` is an async
 /// function giving a [`Fixture`].
+///
+/// `storage_contract!(optional $make)` is the same for a fixture that gives
+/// an `Option<Fixture>`: `None` (a store that cannot be had here, said
+/// loudly by the fixture) skips the test.
 #[macro_export]
 macro_rules! storage_contract {
+    (optional $make:path: $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let Some(fixture) = $make().await else { return };
+                $crate::storage_contract::$check(&fixture.storage).await;
+            }
+        )*
+    };
+    (optional $make:path) => {
+        $crate::storage_contract!(@every [optional] $make);
+    };
     ($make:path: $($check:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +48,10 @@ macro_rules! storage_contract {
         )*
     };
     ($make:path) => {
-        $crate::storage_contract!($make:
+        $crate::storage_contract!(@every [] $make);
+    };
+    (@every [$($optional:ident)?] $make:path) => {
+        $crate::storage_contract!($($optional)? $make:
             an_empty_tree_has_a_root_and_nothing_else,
             an_upload_appears_whole_only_when_committed,
             an_upload_replaces_a_file,
@@ -674,4 +693,23 @@ pub async fn local_disk_without_flushes() -> Fixture {
 
 mod local_without_flushes {
     crate::storage_contract!(super::local_disk_without_flushes);
+}
+
+/// A tree at a fresh prefix of the bucket of the run's single Garage node;
+/// `None`, said loudly, without a `garage` binary.
+pub async fn garage_bucket() -> Option<Fixture> {
+    use crate::support::garage;
+    let node = garage::single("the storage contract on S3 (Garage)").await?;
+    let settings = node.settings(&garage::fresh_prefix("contract"));
+    let bucket = miniftp::storage::S3Bucket::open(&settings)
+        .await
+        .unwrap_or_else(|error| panic!("open {settings:?}: {error}"));
+    Some(Fixture {
+        storage: Storage::new(std::sync::Arc::new(bucket)),
+        _keep: Box::new(()),
+    })
+}
+
+mod s3 {
+    crate::storage_contract!(optional super::garage_bucket);
 }

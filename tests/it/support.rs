@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod frames;
+pub mod garage;
 pub mod process;
 pub mod web;
 
@@ -56,6 +57,26 @@ impl TestServer {
         TestServer {
             address,
             root,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Starts a server on `storage` (a bucket, say); its `root` is an
+    /// unused temporary directory.
+    pub async fn serve_storage(storage: Storage, config: ServerConfig) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(miniftp::server::run(
+            listener,
+            storage,
+            config,
+            shutdown.clone(),
+        ));
+        TestServer {
+            address,
+            root: TempDir::new().expect("temporary root"),
             shutdown,
             task: Some(task),
         }

@@ -45,6 +45,42 @@ pub struct Layer {
     )]
     pub root: Option<PathBuf>,
 
+    /// Serve a bucket of S3-compatible object storage instead of ROOT:
+    /// s3://BUCKET or s3://BUCKET/PREFIX. Several servers may share one
+    /// bucket. The key comes from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, or the credentials file (~/.aws/credentials,
+    /// AWS_PROFILE), never from a flag [default: ROOT on the local disk]
+    #[arg(
+        long,
+        env = "MINIFTP_STORAGE",
+        help_heading = "Object storage",
+        value_name = "s3://BUCKET[/PREFIX]",
+        value_parser = env_named(StringValueParser::new()),
+    )]
+    pub storage: Option<String>,
+
+    /// The object store's URL, e.g. http://127.0.0.1:3900 for Garage
+    /// [default: https://s3.REGION.amazonaws.com]
+    #[arg(
+        long,
+        env = "MINIFTP_S3_ENDPOINT",
+        help_heading = "Object storage",
+        value_name = "URL",
+        value_parser = env_named(StringValueParser::new()),
+    )]
+    pub s3_endpoint: Option<String>,
+
+    /// The region the store signs for (Garage's is "garage" unless
+    /// configured otherwise) [default: AWS_REGION, or us-east-1]
+    #[arg(
+        long,
+        env = "MINIFTP_S3_REGION",
+        help_heading = "Object storage",
+        value_name = "REGION",
+        value_parser = env_named(StringValueParser::new()),
+    )]
+    pub s3_region: Option<String>,
+
     /// Address to listen on [default: 127.0.0.1]
     #[arg(
         long,
@@ -352,6 +388,9 @@ impl Layer {
     pub fn over(self, lower: Layer) -> Layer {
         Layer {
             root: self.root.or(lower.root),
+            storage: self.storage.or(lower.storage),
+            s3_endpoint: self.s3_endpoint.or(lower.s3_endpoint),
+            s3_region: self.s3_region.or(lower.s3_region),
             host: self.host.or(lower.host),
             port: self.port.or(lower.port),
             http: self.http.or(lower.http),
@@ -451,7 +490,15 @@ fn key_of(line: &str) -> Option<&str> {
 /// The effective settings, after layering and defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settings {
-    pub root: PathBuf,
+    /// None when a bucket is served instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<String>,
     pub host: String,
     pub port: u16,
     /// The web listener, `HOST:PORT`, if any.
@@ -537,9 +584,50 @@ impl Settings {
             .http
             .map(|http| web_address(&http, &host))
             .transpose()?;
+        let (storage, s3_endpoint, s3_region) = match layer.storage {
+            Some(storage) => {
+                if let Some(root) = &layer.root {
+                    bail!(
+                        "both ROOT ({}) and --storage {storage}: a server shares one tree, give one",
+                        root.display()
+                    );
+                }
+                miniftp::storage::s3::S3Settings::parse_location(&storage)
+                    .map_err(|error| anyhow::anyhow!("--storage: {error}"))?;
+                let region = layer
+                    .s3_region
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                    .unwrap_or_else(|| "us-east-1".to_owned());
+                let endpoint = layer
+                    .s3_endpoint
+                    .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+                if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+                    bail!("--s3-endpoint: '{endpoint}' is not an http:// or https:// URL");
+                }
+                (Some(storage), Some(endpoint), Some(region))
+            }
+            None => {
+                for (flag, value) in [
+                    ("--s3-endpoint", &layer.s3_endpoint),
+                    ("--s3-region", &layer.s3_region),
+                ] {
+                    if value.is_some() {
+                        bail!("{flag} is for --storage s3://BUCKET, which is not given");
+                    }
+                }
+                (None, None, None)
+            }
+        };
         Ok(Settings {
-            root: absolute(layer.root.unwrap_or_else(|| PathBuf::from(".")))?,
+            root: match storage {
+                Some(_) => None,
+                None => Some(absolute(layer.root.unwrap_or_else(|| PathBuf::from(".")))?),
+            },
             http,
+            storage,
+            s3_endpoint,
+            s3_region,
             host,
             port: layer.port.unwrap_or(DEFAULT_PORT),
             no_pacing: layer.no_pacing.unwrap_or(!defaults.pacing),
@@ -733,6 +821,9 @@ mod tests {
     fn every_flag_has_its_variable_and_its_key() {
         let command = Layer::augment_args(clap::Command::new("serve"));
         let settings = Settings::resolve(Layer {
+            storage: Some("s3://bucket/prefix".into()),
+            s3_endpoint: Some("http://127.0.0.1:3900".into()),
+            s3_region: Some("garage".into()),
             users: Some("users.toml".into()),
             cert: Some("cert.pem".into()),
             key: Some("key.pem".into()),
@@ -749,6 +840,13 @@ mod tests {
             assert_eq!(arg.get_env(), Some(OsStr::new(&variable)), "{key}");
             if let Some(long) = arg.get_long() {
                 assert_eq!(long.replace('-', "_"), key);
+            }
+            // ROOT and a bucket are one or the other: ROOT is printed when
+            // no bucket is served.
+            if key == "root" {
+                let local = Settings::resolve(Layer::default()).unwrap();
+                assert!(toml::Table::try_from(&local).unwrap().contains_key("root"));
+                continue;
             }
             assert!(values.contains_key(key), "{key} is not printed");
             keys.push(key.to_owned());

@@ -21,9 +21,21 @@ impl ServerProcess {
 
     /// [`ServerProcess::start`] with more arguments.
     pub fn start_with(root: &Path, arguments: &[&str]) -> ServerProcess {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("miniftp"))
-            .arg("serve")
-            .arg(root)
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("miniftp"));
+        command.arg("serve").arg(root);
+        ServerProcess::spawn(command, arguments)
+    }
+
+    /// `miniftp serve --port 0 --quiet ARGS` with these environment
+    /// variables and no ROOT (a bucket, say).
+    pub fn start_without_root(arguments: &[&str], environment: &[(&str, &str)]) -> ServerProcess {
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("miniftp"));
+        command.arg("serve").envs(environment.iter().copied());
+        ServerProcess::spawn(command, arguments)
+    }
+
+    fn spawn(mut command: Command, arguments: &[&str]) -> ServerProcess {
+        let mut child = command
             .args(["--port", "0", "--quiet"])
             .args(arguments)
             .stdin(Stdio::null())
