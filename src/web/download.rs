@@ -290,7 +290,8 @@ fn local_chunks(
 }
 
 /// The bytes of a download, `length` of them, finished in the executor
-/// when all went (a client that leaves drops it: logged as interrupted).
+/// when all went (a client that leaves drops it: logged as interrupted,
+/// with how many bytes hyper had taken by then).
 fn sent_stream(
     executor: Executor,
     outgoing: OutgoingDownload,
@@ -303,6 +304,18 @@ fn sent_stream(
         outgoing: Option<OutgoingDownload>,
         sent: u64,
         length: u64,
+    }
+    // Hyper drops the body once it holds as many bytes as the head said,
+    // without asking for its end: all went then. Dropped sooner, the
+    // client left.
+    impl Drop for State {
+        fn drop(&mut self) {
+            if let Some(outgoing) = self.outgoing.take() {
+                let failure = (self.sent < self.length)
+                    .then(|| Failure::new(ErrorCode::Internal, "interrupted"));
+                let _ = self.executor.finish_download(outgoing, self.sent, failure);
+            }
+        }
     }
     let state = State {
         chunks,
