@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod frames;
+pub mod logs;
 pub mod process;
 pub mod web;
 
