@@ -41,4 +41,5 @@ mod storage_contract;
 mod web_browser;
 mod web_dav;
 mod web_http;
+mod web_sendfile;
 mod web_serve;
