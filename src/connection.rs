@@ -23,9 +23,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// every connection may be streaming at once (1,000 uploads hold 256 MiB).
 const DATA_CHUNK: usize = 256 * 1024;
 
-/// The most one `sendfile` call is asked to move.
-const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
-
 /// How much of a file is read at a time when sending it (1,000 downloads at
 /// once hold 64 MiB of these).
 const SEND_CHUNK: usize = 64 * 1024;
@@ -382,26 +379,9 @@ impl Connection<crate::stream::Stream> {
         if self.stream.raw_socket().is_none() {
             return self.copy_file(file, offset, length, sent).await;
         }
-        let mut position = offset;
-        let end = offset.saturating_add(length);
-        while position < end {
-            let chunk = usize::try_from(end - position)
-                .unwrap_or(usize::MAX)
-                .min(SENDFILE_CHUNK);
-            let socket = self.stream.raw_socket().expect("checked above");
-            bounded(self.read_timeout, socket.writable()).await?;
-            let written = socket.try_io(tokio::io::Interest::WRITABLE, || {
-                rustix::fs::sendfile(socket, file, Some(&mut position), chunk)
-                    .map_err(io::Error::from)
-            });
-            match written {
-                Ok(0) => break,
-                Ok(_) => *sent = position - offset,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
+        self.stream
+            .send_file(file, offset, length, sent, self.read_timeout)
+            .await
     }
 
     /// [`Connection::send_file`] through two buffers that take turns: one is

@@ -12,6 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
+/// The most one `sendfile` call is asked to move.
+const SENDFILE_CHUNK: usize = 4 * 1024 * 1024;
+
 /// A connection's stream.
 pub struct Stream {
     inner: Inner,
@@ -78,6 +81,54 @@ impl Stream {
             (Inner::Plain(tcp), None) => Some(tcp),
             _ => None,
         }
+    }
+
+    /// Sends `length` bytes of `file` from `offset` by `sendfile(2)`:
+    /// straight from the page cache to the socket, through no buffer of
+    /// ours. Only a plain, uncapped stream can (see [`Stream::raw_socket`]);
+    /// any other answers [`io::ErrorKind::Unsupported`] having sent nothing.
+    /// Each wait for the socket to take more is bounded by `wait` (a peer
+    /// that stops reading); `sent` counts the bytes as they go: fewer than
+    /// `length` if the file shrank meanwhile, and how far a failed sending
+    /// got.
+    pub async fn send_file(
+        &self,
+        file: &std::fs::File,
+        offset: u64,
+        length: u64,
+        sent: &mut u64,
+        wait: Option<Duration>,
+    ) -> io::Result<()> {
+        let Some(socket) = self.raw_socket() else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "sendfile needs a plain, uncapped stream",
+            ));
+        };
+        let mut position = offset;
+        let end = offset.saturating_add(length);
+        while position < end {
+            let chunk = usize::try_from(end - position)
+                .unwrap_or(usize::MAX)
+                .min(SENDFILE_CHUNK);
+            match wait {
+                None => socket.writable().await?,
+                Some(limit) => tokio::time::timeout(limit, socket.writable())
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))?,
+            }
+            let written = socket.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(socket, file, Some(&mut position), chunk)
+                    .map_err(io::Error::from)
+            });
+            match written {
+                Ok(0) => break,
+                Ok(_) => *sent = position - offset,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// Splits the stream into halves that can be used from two tasks.

@@ -17,6 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
 use tokio_util::io::ReaderStream;
 
+use super::Answer;
 use super::path::encode_segment;
 use super::reply;
 use crate::executor::{Executor, Outcome, OutgoingDownload};
@@ -107,7 +108,100 @@ pub fn byte_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>,
     Ok(Some(range))
 }
 
-/// Sends a file (or its headers, for `HEAD`), from the executor's
+/// A file's answer: its head as the rules below give it (status, type,
+/// name, range, tag), and for a `GET` the bytes that follow. The
+/// connection sends those by `sendfile` when it can;
+/// [`FileAnswer::into_response`] streams them through hyper.
+pub struct FileAnswer {
+    /// The status and headers; its body is empty.
+    pub head: Response,
+    /// The bytes to send: none for `HEAD`.
+    pub body: Option<Transfer>,
+}
+
+impl FileAnswer {
+    /// The answer as hyper sends it: the head, and the bytes streamed.
+    pub fn into_response(self) -> Response {
+        let mut response = self.head;
+        if let Some(transfer) = self.body {
+            *response.body_mut() = transfer.into_body();
+        }
+        response
+    }
+}
+
+/// A file's bytes on their way to a client: a download opened through the
+/// executor, and finished there, so that its log line says how many went.
+pub struct Transfer {
+    executor: Executor,
+    outgoing: OutgoingDownload,
+    source: Source,
+    length: u64,
+}
+
+/// Where a transfer's bytes come from.
+enum Source {
+    /// A second handle on the local file, read from `start`.
+    Local { file: std::fs::File, start: u64 },
+    /// A backend's reader, already at the start.
+    Reader(Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+}
+
+impl Transfer {
+    /// The local file and where in it the bytes start, when the file is on
+    /// the local disk (for `sendfile`).
+    pub fn local_file(&self) -> Option<(&std::fs::File, u64)> {
+        match &self.source {
+            Source::Local { file, start } => Some((file, *start)),
+            Source::Reader(_) => None,
+        }
+    }
+
+    /// How many bytes the answer's head promises.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// Ends the download in the executor, which logs its line: `sent`
+    /// bytes went, and the sending ended there because of `error`, if any.
+    pub fn finish(mut self, sent: u64, error: Option<&std::io::Error>) {
+        let failure = ended(sent, self.length, error);
+        let _ = self.executor.finish_download(self.outgoing, sent, failure);
+    }
+
+    /// The bytes as a body for hyper: a file on the local disk is read
+    /// straight into the buffers that go to the socket, the next one read
+    /// while one is sent.
+    fn into_body(self) -> Body {
+        let chunks = match self.source {
+            Source::Local { file, start } => local_chunks(file, start, self.length).boxed(),
+            Source::Reader(reader) => {
+                ReaderStream::with_capacity(reader.take(self.length), READ_SIZE).boxed()
+            }
+        };
+        Body::from_stream(sent_stream(
+            self.executor,
+            self.outgoing,
+            chunks,
+            self.length,
+        ))
+    }
+}
+
+/// How a download ended, for its log line: `sent` of `length` bytes went,
+/// and the sending stopped there because of `error`, if any.
+fn ended(sent: u64, length: u64, error: Option<&std::io::Error>) -> Option<Failure> {
+    match error {
+        Some(error) => Some(Failure::new(
+            ErrorCode::Internal,
+            format!("sending failed: {error}"),
+        )),
+        None => (sent != length)
+            .then(|| Failure::new(ErrorCode::Internal, "the file shrank while it was sent")),
+    }
+}
+
+/// Answers a file (or its headers, for `HEAD`), from the executor's
 /// download, honouring `Range` and `If-Range`.
 pub async fn file(
     mut executor: Executor,
@@ -116,7 +210,7 @@ pub async fn file(
     method: &Method,
     headers: &HeaderMap,
     disposition: Disposition,
-) -> Response {
+) -> Answer {
     let tag = etag(entry);
     let if_range_matches = headers
         .get(header::IF_RANGE)
@@ -135,7 +229,7 @@ pub async fn file(
         response
             .headers_mut()
             .insert(header::ETAG, HeaderValue::from_str(&tag).expect("hex"));
-        return response;
+        return response.into();
     }
     let range = match if_range_matches {
         true => byte_range(
@@ -157,7 +251,7 @@ pub async fn file(
                 header::CONTENT_RANGE,
                 HeaderValue::from_str(&format!("bytes */{}", entry.size)).expect("digits"),
             );
-            return response;
+            return response.into();
         }
     };
     let (start, length) = match range {
@@ -206,7 +300,10 @@ pub async fn file(
         );
     }
     if method == Method::HEAD {
-        return response;
+        return Answer::File(Box::new(FileAnswer {
+            head: response,
+            body: None,
+        }));
     }
     let outgoing = match executor
         .execute(Operation::Download {
@@ -216,24 +313,31 @@ pub async fn file(
         .await
     {
         Ok(Outcome::Download(outgoing)) => outgoing,
-        Ok(_) => return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
-        Err(failure) => return reply::failure(&failure),
+        Ok(_) => {
+            return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer").into();
+        }
+        Err(failure) => return reply::failure(&failure).into(),
     };
-    // A file on the local disk is read straight into the buffers that go
-    // to the socket, the next one read while one is sent.
-    let chunks = match outgoing.download.local_file().map(std::fs::File::try_clone) {
-        Some(Ok(file)) => local_chunks(file, start, length).boxed(),
+    let source = match outgoing.download.local_file().map(std::fs::File::try_clone) {
+        Some(Ok(file)) => Source::Local { file, start },
         _ => match outgoing.download.reader(start).await {
-            Ok(reader) => ReaderStream::with_capacity(reader.take(length), READ_SIZE).boxed(),
+            Ok(reader) => Source::Reader(reader),
             Err(error) => {
                 let failure = executor.failure(error, path).await;
                 let _ = executor.finish_download(outgoing, 0, Some(failure.clone()));
-                return reply::failure(&failure);
+                return reply::failure(&failure).into();
             }
         },
     };
-    *response.body_mut() = Body::from_stream(sent_stream(executor, outgoing, chunks, length));
-    response
+    Answer::File(Box::new(FileAnswer {
+        head: response,
+        body: Some(Transfer {
+            executor,
+            outgoing,
+            source,
+            length,
+        }),
+    }))
 }
 
 /// `length` bytes of `file` from `start`, a chunk at a time on the
@@ -290,7 +394,8 @@ fn local_chunks(
 }
 
 /// The bytes of a download, `length` of them, finished in the executor
-/// when all went (a client that leaves drops it: logged as interrupted).
+/// when all went (a client that leaves drops it: logged as interrupted,
+/// with how many bytes hyper had taken by then).
 fn sent_stream(
     executor: Executor,
     outgoing: OutgoingDownload,
@@ -303,6 +408,18 @@ fn sent_stream(
         outgoing: Option<OutgoingDownload>,
         sent: u64,
         length: u64,
+    }
+    // Hyper drops the body once it holds as many bytes as the head said,
+    // without asking for its end: all went then. Dropped sooner, the
+    // client left.
+    impl Drop for State {
+        fn drop(&mut self) {
+            if let Some(outgoing) = self.outgoing.take() {
+                let failure = (self.sent < self.length)
+                    .then(|| Failure::new(ErrorCode::Internal, "interrupted"));
+                let _ = self.executor.finish_download(outgoing, self.sent, failure);
+            }
+        }
     }
     let state = State {
         chunks,
@@ -329,9 +446,7 @@ fn sent_stream(
             }
             None => {
                 if let Some(outgoing) = state.outgoing.take() {
-                    let failure = (state.sent != state.length).then(|| {
-                        Failure::new(ErrorCode::Internal, "the file shrank while it was sent")
-                    });
+                    let failure = ended(state.sent, state.length, None);
                     let _ = state
                         .executor
                         .finish_download(outgoing, state.sent, failure);

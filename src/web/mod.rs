@@ -10,6 +10,10 @@
 //! answers:
 //!
 //! - [`path`]: URL path to virtual path (pure; refuses encoded escapes).
+//! - `connection`: one connection: on plain TCP, request heads read with
+//!   `httparse` and a file's bytes sent by `sendfile`; everything else by
+//!   hyper, handed the bytes read.
+//! - `head`: request heads parsed, a file answer's head encoded (pure).
 //! - `auth`: session cookie, HTTP Basic, anonymous; CSRF and cross-site checks.
 //! - `page`: the listing and login HTML, every name escaped.
 //! - `download`: files with ranges, folders as streamed zips.
@@ -19,15 +23,16 @@
 
 mod assets;
 mod auth;
+mod connection;
 mod dav;
 mod download;
+mod head;
 mod page;
 pub mod path;
 mod reply;
 mod upload;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +42,6 @@ use axum::response::Response;
 use dav_server::DavHandler;
 use dav_server::memls::MemLs;
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -154,7 +158,7 @@ pub async fn serve(listener: TcpListener, service: Arc<Service>, shutdown: Cance
                         let Some(stream) = open(tcp, tls.as_ref(), &web.service).await else {
                             return;
                         };
-                        web.run_connection(stream, peer, shutdown).await;
+                        connection::serve(web, stream, peer, shutdown).await;
                     }
                     .instrument(span),
                 );
@@ -238,45 +242,45 @@ async fn refuse(mut stream: Stream, status: StatusCode, reason: &str) {
     let _ = stream.shutdown().await;
 }
 
-impl Web {
-    /// Serves HTTP/1.1 on one connection until it closes, or until
-    /// shutdown asks it to finish the request under way.
-    async fn run_connection(
-        self: Arc<Self>,
-        stream: Stream,
-        peer: Peer,
-        shutdown: CancellationToken,
-    ) {
-        let config = &self.service.config;
-        let web = Arc::clone(&self);
-        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-            let web = Arc::clone(&web);
-            async move { Ok::<_, Infallible>(web.handle(peer, request.map(Body::new)).await) }
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.idle_timeout.min(Duration::from_secs(60)))
-            .max_buf_size(MAX_HEAD);
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(connection);
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "HTTP connection ended");
-                }
-            }
-            _ = shutdown.cancelled() => {
-                connection.as_mut().graceful_shutdown();
-                let _ = connection.await;
-            }
+/// What a request is answered. A file's answer is kept apart from the
+/// rest so that the connection may send its bytes itself, by `sendfile`;
+/// everything else is a response for hyper.
+enum Answer {
+    /// A response for hyper to send.
+    Response(Response),
+    /// A file, or its head for `HEAD` (boxed: it holds the executor).
+    File(Box<download::FileAnswer>),
+}
+
+impl Answer {
+    /// The headers of the answer's head.
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        match self {
+            Answer::Response(response) => response.headers_mut(),
+            Answer::File(file) => file.head.headers_mut(),
         }
     }
 
+    /// The answer as a response for hyper (a file's bytes streamed).
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Response(response) => response,
+            Answer::File(file) => file.into_response(),
+        }
+    }
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Answer {
+        Answer::Response(response)
+    }
+}
+
+impl Web {
     /// Answers one request, with the headers every answer carries.
-    async fn handle(&self, peer: Peer, request: Request<Body>) -> Response {
-        let mut response = self.route(peer, request).await;
-        let headers = response.headers_mut();
+    async fn handle(&self, peer: Peer, request: Request<Body>) -> Answer {
+        let mut answer = self.route(peer, request).await;
+        let headers = answer.headers_mut();
         headers
             .entry(header::X_CONTENT_TYPE_OPTIONS)
             .or_insert(HeaderValue::from_static("nosniff"));
@@ -285,10 +289,10 @@ impl Web {
             HeaderValue::from_static("same-origin"),
         );
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        response
+        answer
     }
 
-    async fn route(&self, peer: Peer, request: Request<Body>) -> Response {
+    async fn route(&self, peer: Peer, request: Request<Body>) -> Answer {
         let head: usize = request
             .headers()
             .iter()
@@ -299,15 +303,18 @@ impl Web {
             return reply::text(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 format!("the request's head is over {MAX_HEAD} bytes"),
-            );
+            )
+            .into();
         }
         let raw_path = request.uri().path().to_owned();
         if raw_path == "/.miniftp" || raw_path.starts_with("/.miniftp/") {
-            return self.internal(peer, request).await;
+            return self.internal(peer, request).await.into();
         }
         let path = match WebPath::decode(&raw_path) {
             Ok(path) => path,
-            Err(refusal) => return reply::text(StatusCode::BAD_REQUEST, refusal.to_string()),
+            Err(refusal) => {
+                return reply::text(StatusCode::BAD_REQUEST, refusal.to_string()).into();
+            }
         };
         let caller = match self
             .logins
@@ -315,7 +322,7 @@ impl Web {
             .await
         {
             Ok(caller) => caller,
-            Err(response) => return response,
+            Err(response) => return response.into(),
         };
         if let Some(user) = caller.user() {
             tracing::Span::current().record("user", user);
@@ -328,31 +335,33 @@ impl Web {
                     path::encode_segment(&path::url_of(&path.path, path.trailing_slash))
                 )),
                 false => reply::challenge(crate::executor::LOGIN_REQUIRED_WEB),
-            };
+            }
+            .into();
         }
-        match method.as_str() {
-            "GET" | "HEAD" => self.get(caller, &path, request).await,
+        let response = match method.as_str() {
+            "GET" | "HEAD" => return self.get(caller, &path, request).await,
             "POST" => {
                 if let Err(failure) = auth::check_same_origin(request.headers()) {
-                    return reply::failure(&failure);
+                    return reply::failure(&failure).into();
                 }
                 self.post(caller, &path, request).await
             }
             "OPTIONS" | "PROPFIND" => self.dav(caller, request).await,
             method if DAV_CHANGES.contains(&method) => {
                 if let Err(failure) = auth::check_same_origin(request.headers()) {
-                    return reply::failure(&failure);
+                    return reply::failure(&failure).into();
                 }
                 if caller.executor.read_only()
                     && !caller.authenticated
                     && self.service.config.accounts.is_some()
                 {
-                    return reply::challenge("log in to change files here");
+                    return reply::challenge("log in to change files here").into();
                 }
                 self.dav(caller, request).await
             }
             _ => reply::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        }
+        };
+        response.into()
     }
 
     /// WebDAV, through dav-server over the caller's executor.
@@ -366,7 +375,7 @@ impl Web {
     }
 
     /// A directory's page (or zip), or a file.
-    async fn get(&self, mut caller: Caller, path: &WebPath, request: Request<Body>) -> Response {
+    async fn get(&self, mut caller: Caller, path: &WebPath, request: Request<Body>) -> Answer {
         let query = Query::parse(request.uri().query());
         let entry = match caller
             .executor
@@ -376,8 +385,10 @@ impl Web {
             .await
         {
             Ok(Outcome::Entry(entry)) => entry,
-            Ok(_) => return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
-            Err(failure) => return self.refused(&caller, &failure),
+            Ok(_) => {
+                return reply::text(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer").into();
+            }
+            Err(failure) => return self.refused(&caller, &failure).into(),
         };
         if entry.kind == EntryKind::File {
             let disposition = match query.has("download") {
@@ -402,18 +413,18 @@ impl Web {
             }
             let mut response = reply::see_other(&location);
             *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
-            return response;
+            return response.into();
         }
         if query.has("zip") {
             let name = match path.is_root() {
                 true => "files",
                 false => path.name(),
             };
-            return download::zip(caller.executor, &path.path, name);
+            return download::zip(caller.executor, &path.path, name).into();
         }
         let entries = match list_all(&mut caller, &path.path).await {
             Ok(entries) => entries,
-            Err(failure) => return self.refused(&caller, &failure),
+            Err(failure) => return self.refused(&caller, &failure).into(),
         };
         let csrf = self.logins.csrf_token(caller.session.as_deref());
         let sort = query.get("sort");
@@ -429,7 +440,7 @@ impl Web {
             filter: &filter,
             chunk_size: upload::CHUNK_SIZE,
         };
-        html(StatusCode::OK, page::listing(&context, entries))
+        html(StatusCode::OK, page::listing(&context, entries)).into()
     }
 
     /// The page's changes: upload chunks, new folder, rename, delete.

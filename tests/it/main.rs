@@ -44,4 +44,5 @@ mod storage_s3;
 mod web_browser;
 mod web_dav;
 mod web_http;
+mod web_sendfile;
 mod web_serve;

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod frames;
 pub mod garage;
+pub mod logs;
 pub mod process;
 pub mod web;
 

@@ -65,7 +65,7 @@ use settings::{Anonymous, Layer, Settings};
 /// download streams one GET. Measured with 1,000 transfers at once, each
 /// costing the server under 0.8 MiB in all (its connection's buffers
 /// included): 494 to 771 MiB for 1,000 uploads,
-/// 767 to 779 MiB for 1,000 downloads (bench/run --s3, several runs).
+/// 767 to 798 MiB for 1,000 downloads (bench/run --s3, several runs).
 ///
 /// Examples:
 ///   miniftp serve                              share . on 127.0.0.1:65438
