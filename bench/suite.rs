@@ -502,14 +502,14 @@ async fn raw_tcp(bytes: u64) -> Duration {
     started.elapsed()
 }
 
-/// The round-trip ceiling: one byte each way over a plain loopback socket,
-/// the echo in a thread of its own (a process of its own would be fairer
-/// still; a thread is close).
-async fn raw_round_trips(count: u32) -> f64 {
+/// The round-trip floor: one byte each way over a plain loopback socket,
+/// blocking sockets at both ends (no runtime at all), each end a thread of
+/// its own, as a blocking C server and client would do it.
+fn blocking_round_trips(count: u32) -> f64 {
+    use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let echo = std::thread::spawn(move || {
-        use std::io::{Read, Write};
         let (mut socket, _) = listener.accept().unwrap();
         socket.set_nodelay(true).unwrap();
         let mut byte = [0u8; 1];
@@ -517,18 +517,57 @@ async fn raw_round_trips(count: u32) -> f64 {
             socket.write_all(&byte).unwrap();
         }
     });
-    let mut socket = TcpStream::connect(address).await.unwrap();
+    let mut socket = std::net::TcpStream::connect(address).unwrap();
     socket.set_nodelay(true).unwrap();
     let started = Instant::now();
     let mut byte = [0u8; 1];
     for _ in 0..count {
-        socket.write_all(&byte).await.unwrap();
-        socket.read_exact(&mut byte).await.unwrap();
+        socket.write_all(&byte).unwrap();
+        socket.read_exact(&mut byte).unwrap();
     }
     let rate = f64::from(count) / started.elapsed().as_secs_f64();
     drop(socket);
     echo.join().unwrap();
     rate
+}
+
+/// The wire's ceiling as iperf3 measures it (one stream, 3 s, loopback),
+/// in MiB/s; `None` without iperf3 (`bench/versus` installs it).
+fn iperf3_one_stream() -> Option<f64> {
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port()
+        .to_string();
+    let mut server = Command::new("iperf3")
+        .args(["-s", "-1", "-p", &port])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    // Until the server listens, the client fails at once: try again.
+    let mut output = None;
+    for _ in 0..100 {
+        let attempt = Command::new("iperf3")
+            .args(["-c", "127.0.0.1", "-p", &port, "-t", "3", "-J"])
+            .output()
+            .ok()?;
+        if attempt.status.success() {
+            output = Some(attempt);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Some(output) = output else {
+        let _ = server.kill();
+        return None;
+    };
+    let _ = server.wait();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let bits = report["end"]["sum_received"]["bits_per_second"].as_f64()?;
+    Some(bits / 8.0 / f64::from(1 << 20))
 }
 
 /// Runs `work` on a current-thread runtime of its own, as `miniftp connect`
@@ -1026,6 +1065,21 @@ async fn main() {
             }
         }
         drop(tls_server);
+        let to_memory = plain_extended
+            .iter()
+            .map(|run| mib_per_s(sizes.big_file, run[2].elapsed))
+            .fold(0.0, f64::max);
+        match iperf3_one_stream() {
+            Some(wire) => rows.push(row(
+                format!("dl to memory {label} extended vs iperf3 one stream (MiB/s), best"),
+                format!("{to_memory:.0}"),
+                format!("{wire:.0}"),
+                format!("{:.2}", to_memory / wire),
+            )),
+            None => {
+                eprintln!("(no iperf3: the row against it is left out; bench/versus installs it)")
+            }
+        }
         let gib = sizes.big_file as f64 / f64::from(1 << 30);
         for (index, verb) in ["ul", "dl", "dl to memory"].into_iter().enumerate() {
             // The best of each: the least disturbed round. CPU time, which the
@@ -1072,15 +1126,15 @@ async fn main() {
             }
         }
 
-        let (extended_cd, extended_info, classic_info, raw, pipelined) = on_current_thread(async {
+        let (extended_cd, extended_info, classic_info, pipelined) = on_current_thread(async {
             (
                 round_trips(&server, Protocol::Auto, sizes.round_trips).await,
                 info_round_trips(&server, Protocol::Auto, sizes.round_trips).await,
                 info_round_trips(&server, Protocol::Classic, sizes.round_trips / 10).await,
-                raw_round_trips(sizes.round_trips).await,
                 pipelined_stats(&server, sizes.pipelined).await,
             )
         });
+        let blocking = blocking_round_trips(sizes.round_trips);
         rows.push(row(
             "info round trips/s, one connection: extended vs classic",
             format!("{extended_info:.0}"),
@@ -1088,10 +1142,10 @@ async fn main() {
             format!("{:.1}", extended_info / classic_info),
         ));
         rows.push(row(
-            "info round trips/s (extended) vs raw TCP 1-byte ping-pong",
+            "info round trips/s (extended) vs blocking-socket 1-byte ping-pong",
             format!("{extended_info:.0}"),
-            format!("{raw:.0}"),
-            format!("{:.2}", extended_info / raw),
+            format!("{blocking:.0}"),
+            format!("{:.2}", extended_info / blocking),
         ));
         rows.push(row(
             "cd round trips/s, one connection (extended)",

@@ -105,6 +105,38 @@ impl Operation {
         }
     }
 
+    /// The paths it names, as the client wrote them: the first and, for a
+    /// rename, the second. A login and an exit name none.
+    pub fn paths(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Operation::ChangeDirectory { path }
+            | Operation::MakeDirectory { path, .. }
+            | Operation::Remove { path, .. }
+            | Operation::Stat { path }
+            | Operation::List { path }
+            | Operation::Size { path }
+            | Operation::Upload { path, .. }
+            | Operation::Download { path, .. } => (Some(path), None),
+            Operation::Rename { from, to } => (Some(from), Some(to)),
+            Operation::Login { .. } | Operation::Exit => (None, None),
+        }
+    }
+
+    /// What it is answered when it succeeds.
+    pub fn answer(&self) -> Answer {
+        match self {
+            Operation::ChangeDirectory { .. }
+            | Operation::MakeDirectory { .. }
+            | Operation::Remove { .. }
+            | Operation::Rename { .. }
+            | Operation::Login { .. } => Answer::Done,
+            Operation::Stat { .. } | Operation::Size { .. } => Answer::Entry,
+            Operation::List { .. } => Answer::Listing,
+            Operation::Upload { .. } | Operation::Download { .. } => Answer::Transfer,
+            Operation::Exit => Answer::Closed,
+        }
+    }
+
     /// Whether the operation changes the tree (refused on read-only access).
     pub fn changes_the_tree(&self) -> bool {
         match self {
@@ -121,6 +153,21 @@ impl Operation {
             | Operation::Exit => false,
         }
     }
+}
+
+/// The shape of what a successful operation is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Done, nothing more (a directory made, an entry removed).
+    Done,
+    /// One entry (stat, size).
+    Entry,
+    /// A directory's entries.
+    Listing,
+    /// A file's bytes travel (upload, download), then the outcome.
+    Transfer,
+    /// The session ends.
+    Closed,
 }
 
 /// A password: its `Debug` never shows it, so that it cannot reach a log

@@ -31,7 +31,7 @@ use super::{Progress, ProgressWriter, Stage};
 use crate::connection::{Connection, ConnectionError};
 use crate::digest::{self, Digest, Hasher};
 use crate::operation::Entry;
-use crate::operation::Operation;
+use crate::operation::{Answer, Operation};
 use crate::protocol::extended::{ErrorCode, Header, Kind, Message};
 
 /// Files up to this size travel inside the batch of frames (read whole,
@@ -95,19 +95,15 @@ enum Shape {
     Listing,
 }
 
-/// The answer an operation gets, or `None` for those that move a file (or
-/// send nothing at all): every operation is named here, so a new one must
-/// say what it is answered by.
+/// The frames an operation's answer comes in, or `None` for those that
+/// move a file (or send nothing at all); what each operation is answered
+/// is said once, by [`Operation::answer`].
 fn answer_shape(operation: &Operation) -> Option<Shape> {
-    match operation {
-        Operation::ChangeDirectory { .. }
-        | Operation::MakeDirectory { .. }
-        | Operation::Remove { .. }
-        | Operation::Rename { .. }
-        | Operation::Login { .. } => Some(Shape::Done),
-        Operation::Stat { .. } | Operation::Size { .. } => Some(Shape::Entry),
-        Operation::List { .. } => Some(Shape::Listing),
-        Operation::Upload { .. } | Operation::Download { .. } | Operation::Exit => None,
+    match operation.answer() {
+        Answer::Done => Some(Shape::Done),
+        Answer::Entry => Some(Shape::Entry),
+        Answer::Listing => Some(Shape::Listing),
+        Answer::Transfer | Answer::Closed => None,
     }
 }
 

@@ -39,22 +39,16 @@ impl Record {
     /// Starts the record of `operation`.
     pub(super) fn start(operation: &Operation) -> Record {
         let (path, to) = match operation {
-            Operation::ChangeDirectory { path }
-            | Operation::MakeDirectory { path, .. }
-            | Operation::Remove { path, .. }
-            | Operation::Stat { path }
-            | Operation::List { path }
-            | Operation::Size { path }
-            | Operation::Upload { path, .. }
-            | Operation::Download { path, .. } => (path.clone(), None),
-            Operation::Rename { from, to } => (from.clone(), Some(to.clone())),
             // The name only if it could be one: a log line must not carry a
             // megabyte of whatever the client sent.
             Operation::Login { user, .. } => match crate::accounts::validate_name(user) {
                 Ok(()) => (user.clone(), None),
                 Err(_) => (format!("(not a valid name, {} bytes)", user.len()), None),
             },
-            Operation::Exit => (String::new(), None),
+            operation => {
+                let (path, to) = operation.paths();
+                (path.unwrap_or_default().to_owned(), to.map(str::to_owned))
+            }
         };
         Record {
             name: operation.name(),
@@ -65,10 +59,7 @@ impl Record {
             resumed_from: 0,
             entries: None,
             grouped: 0,
-            transfer: matches!(
-                operation,
-                Operation::Upload { .. } | Operation::Download { .. }
-            ),
+            transfer: operation.answer() == crate::operation::Answer::Transfer,
             armed: true,
         }
     }
