@@ -437,13 +437,15 @@ impl Extended {
     }
 
     /// [`Extended::download`] into a local file, written and hashed on a
-    /// thread of its own; gives the file back with the size.
+    /// thread of its own (its write-back started as it goes when
+    /// `durable`); gives the file back with the size.
     pub async fn download_to_file(
         &mut self,
         path: &str,
         offset: u64,
         hasher: Hasher,
         file: std::fs::File,
+        durable: bool,
         report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<((u64, std::fs::File), String), ClientError> {
         let id = self.requests.id();
@@ -456,7 +458,13 @@ impl Extended {
         let mut reporter = Reporter::new(Progress::default(), report);
         let downloaded = self
             .replies
-            .download_to_file(id, path, offset, hasher, file, &mut reporter)
+            .download_to_file(
+                id,
+                path,
+                offset,
+                FileWriter::start(file, hasher, durable),
+                &mut reporter,
+            )
             .await?;
         Ok((downloaded, self.directory.clone()))
     }
@@ -860,20 +868,18 @@ impl Replies {
         Ok(size)
     }
 
-    /// [`Replies::download`] into a local file, written and hashed on a
-    /// thread of its own while the next bytes arrive; gives the file back
-    /// (positioned after what it wrote) with the size.
+    /// [`Replies::download`] into a local file by `writer`, which writes
+    /// and hashes on a thread of its own while the next bytes arrive; gives
+    /// the file back (positioned after what it wrote) with the size.
     async fn download_to_file(
         &mut self,
         id: u32,
         name: &str,
         offset: u64,
-        hasher: Hasher,
-        file: std::fs::File,
+        mut writer: FileWriter,
         report: &mut Reporter<'_>,
     ) -> Result<(u64, std::fs::File), ClientError> {
         let (size, length) = self.download_start(id, offset, report).await?;
-        let mut writer = FileWriter::start(file, hasher);
         let mut remaining = length;
         let mut written = Ok(());
         let received = async {

@@ -218,14 +218,22 @@ const WRITER_QUEUE: usize = 8;
 
 impl FileWriter {
     /// Starts writing at `file`'s position, hashing after what `hasher`
-    /// holds.
-    pub fn start(mut file: std::fs::File, mut hasher: Hasher) -> FileWriter {
+    /// holds; when `durable`, the disk is asked to start writing out every
+    /// few MiB, so that the final flush is short.
+    pub fn start(mut file: std::fs::File, mut hasher: Hasher, durable: bool) -> FileWriter {
+        use crate::storage::write_back;
         let (chunks, mut arriving) = tokio::sync::mpsc::channel::<Bytes>(WRITER_QUEUE);
         let done = tokio::task::spawn_blocking(move || {
             use std::io::Write;
+            let mut written = 0u64;
             while let Some(chunk) = arriving.blocking_recv() {
                 file.write_all(&chunk)?;
                 hasher.update(&chunk);
+                let before = written;
+                written += chunk.len() as u64;
+                if durable && write_back::due(before, written) {
+                    write_back::start(&file);
+                }
             }
             Ok((file, hasher))
         });

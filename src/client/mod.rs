@@ -679,7 +679,7 @@ impl Client {
             let result = self
                 .run(async |t| {
                     t.extended("dl")?
-                        .download_to_file(remote, offset, attempt, file, &mut progress)
+                        .download_to_file(remote, offset, attempt, file, durable, &mut progress)
                         .await
                 })
                 .await;

@@ -727,7 +727,7 @@ impl DownloadSource for LocalFile {
 /// An upload to a private file. Its bytes are written and hashed on the
 /// blocking pool, a chunk at a time, while the session receives the next
 /// (the worker copies nothing and hashes nothing); the disk is asked to
-/// start writing them out as they come ([`WRITE_BACK_EVERY`]), so that the
+/// start writing them out as they come ([`super::write_back::EVERY`]), so that the
 /// flush at the commit finds little left to do.
 struct LocalUpload {
     /// The file and the hash of what it holds, when no write is under way.
@@ -749,10 +749,6 @@ struct LocalUpload {
     /// A resumable upload's partial file outlives a failed attempt.
     keep_on_drop: bool,
 }
-
-/// How many bytes an upload writes between two requests that the disk
-/// start writing them out (`sync_file_range`).
-const WRITE_BACK_EVERY: u64 = 8 << 20;
 
 impl LocalUpload {
     fn new(
@@ -810,8 +806,8 @@ impl LocalUpload {
             use std::io::Write;
             file.write_all(&chunk)?;
             hasher.update(&chunk);
-            if flushes && before / WRITE_BACK_EVERY != after / WRITE_BACK_EVERY {
-                start_write_back(&file);
+            if flushes && super::write_back::due(before, after) {
+                super::write_back::start(&file);
             }
             Ok((file, hasher))
         }));
@@ -845,20 +841,6 @@ impl LocalUpload {
             }
             Err(error) => Err(error.into()),
         }
-    }
-}
-
-/// Asks the disk to start writing out what a file holds (without waiting):
-/// a later flush then finds most of it written. Failures only cost time.
-// `unsafe_code` is denied crate-wide: neither std nor rustix wraps
-// `sync_file_range(2)`, one call on a descriptor we hold open.
-#[allow(unsafe_code)]
-fn start_write_back(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is open for the borrow of `file`; the call takes
-    // integers only and touches no memory of ours.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 

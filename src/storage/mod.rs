@@ -16,6 +16,7 @@
 pub mod local;
 pub mod path;
 pub mod s3;
+pub mod write_back;
 
 use std::future::Future;
 use std::io;
