@@ -1311,3 +1311,29 @@ async fn a_resumed_transfer_reports_checking_then_moving_then_verifying() {
     );
     assert_eq!(server.read("copy.bin"), contents);
 }
+
+#[tokio::test]
+async fn a_durable_download_past_several_write_backs_is_whole_and_identical() {
+    let server = TestServer::start().await;
+    // Past two requests to start write-back (every 8 MiB), ending off a
+    // boundary.
+    let data = pseudo_random_bytes((20 << 20) + 7, 15);
+    server.write("big.bin", &data);
+    let config = ClientConfig {
+        timeout: Duration::from_secs(10),
+        durable_downloads: true,
+        ..ClientConfig::default()
+    };
+    let mut client = Client::connect(&server.address.to_string(), config)
+        .await
+        .expect("connect");
+    let local = TempDir::new().unwrap();
+    let target = local.path().join("big.bin");
+    let got = client
+        .download_file("big.bin", &target, PLAIN, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(got, data.len() as u64);
+    assert!(std::fs::read(&target).unwrap() == data, "identical");
+    assert_eq!(local_entries(local.path()), ["big.bin"]);
+}
