@@ -410,6 +410,18 @@ impl Extended {
         Ok((size, self.directory.clone()))
     }
 
+    /// Sends the request for `path` from `offset`; its id.
+    async fn request_download(&mut self, path: &str, offset: u64) -> Result<u32, ClientError> {
+        let id = self.requests.id();
+        let download = Message::Request(Operation::Download {
+            path: path.into(),
+            offset,
+        });
+        self.requests.push(id, &download);
+        self.requests.flush().await?;
+        Ok(id)
+    }
+
     /// Downloads `path` from `offset` into `writer`, checking the digest of
     /// the whole file (`hasher` holds the first `offset` bytes already).
     /// Returns the file's size.
@@ -421,13 +433,7 @@ impl Extended {
         writer: &mut W,
         report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(u64, String), ClientError> {
-        let id = self.requests.id();
-        let download = Message::Request(Operation::Download {
-            path: path.into(),
-            offset,
-        });
-        self.requests.push(id, &download);
-        self.requests.flush().await?;
+        let id = self.request_download(path, offset).await?;
         let mut reporter = Reporter::new(Progress::default(), report);
         let size = self
             .replies
@@ -448,13 +454,7 @@ impl Extended {
         durable: bool,
         report: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<((u64, std::fs::File), String), ClientError> {
-        let id = self.requests.id();
-        let download = Message::Request(Operation::Download {
-            path: path.into(),
-            offset,
-        });
-        self.requests.push(id, &download);
-        self.requests.flush().await?;
+        let id = self.request_download(path, offset).await?;
         let mut reporter = Reporter::new(Progress::default(), report);
         let downloaded = self
             .replies
