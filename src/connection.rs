@@ -16,6 +16,9 @@ use crate::protocol::extended::{FrameError, HEADER_LEN, Header};
 use crate::protocol::frame::{TokenDetector, TokenScanner};
 use crate::protocol::{TOKEN_LEN, Token};
 
+mod wait_limit;
+use wait_limit::WaitLimit;
+
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -77,6 +80,8 @@ pub struct Connection<S> {
     /// The longest wait for the next bytes before a read fails with
     /// `TimedOut`; `None` waits forever.
     read_timeout: Option<Duration>,
+    /// The one timer behind every bounded wait.
+    waits: WaitLimit,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -88,6 +93,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             token,
             buffer: BytesMut::with_capacity(READ_CHUNK),
             read_timeout: None,
+            waits: WaitLimit::default(),
         }
     }
 
@@ -211,13 +217,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Writes raw bytes: part of a message whose token comes later.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let limit = self.read_timeout;
         let stream = &mut self.stream;
-        bounded(limit, async {
-            stream.write_all(bytes).await?;
-            stream.flush().await
-        })
-        .await
+        self.waits
+            .bound(self.read_timeout, async {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            })
+            .await
     }
 
     /// Writes the token alone, ending the message in progress.
@@ -358,7 +364,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     async fn fill(&mut self) -> io::Result<usize> {
         self.buffer.reserve(READ_CHUNK);
-        bounded(self.read_timeout, self.stream.read_buf(&mut self.buffer)).await
+        self.waits
+            .bound(self.read_timeout, self.stream.read_buf(&mut self.buffer))
+            .await
     }
 }
 
@@ -447,19 +455,6 @@ pub async fn contains_token<R: AsyncRead + Unpin>(
         if detector.feed(&buffer[..read]) {
             return Ok(true);
         }
-    }
-}
-
-/// Bounds one wait for the peer (to send, or to read what we send).
-async fn bounded<T>(
-    limit: Option<Duration>,
-    wait: impl Future<Output = io::Result<T>>,
-) -> io::Result<T> {
-    match limit {
-        None => wait.await,
-        Some(limit) => tokio::time::timeout(limit, wait)
-            .await
-            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
     }
 }
 
