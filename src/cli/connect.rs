@@ -348,7 +348,11 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
     let shell = Shell::new(runtime, client, confirm);
     match script {
-        Some(script) => Ok(shell::script::run(shell, &script, args.keep_going)),
+        Some(script) => Ok(shell::script::run(
+            shell.for_script(),
+            &script,
+            args.keep_going,
+        )),
         None => shell::interactive::run(shell),
     }
 }

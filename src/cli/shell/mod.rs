@@ -17,6 +17,7 @@ use miniftp::protocol::text::escape;
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use miniftp::client::{
     Client, ClientError, Entry, ErrorCode, Progress, RESUMABLE_SUFFIX, TransferOptions,
@@ -104,6 +105,12 @@ const FAILURES_SHOWN: usize = 20;
 /// classic welcome lists them all, however many).
 const WELCOME_SHOWN: usize = 10;
 
+/// In a script, a connection that answered this recently is not probed for
+/// a close before the next command: commands that follow each other at
+/// once cannot have met an idle timeout, and the probe (a turn of the
+/// runtime's I/O driver) would be a good part of a small request's cost.
+const RECENTLY_ANSWERED: Duration = Duration::from_millis(100);
+
 /// A connected client and how to show things.
 pub struct Shell {
     runtime: Runtime,
@@ -111,6 +118,12 @@ pub struct Shell {
     /// Whether standard output is a terminal (progress bars).
     animated: bool,
     confirm: Confirm,
+    /// Whether a connection that answered [`RECENTLY_ANSWERED`] ago is
+    /// still probed before each command (an interactive user may pause
+    /// for any time; a script's commands follow each other).
+    probe_always: bool,
+    /// When the last remote command ended.
+    last_remote: Option<Instant>,
 }
 
 impl Shell {
@@ -120,7 +133,25 @@ impl Shell {
             client,
             animated: std::io::stdout().is_terminal(),
             confirm,
+            probe_always: true,
+            last_remote: None,
         }
+    }
+
+    /// Runs the commands of a script: one right after another, so that a
+    /// connection that has just answered is not probed for a close.
+    pub fn for_script(mut self) -> Shell {
+        self.probe_always = false;
+        self
+    }
+
+    /// Whether the connection may have been closed by the server since the
+    /// last command (an idle timeout), so that it must be probed.
+    fn may_have_idled(&self) -> bool {
+        self.probe_always
+            || self
+                .last_remote
+                .is_none_or(|ended| ended.elapsed() >= RECENTLY_ANSWERED)
     }
 
     /// The remote directory, for the prompt.
@@ -169,7 +200,7 @@ impl Shell {
                 failure => failure,
             })?;
             eprintln!("reconnected; remote directory {}", escape(self.directory()));
-        } else if command.is_remote() {
+        } else if command.is_remote() && self.may_have_idled() {
             let client = &mut self.client;
             let reconnected = self
                 .runtime
@@ -182,7 +213,11 @@ impl Shell {
                 );
             }
         }
-        self.execute(&command)
+        let flow = self.execute(&command);
+        if command.is_remote() {
+            self.last_remote = Some(Instant::now());
+        }
+        flow
     }
 
     /// Opens a new connection and returns to the remote directory.
