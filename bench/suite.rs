@@ -6,6 +6,7 @@
 //! ```sh
 //! bench/run            # full sizes (1 GiB transfers, 10,000 files, 1,000 clients)
 //! bench/run --small    # reduced sizes, as CI runs it so that it cannot rot
+//! cargo bench --bench suite -- --ping-pong 20000   # the round-trip floor alone (bench/versus)
 //! ```
 //!
 //! The server runs as a separate process (the real `miniftp serve`), so its
@@ -986,6 +987,17 @@ const S3_ROUNDS: usize = 3;
 
 #[tokio::main]
 async fn main() {
+    // `--ping-pong COUNT`: the round-trip floor alone, printed as round
+    // trips/s (bench/versus sets it beside vsftpd and a miniftp batch).
+    let arguments: Vec<String> = std::env::args().collect();
+    if let Some(at) = arguments.iter().position(|arg| arg == "--ping-pong") {
+        let count = arguments
+            .get(at + 1)
+            .and_then(|count| count.parse().ok())
+            .expect("--ping-pong COUNT");
+        println!("{:.0}", blocking_round_trips(count));
+        return;
+    }
     let small = std::env::args().any(|arg| arg == "--small");
     let sizes = if small { SMALL } else { FULL };
     let s3_only = std::env::args().any(|arg| arg == "--s3");
