@@ -16,7 +16,9 @@ use crate::protocol::extended::{FrameError, HEADER_LEN, Header};
 use crate::protocol::frame::{TokenDetector, TokenScanner};
 use crate::protocol::{TOKEN_LEN, Token};
 
+mod recycling;
 mod wait_limit;
+pub use recycling::{ChunkRecycler, ChunkReturn};
 use wait_limit::WaitLimit;
 
 /// How much is read from the socket at a time.
@@ -351,6 +353,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             .len()
             .min(usize::try_from(remaining).unwrap_or(usize::MAX));
         Ok(self.buffer.split_to(take).freeze())
+    }
+
+    /// [`Connection::read_data_chunk`], read into the memory of a chunk
+    /// given back to `recycler` when this connection's buffer is spent: a
+    /// chunk that goes to another thread is not allocated afresh.
+    pub async fn read_data_chunk_recycled(
+        &mut self,
+        remaining: u64,
+        recycler: &ChunkRecycler,
+    ) -> Result<Bytes, ConnectionError> {
+        if self.buffer.is_empty()
+            && let Some(spare) = recycler.spare()
+        {
+            self.buffer = spare;
+        }
+        self.read_data_chunk(remaining).await
     }
 
     /// Reads with a larger buffer when much data is expected.

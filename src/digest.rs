@@ -40,6 +40,55 @@ impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<'_, R> {
     }
 }
 
+/// A hasher on a thread of the blocking pool, fed chunks as they arrive:
+/// a download hashes on one core while it receives on another.
+pub struct HashingThread {
+    chunks: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
+    done: tokio::task::JoinHandle<Hasher>,
+}
+
+/// How many chunks may wait to be hashed (a download's are at most
+/// 256 KiB each).
+const HASHING_QUEUE: usize = 4;
+
+impl HashingThread {
+    /// Starts hashing after what `hasher` holds; each chunk, once hashed,
+    /// goes to `hashed` (to be read into again).
+    pub fn start(
+        mut hasher: Hasher,
+        hashed: impl Fn(bytes::Bytes) + Send + 'static,
+    ) -> HashingThread {
+        let (chunks, mut arriving) = tokio::sync::mpsc::channel::<bytes::Bytes>(HASHING_QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = arriving.blocking_recv() {
+                hasher.update(&chunk);
+                hashed(chunk);
+            }
+            hasher
+        });
+        HashingThread {
+            chunks: Some(chunks),
+            done,
+        }
+    }
+
+    /// Hands over the next chunk (waiting while the queue is full).
+    pub async fn update(&mut self, chunk: bytes::Bytes) {
+        if let Some(chunks) = &self.chunks
+            && chunks.send(chunk).await.is_err()
+        {
+            // The thread is gone (it panicked): `finish` says so.
+            self.chunks = None;
+        }
+    }
+
+    /// Waits for every chunk to be hashed; the hasher, holding them all.
+    pub async fn finish(mut self) -> std::io::Result<Hasher> {
+        self.chunks = None;
+        (&mut self.done).await.map_err(std::io::Error::other)
+    }
+}
+
 /// Hashes the first `length` bytes of `reader` (e.g. the part of a file a
 /// resumed transfer already holds).
 pub async fn hash_prefix<R: AsyncRead + Unpin>(
@@ -121,6 +170,26 @@ mod tests {
         let cancelled = std::sync::atomic::AtomicBool::new(true);
         let error = hash_file_blocking(&file, 700_000, &cancelled).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::Interrupted);
+    }
+
+    #[tokio::test]
+    async fn a_hashing_thread_hashes_every_chunk_in_order_after_what_it_held() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut held = Hasher::new();
+        held.update(&data[..1000]);
+        let (hashed, back) = std::sync::mpsc::channel();
+        let mut thread = HashingThread::start(held, move |chunk| hashed.send(chunk).unwrap());
+        // More chunks than the queue holds, of uneven sizes.
+        let chunks: Vec<_> = data[1000..].chunks(70_001).collect();
+        for chunk in &chunks {
+            thread.update(bytes::Bytes::copy_from_slice(chunk)).await;
+        }
+        let hasher = thread.finish().await.unwrap();
+        assert_eq!(hasher.finalize(), blake3::hash(&data));
+        // Each chunk is handed on once hashed, in order.
+        let handed: Vec<_> = back.try_iter().collect();
+        assert_eq!(handed.len(), chunks.len());
+        assert!(handed.iter().zip(&chunks).all(|(h, c)| &h[..] == *c));
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use tokio::time::Sleep;
 use super::error::{ClientError, Direction};
 use super::local::{FileWriter, PartialFile};
 use super::{Progress, ProgressWriter, Stage};
-use crate::connection::{Connection, ConnectionError};
+use crate::connection::{ChunkRecycler, Connection, ConnectionError};
 use crate::digest::{self, Digest, Hasher};
 use crate::operation::Entry;
 use crate::operation::{Answer, Operation};
@@ -194,6 +194,7 @@ impl Extended {
             },
             replies: Replies {
                 connection: reader,
+                recycler: ChunkRecycler::new(),
                 timeout,
                 writing,
             },
@@ -462,7 +463,7 @@ impl Extended {
                 id,
                 path,
                 offset,
-                FileWriter::start(file, hasher, durable),
+                FileWriter::start(file, hasher, durable, self.replies.recycler.returner()),
                 &mut reporter,
             )
             .await?;
@@ -721,6 +722,8 @@ impl Requests {
 /// The reading half.
 struct Replies {
     connection: Connection<ReadSide>,
+    /// Gets back the chunks a download hands to another thread.
+    recycler: ChunkRecycler,
     timeout: Duration,
     /// Set while a pipeline's writer is still writing: the server may
     /// rightly say nothing until it has read what is on the way, so
@@ -853,19 +856,68 @@ impl Replies {
         let (size, length) = self.download_start(id, offset, report).await?;
         let progress = report.progress;
         let mut sink = ProgressWriter::new(writer, progress, &mut *report.callback);
-        let written = self
-            .connection
-            .read_data(length, &mut sink, |chunk| {
-                hasher.update(chunk);
-            })
-            .await
-            .map_err(|error| self.lost(error))?;
+        let written = if length >= HASHED_ASIDE_FROM {
+            let returner = self.recycler.returner();
+            let hashing = digest::HashingThread::start(std::mem::take(&mut hasher), move |chunk| {
+                returner.give_back(chunk);
+            });
+            let (written, hashing) = self
+                .read_data_hashed_aside(length, &mut sink, hashing)
+                .await;
+            // A lost connection is the error that matters; the hashing
+            // thread's end is waited for all the same.
+            let hashed = hashing.finish().await;
+            let written = written.map_err(|error| self.lost(error))?;
+            hasher = hashed.map_err(ClientError::Sink)?;
+            written
+        } else {
+            self.connection
+                .read_data(length, &mut sink, |chunk| {
+                    hasher.update(chunk);
+                })
+                .await
+                .map_err(|error| self.lost(error))?
+        };
         report.progress.done = offset + length;
         report.stage(Stage::Verifying);
         let digest = self.download_digest(id).await?;
         written.map_err(ClientError::Sink)?;
         check_digest(name, &digest, hasher)?;
         Ok(size)
+    }
+
+    /// [`Connection::read_data`] with the hashing on a thread of its own:
+    /// each chunk goes to `hashing` (no copy) and to `sink` while the next
+    /// arrives. A failing sink does not break the stream: the rest is read,
+    /// hashed and dropped.
+    async fn read_data_hashed_aside<W: AsyncWrite + Unpin>(
+        &mut self,
+        length: u64,
+        sink: &mut W,
+        mut hashing: digest::HashingThread,
+    ) -> (
+        Result<io::Result<()>, ConnectionError>,
+        digest::HashingThread,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        let mut remaining = length;
+        let mut written = Ok(());
+        while remaining > 0 {
+            let chunk = match self
+                .connection
+                .read_data_chunk_recycled(remaining, &self.recycler)
+                .await
+            {
+                Ok(chunk) => chunk,
+                Err(error) => return (Err(error), hashing),
+            };
+            remaining -= chunk.len() as u64;
+            hashing.update(chunk.clone()).await;
+            if written.is_ok() {
+                written = sink.write_all(&chunk).await;
+            }
+        }
+        (Ok(written), hashing)
     }
 
     /// [`Replies::download`] into a local file by `writer`, which writes
@@ -886,7 +938,7 @@ impl Replies {
             while remaining > 0 {
                 let chunk = self
                     .connection
-                    .read_data_chunk(remaining)
+                    .read_data_chunk_recycled(remaining, &self.recycler)
                     .await
                     .map_err(|error| self.lost(error))?;
                 remaining -= chunk.len() as u64;
@@ -1028,6 +1080,10 @@ impl Replies {
         ClientError::from_connection(error, self.timeout)
     }
 }
+
+/// From how many bytes a download into a writer hashes on a thread of its
+/// own: below, the thread would cost more than it overlaps.
+const HASHED_ASIDE_FROM: u64 = 4 << 20;
 
 /// Progress as it is reported: where a transfer stands, and to whom.
 pub(super) struct Reporter<'a> {

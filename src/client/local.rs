@@ -11,6 +11,7 @@ use tokio::fs::File;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::error::ClientError;
+use crate::connection::ChunkReturn;
 use crate::digest::{self, Hasher};
 use crate::protocol::Token;
 
@@ -220,7 +221,14 @@ impl FileWriter {
     /// Starts writing at `file`'s position, hashing after what `hasher`
     /// holds; when `durable`, the disk is asked to start writing out every
     /// few MiB, so that the final flush is short.
-    pub fn start(mut file: std::fs::File, mut hasher: Hasher, durable: bool) -> FileWriter {
+    ///
+    /// Each chunk, once written, is given back through `written_chunks`.
+    pub fn start(
+        mut file: std::fs::File,
+        mut hasher: Hasher,
+        durable: bool,
+        written_chunks: ChunkReturn,
+    ) -> FileWriter {
         use crate::storage::write_back;
         let (chunks, mut arriving) = tokio::sync::mpsc::channel::<Bytes>(WRITER_QUEUE);
         let done = tokio::task::spawn_blocking(move || {
@@ -231,6 +239,7 @@ impl FileWriter {
                 hasher.update(&chunk);
                 let before = written;
                 written += chunk.len() as u64;
+                written_chunks.give_back(chunk);
                 if durable && write_back::due(before, written) {
                     write_back::start(&file);
                 }

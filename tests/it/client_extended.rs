@@ -645,6 +645,54 @@ async fn a_corrupted_download_is_refused_and_nothing_is_kept() {
 }
 
 #[tokio::test]
+async fn a_large_download_into_memory_is_hashed_whole_and_a_corrupted_one_refused() {
+    // Large enough (6 MiB) to be hashed on a thread of its own while it
+    // arrives, its chunks recycled.
+    let server = TestServer::start().await;
+    let data = pseudo_random_bytes(6 << 20, 9);
+    server.write("big.bin", &data);
+    let prefix = server_prefix(&["big.bin"]);
+    let at = prefix + 42 + 5_000_000;
+    let proxy = Proxy::start(server.address, vec![Fault::FlipToClient(at), Fault::None]).await;
+
+    let mut client = connect(proxy.address).await;
+    let mut received = Vec::new();
+    let error = client
+        .download("big.bin", &mut received, |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            ClientError::DigestMismatch {
+                direction: Direction::Download,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(received.len(), data.len());
+    assert!(client.is_connected());
+
+    let mut client = connect(proxy.address).await;
+    let mut received = Vec::new();
+    let size = client
+        .download("big.bin", &mut received, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(size, data.len() as u64);
+    assert!(received == data);
+    // The connection is in step after it: a second download, then a stat.
+    let mut again = Vec::new();
+    client
+        .download("big.bin", &mut again, |_| {})
+        .await
+        .unwrap();
+    assert!(again == data);
+    assert_eq!(client.size("big.bin").await.unwrap(), data.len() as u64);
+}
+
+#[tokio::test]
 async fn a_corrupted_upload_is_refused_by_the_server_and_nothing_is_stored() {
     let server = TestServer::start().await;
     server.write("f.bin", b"old");
