@@ -503,14 +503,97 @@ async fn raw_tcp(bytes: u64) -> Duration {
     started.elapsed()
 }
 
+/// Where the two ends of a round trip run: each on a CPU of its own, the
+/// server on the first this process may use and the client on the second,
+/// as on two machines. Left to the scheduler, both ends of a loopback
+/// round trip sometimes share one core, and then every round trip (the
+/// floor's as well) is two to three times faster than with a core each:
+/// the ratios were noise. `None` with a single CPU (nothing is pinned).
+#[derive(Clone, Copy)]
+struct Placement {
+    server: usize,
+    client: usize,
+}
+
+impl Placement {
+    fn of_this_machine() -> Option<Placement> {
+        let allowed = Placement::allowed();
+        Some(Placement {
+            server: allowed.first()?.parse().ok()?,
+            client: allowed.get(1)?.parse().ok()?,
+        })
+    }
+
+    /// The CPUs the calling thread may run on.
+    fn allowed() -> Vec<String> {
+        let Ok(allowed) = rustix::thread::sched_getaffinity(None) else {
+            return Vec::new();
+        };
+        (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&cpu| allowed.is_set(cpu))
+            .map(|cpu| cpu.to_string())
+            .collect()
+    }
+
+    /// Runs the calling thread on `cpu` from now on.
+    fn pin_this_thread(cpu: usize) {
+        let mut set = rustix::thread::CpuSet::new();
+        set.set(cpu);
+        rustix::thread::sched_setaffinity(None, &set).expect("sched_setaffinity");
+    }
+
+    /// Runs every thread of the process `pid` on `cpus` (a `taskset` list)
+    /// from now on.
+    fn pin_process(pid: u32, cpus: &str) {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("taskset (util-linux)");
+        assert!(status.success(), "taskset -a -p -c {cpus} {pid}");
+    }
+
+    /// Runs `client` on a thread of its own on the client's CPU, the
+    /// server's process `server` on the server's CPU meanwhile (and on
+    /// every CPU again after).
+    fn round_trips<T: Send>(
+        placement: Option<Placement>,
+        server: u32,
+        client: impl FnOnce() -> T + Send,
+    ) -> T {
+        let Some(placement) = placement else {
+            return std::thread::scope(|scope| {
+                scope.spawn(client).join().expect("the round trips")
+            });
+        };
+        let allowed = Placement::allowed().join(",");
+        Placement::pin_process(server, &placement.server.to_string());
+        let result = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    Placement::pin_this_thread(placement.client);
+                    client()
+                })
+                .join()
+                .expect("the round trips")
+        });
+        Placement::pin_process(server, &allowed);
+        result
+    }
+}
+
 /// The round-trip floor: one byte each way over a plain loopback socket,
 /// blocking sockets at both ends (no runtime at all), each end a thread of
-/// its own, as a blocking C server and client would do it.
-fn blocking_round_trips(count: u32) -> f64 {
+/// its own, as a blocking C server and client would do it; placed as the
+/// server and client of the other round trips ([`Placement`]).
+fn blocking_round_trips(count: u32, placement: Option<Placement>) -> f64 {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let echo = std::thread::spawn(move || {
+        if let Some(placement) = placement {
+            Placement::pin_this_thread(placement.server);
+        }
         let (mut socket, _) = listener.accept().unwrap();
         socket.set_nodelay(true).unwrap();
         let mut byte = [0u8; 1];
@@ -518,16 +601,25 @@ fn blocking_round_trips(count: u32) -> f64 {
             socket.write_all(&byte).unwrap();
         }
     });
-    let mut socket = std::net::TcpStream::connect(address).unwrap();
-    socket.set_nodelay(true).unwrap();
-    let started = Instant::now();
-    let mut byte = [0u8; 1];
-    for _ in 0..count {
-        socket.write_all(&byte).unwrap();
-        socket.read_exact(&mut byte).unwrap();
-    }
-    let rate = f64::from(count) / started.elapsed().as_secs_f64();
-    drop(socket);
+    let rate = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                if let Some(placement) = placement {
+                    Placement::pin_this_thread(placement.client);
+                }
+                let mut socket = std::net::TcpStream::connect(address).unwrap();
+                socket.set_nodelay(true).unwrap();
+                let started = Instant::now();
+                let mut byte = [0u8; 1];
+                for _ in 0..count {
+                    socket.write_all(&byte).unwrap();
+                    socket.read_exact(&mut byte).unwrap();
+                }
+                f64::from(count) / started.elapsed().as_secs_f64()
+            })
+            .join()
+            .expect("the ping-pong")
+    });
     echo.join().unwrap();
     rate
 }
@@ -995,7 +1087,10 @@ async fn main() {
             .get(at + 1)
             .and_then(|count| count.parse().ok())
             .expect("--ping-pong COUNT");
-        println!("{:.0}", blocking_round_trips(count));
+        println!(
+            "{:.0}",
+            blocking_round_trips(count, Placement::of_this_machine())
+        );
         return;
     }
     let small = std::env::args().any(|arg| arg == "--small");
@@ -1138,15 +1233,19 @@ async fn main() {
             }
         }
 
-        let (extended_cd, extended_info, classic_info, pipelined) = on_current_thread(async {
-            (
-                round_trips(&server, Protocol::Auto, sizes.round_trips).await,
-                info_round_trips(&server, Protocol::Auto, sizes.round_trips).await,
-                info_round_trips(&server, Protocol::Classic, sizes.round_trips / 10).await,
-                pipelined_stats(&server, sizes.pipelined).await,
-            )
-        });
-        let blocking = blocking_round_trips(sizes.round_trips);
+        let placement = Placement::of_this_machine();
+        let (extended_cd, extended_info, classic_info, pipelined) =
+            Placement::round_trips(placement, server.child.id(), || {
+                on_current_thread(async {
+                    (
+                        round_trips(&server, Protocol::Auto, sizes.round_trips).await,
+                        info_round_trips(&server, Protocol::Auto, sizes.round_trips).await,
+                        info_round_trips(&server, Protocol::Classic, sizes.round_trips / 10).await,
+                        pipelined_stats(&server, sizes.pipelined).await,
+                    )
+                })
+            });
+        let blocking = blocking_round_trips(sizes.round_trips, placement);
         rows.push(row(
             "info round trips/s, one connection: extended vs classic",
             format!("{extended_info:.0}"),
@@ -1154,7 +1253,7 @@ async fn main() {
             format!("{:.1}", extended_info / classic_info),
         ));
         rows.push(row(
-            "info round trips/s (extended) vs blocking-socket 1-byte ping-pong",
+            "info round trips/s (extended) vs blocking-socket 1-byte ping-pong (a CPU each end)",
             format!("{extended_info:.0}"),
             format!("{blocking:.0}"),
             format!("{:.2}", extended_info / blocking),
