@@ -1,6 +1,8 @@
 //! BLAKE3 digests computed while bytes stream past, so that verifying a
 //! transfer costs no extra pass over the data.
 
+pub mod parts;
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 

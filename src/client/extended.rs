@@ -121,8 +121,8 @@ pub(super) enum Outcome {
 }
 
 /// Whether what was received hashes to the sender's digest.
-fn check_digest(name: &str, digest: &Digest, hasher: Hasher) -> Result<(), ClientError> {
-    if *digest != Digest::from(hasher.finalize()) {
+fn check_digest(name: &str, digest: &Digest, computed: Digest) -> Result<(), ClientError> {
+    if *digest != computed {
         return Err(ClientError::DigestMismatch {
             name: name.to_owned(),
             direction: Direction::Download,
@@ -463,7 +463,13 @@ impl Extended {
                 id,
                 path,
                 offset,
-                FileWriter::start(file, hasher, durable, self.replies.recycler.returner()),
+                FileWriter::start(
+                    file,
+                    // `hasher` holds the first `offset` bytes.
+                    (offset > 0).then_some(hasher),
+                    durable,
+                    self.replies.recycler.returner(),
+                ),
                 &mut reporter,
             )
             .await?;
@@ -882,7 +888,7 @@ impl Replies {
         report.stage(Stage::Verifying);
         let digest = self.download_digest(id).await?;
         written.map_err(ClientError::Sink)?;
-        check_digest(name, &digest, hasher)?;
+        check_digest(name, &digest, hasher.finalize().into())?;
         Ok(size)
     }
 
@@ -958,11 +964,11 @@ impl Replies {
         // (a resumed download goes on from there).
         let finished = writer.finish().await;
         let digest = received?;
-        let (file, hasher) = match (written, finished) {
+        let (file, computed) = match (written, finished) {
             (_, Err(error)) | (Err(error), _) => return Err(ClientError::Sink(error)),
             (Ok(()), Ok(finished)) => finished,
         };
-        check_digest(name, &digest, hasher)?;
+        check_digest(name, &digest, computed)?;
         Ok((size, file))
     }
 

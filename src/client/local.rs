@@ -12,7 +12,8 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::error::ClientError;
 use crate::connection::ChunkReturn;
-use crate::digest::{self, Hasher};
+use crate::digest::parts::AlternateParts;
+use crate::digest::{self, Digest, Hasher};
 use crate::protocol::Token;
 
 /// Opens a local file to upload; it must exist and be a regular file.
@@ -206,37 +207,71 @@ impl Drop for PartialFile {
     }
 }
 
-/// A file written and hashed on a thread of its own, fed the chunks of a
-/// download as they arrive: receiving, writing and hashing overlap, and no
-/// chunk is copied on the way.
+/// A file written on a thread of its own, fed the chunks of a download as
+/// they arrive: receiving, writing and hashing overlap, and no chunk is
+/// copied on the way. A download from the first byte shares its hashing
+/// between the two threads ([`AlternateParts`]): on 2 cores, a writing
+/// thread that also hashed everything was the slowest step.
 pub struct FileWriter {
     chunks: Option<tokio::sync::mpsc::Sender<Bytes>>,
-    done: tokio::task::JoinHandle<io::Result<(std::fs::File, Hasher)>>,
+    done: tokio::task::JoinHandle<io::Result<(std::fs::File, WriterHashing)>>,
+    /// The even parts, hashed on the receiving thread (`None` when the
+    /// writing thread hashes everything).
+    even: Option<AlternateParts>,
+}
+
+/// What the writing thread hashes.
+enum WriterHashing {
+    /// Everything, after what the hasher holds.
+    All(Hasher),
+    /// The odd parts.
+    Odd(AlternateParts),
+}
+
+impl WriterHashing {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            WriterHashing::All(hasher) => {
+                hasher.update(bytes);
+            }
+            WriterHashing::Odd(parts) => parts.update(bytes),
+        }
+    }
 }
 
 /// How many chunks may wait for the writer (each at most 256 KiB).
 const WRITER_QUEUE: usize = 8;
 
 impl FileWriter {
-    /// Starts writing at `file`'s position, hashing after what `hasher`
-    /// holds; when `durable`, the disk is asked to start writing out every
-    /// few MiB, so that the final flush is short.
+    /// Starts writing at `file`'s position. `held` hashes what the file
+    /// already holds before that position (a resumed download): the writing
+    /// thread then hashes everything after it; without, the file is written
+    /// from its first byte and the hashing shared. When `durable`, the disk
+    /// is asked to start writing out every few MiB, so that the final flush
+    /// is short.
     ///
     /// Each chunk, once written, is given back through `written_chunks`.
     pub fn start(
         mut file: std::fs::File,
-        mut hasher: Hasher,
+        held: Option<Hasher>,
         durable: bool,
         written_chunks: ChunkReturn,
     ) -> FileWriter {
         use crate::storage::write_back;
+        let (even, mut hashing) = match held {
+            Some(hasher) => (None, WriterHashing::All(hasher)),
+            None => (
+                Some(AlternateParts::even()),
+                WriterHashing::Odd(AlternateParts::odd()),
+            ),
+        };
         let (chunks, mut arriving) = tokio::sync::mpsc::channel::<Bytes>(WRITER_QUEUE);
         let done = tokio::task::spawn_blocking(move || {
             use std::io::Write;
             let mut written = 0u64;
             while let Some(chunk) = arriving.blocking_recv() {
                 file.write_all(&chunk)?;
-                hasher.update(&chunk);
+                hashing.update(&chunk);
                 let before = written;
                 written += chunk.len() as u64;
                 written_chunks.give_back(chunk);
@@ -244,21 +279,26 @@ impl FileWriter {
                     write_back::start(&file);
                 }
             }
-            Ok((file, hasher))
+            Ok((file, hashing))
         });
         FileWriter {
             chunks: Some(chunks),
             done,
+            even,
         }
     }
 
     /// Hands over the next chunk; an error is the writer's (a full disk).
     pub async fn write(&mut self, chunk: Bytes) -> io::Result<()> {
         let sent = match &self.chunks {
-            Some(chunks) => chunks.send(chunk).await.is_ok(),
+            Some(chunks) => chunks.send(chunk.clone()).await.is_ok(),
             None => false,
         };
         if sent {
+            // Hashed here while the writer writes it.
+            if let Some(even) = &mut self.even {
+                even.update(&chunk);
+            }
             return Ok(());
         }
         // The writer stopped: it failed; its error comes with `finish`.
@@ -268,9 +308,15 @@ impl FileWriter {
 
     /// Waits for every chunk to be written; gives the file and the digest
     /// of all it holds back.
-    pub async fn finish(mut self) -> io::Result<(std::fs::File, Hasher)> {
+    pub async fn finish(mut self) -> io::Result<(std::fs::File, Digest)> {
         self.chunks = None;
-        (&mut self.done).await.map_err(io::Error::other)?
+        let (file, hashing) = (&mut self.done).await.map_err(io::Error::other)??;
+        let digest = match (hashing, self.even) {
+            (WriterHashing::All(hasher), _) => hasher.finalize().into(),
+            (WriterHashing::Odd(odd), Some(even)) => AlternateParts::combine(even, odd),
+            (WriterHashing::Odd(_), None) => unreachable!("odd parts come with even ones"),
+        };
+        Ok((file, digest))
     }
 }
 

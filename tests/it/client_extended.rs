@@ -645,6 +645,48 @@ async fn a_corrupted_download_is_refused_and_nothing_is_kept() {
 }
 
 #[tokio::test]
+async fn a_download_of_several_parts_hashed_by_two_threads_catches_corruption_in_any_part() {
+    // 20 MiB: parts of 8 MiB, the even ones hashed by the receiving thread
+    // and the odd one by the writing thread.
+    let server = TestServer::start().await;
+    let data = pseudo_random_bytes(20 << 20, 11);
+    server.write("parts.bin", &data);
+    let prefix = server_prefix(&["parts.bin"]);
+    let odd_part = prefix + 42 + 9_000_000;
+    let last_part = prefix + 42 + 19_000_000;
+    let proxy = Proxy::start(
+        server.address,
+        vec![
+            Fault::FlipToClient(odd_part),
+            Fault::FlipToClient(last_part),
+            Fault::None,
+        ],
+    )
+    .await;
+    let local = TempDir::new().unwrap();
+    let target = local.path().join("parts.bin");
+    for corrupted in ["the odd part", "the last part"] {
+        let mut client = connect(proxy.address).await;
+        let error = client
+            .download_file("parts.bin", &target, PLAIN, |_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ClientError::DigestMismatch { .. }),
+            "{corrupted}: {error:?}"
+        );
+        assert!(local_entries(local.path()).is_empty(), "{corrupted}");
+    }
+    let mut client = connect(proxy.address).await;
+    let size = client
+        .download_file("parts.bin", &target, PLAIN, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(size, data.len() as u64);
+    assert!(std::fs::read(&target).unwrap() == data);
+}
+
+#[tokio::test]
 async fn a_large_download_into_memory_is_hashed_whole_and_a_corrupted_one_refused() {
     // Large enough (6 MiB) to be hashed on a thread of its own while it
     // arrives, its chunks recycled.

@@ -32,7 +32,6 @@ pub mod download;
 pub mod listing;
 pub mod multipart;
 pub mod state;
-pub mod tree_hash;
 pub mod upkeep;
 pub mod upload;
 

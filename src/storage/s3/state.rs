@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::tree_hash::{PART_SIZE, PartHash};
+use crate::digest::parts::{PART_SIZE, PartHash};
 
 /// One multipart upload, as kept in its state object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +135,7 @@ pub fn from_hex(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::s3::tree_hash::PartHasher;
+    use crate::digest::parts::PartHasher;
 
     fn hash(index: u64) -> PartHash {
         let mut hasher = PartHasher::new(index);

@@ -18,7 +18,7 @@
 //! values) in a private object named by path and size, written after each
 //! part: any server that reads it continues the same multipart upload,
 //! with the digest of what it holds merged from the chaining values
-//! ([`super::tree_hash`]). In this process one upload at a time holds a
+//! ([`crate::digest::parts`]). In this process one upload at a time holds a
 //! state (a second resumer starts afresh, as on disk); across servers two
 //! resumers of one state are told apart by the store, which completes only
 //! parts whose ETags the completion names, so the result is one upload's
@@ -45,10 +45,10 @@ use tokio_util::sync::PollSender;
 use super::download::{DIGEST_METADATA, DIGEST_TOKEN_METADATA, digest_record};
 use super::multipart::RequestError;
 use super::state::{PartState, UploadState, now, to_hex};
-use super::tree_hash::{PART_SIZE, PartHash, PartHasher, combine};
 use super::upkeep::PARTIAL_MAX_AGE;
 use super::{S3Bucket, storage_error};
 use crate::digest::Digest;
+use crate::digest::parts::{PART_SIZE, PartHash, PartHasher, combine};
 use crate::storage::{Result, StorageError, UploadSink, VirtualPath};
 
 /// The largest file put whole, from memory, in one request.

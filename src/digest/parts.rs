@@ -1,6 +1,9 @@
-//! The BLAKE3 of a file uploaded in parts, kept as one chaining value per
-//! part so that any server can finish a resumed upload's digest without
-//! reading back what other servers sent.
+//! The BLAKE3 of a file hashed in parts by different hands, kept as one
+//! chaining value per part: an S3 upload's parts, sent to different
+//! servers, so that any server can finish a resumed upload's digest without
+//! reading back what the others received; a download's parts, every other
+//! one hashed on the thread that receives and the rest on the thread that
+//! writes ([`AlternateParts`]), so that neither thread does all the hashing.
 //!
 //! BLAKE3 is a tree over 1 KiB chunks. A part whose size is a power of two
 //! times 1 KiB, starting at a multiple of that size, is a whole subtree: its
@@ -19,7 +22,8 @@ use blake3::hazmat::{
 use crate::digest::Digest;
 
 /// The size of every part but the last: 8 MiB, the smallest power of two
-/// over S3's 5 MiB minimum part.
+/// over S3's 5 MiB minimum part (and large enough that a download's
+/// threads hand the hashing over only every few milliseconds).
 pub const PART_SIZE: u64 = 8 << 20;
 
 /// What a part contributes to the file's digest.
@@ -75,6 +79,86 @@ impl PartHasher {
             chaining_value: self.hasher.finalize_non_root(),
             root: self.first.then(|| *self.hasher.finalize().as_bytes()),
         })
+    }
+}
+
+/// Hashes the parts of one parity (the even ones, or the odd ones) of a
+/// stream that starts at a file's first byte, as its bytes pass: two of
+/// them, one for each parity, fed the same bytes on two threads, share the
+/// work of hashing the file ([`AlternateParts::combine`]).
+pub struct AlternateParts {
+    odd: bool,
+    /// Bytes of the stream seen so far.
+    position: u64,
+    /// The part under way, if it is of this parity.
+    current: Option<(u64, PartHasher)>,
+    /// The finished parts of this parity, with their index.
+    finished: Vec<(u64, PartHash)>,
+}
+
+impl AlternateParts {
+    /// Hashes the even parts (the first among them).
+    pub fn even() -> AlternateParts {
+        AlternateParts::of_parity(false)
+    }
+
+    /// Hashes the odd parts.
+    pub fn odd() -> AlternateParts {
+        AlternateParts::of_parity(true)
+    }
+
+    fn of_parity(odd: bool) -> AlternateParts {
+        AlternateParts {
+            odd,
+            position: 0,
+            current: None,
+            finished: Vec::new(),
+        }
+    }
+
+    /// Takes the stream's next bytes, hashing those of its parity.
+    pub fn update(&mut self, bytes: &[u8]) {
+        let mut at = 0;
+        while at < bytes.len() {
+            let position = self.position + at as u64;
+            let index = position / PART_SIZE;
+            let part_end = (index + 1) * PART_SIZE;
+            let take = usize::try_from(part_end - position)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len() - at);
+            if (index % 2 == 1) == self.odd {
+                let (_, hasher) = self
+                    .current
+                    .get_or_insert_with(|| (index, PartHasher::new(index)));
+                hasher.update(&bytes[at..at + take]);
+                if position + take as u64 == part_end {
+                    self.finish_current();
+                }
+            }
+            at += take;
+        }
+        self.position += bytes.len() as u64;
+    }
+
+    fn finish_current(&mut self) {
+        if let Some((index, hasher)) = self.current.take()
+            && let Some(hash) = hasher.finish()
+        {
+            self.finished.push((index, hash));
+        }
+    }
+
+    /// The digest of the whole stream, from the even parts' and the odd
+    /// parts' hashers (fed the same bytes).
+    pub fn combine(mut even: AlternateParts, mut odd: AlternateParts) -> Digest {
+        debug_assert_eq!(even.position, odd.position, "fed the same bytes");
+        even.finish_current();
+        odd.finish_current();
+        let mut parts = even.finished;
+        parts.append(&mut odd.finished);
+        parts.sort_unstable_by_key(|(index, _)| *index);
+        let hashes: Vec<PartHash> = parts.into_iter().map(|(_, hash)| hash).collect();
+        combine(&hashes, even.position)
     }
 }
 
@@ -135,6 +219,41 @@ mod tests {
             })
             .collect();
         combine(&parts, data.len() as u64)
+    }
+
+    /// The digest of `data` through alternate parts, fed in pieces of
+    /// `piece` bytes.
+    fn by_alternate_parts(data: &[u8], piece: usize) -> Digest {
+        let (mut even, mut odd) = (AlternateParts::even(), AlternateParts::odd());
+        for bytes in data.chunks(piece) {
+            even.update(bytes);
+            odd.update(bytes);
+        }
+        AlternateParts::combine(even, odd)
+    }
+
+    #[test]
+    fn alternate_parts_give_the_digest_of_the_whole_on_every_size() {
+        let part = PART_SIZE as usize;
+        let data: Vec<u8> = (0..3 * part + 4099).map(|i| (i % 241) as u8).collect();
+        for size in [
+            0,
+            1,
+            1025,
+            part - 1,
+            part,
+            part + 1,
+            2 * part,
+            3 * part + 4099,
+        ] {
+            for piece in [262_144, 100_003] {
+                assert_eq!(
+                    by_alternate_parts(&data[..size], piece),
+                    *blake3::hash(&data[..size]).as_bytes(),
+                    "size {size}, pieces of {piece}"
+                );
+            }
+        }
     }
 
     #[test]
