@@ -65,12 +65,33 @@ pub fn binary(what: &str) -> Option<PathBuf> {
     None
 }
 
-/// A free loopback port (bound, then let go for the node to take).
+/// A free loopback port for a node to take. Garage must be given its
+/// ports (it cannot report one the kernel chose), so a port is bound, let
+/// go, then taken by the node. Port 0 would pick it from the kernel's
+/// ephemeral range, where every outgoing connection and every other
+/// test's listener get theirs, so another test could take it meanwhile
+/// (seen: one node connected to another test's node, whose secret
+/// differs). The ports come from below that range instead, each handed out
+/// once in this process, from a start that differs between processes.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 20_000;
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&low| low > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_from - LOWEST;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let offset = (start + HANDED_OUT.fetch_add(1, Ordering::Relaxed)) % span;
+        let port = u16::try_from(LOWEST + offset).expect("below the ephemeral range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_from}")
 }
 
 /// One Garage node.
