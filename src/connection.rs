@@ -24,9 +24,11 @@ use wait_limit::WaitLimit;
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// How much is read at a time while file data streams in. Bounded because
-/// every connection may be streaming at once (1,000 uploads hold 256 MiB).
-const DATA_CHUNK: usize = 256 * 1024;
+/// How much is read at a time while file data streams in, unless the
+/// reader asks for slices of another size ([`Connection::read_data_chunk`]).
+/// Bounded because every connection may be streaming at once (1,000
+/// uploads hold 256 MiB).
+pub const DATA_CHUNK: usize = 256 * 1024;
 
 /// How much of a file is read at a time when sending it (1,000 downloads at
 /// once hold 64 MiB of these).
@@ -324,7 +326,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut remaining = length;
         let mut outcome = Ok(());
         while remaining > 0 {
-            if self.buffer.is_empty() && self.fill_up_to(remaining).await? == 0 {
+            if self.buffer.is_empty() && self.fill_up_to(remaining, DATA_CHUNK).await? == 0 {
                 return Err(ConnectionError::ClosedMidMessage);
             }
             let take = self
@@ -343,9 +345,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// The next chunk of a data frame of which `remaining` bytes are still
     /// to come, as owned [`Bytes`] (no copy: a chunk can go to another
-    /// thread). At most `remaining` bytes; at least one.
-    pub async fn read_data_chunk(&mut self, remaining: u64) -> Result<Bytes, ConnectionError> {
-        if self.buffer.is_empty() && self.fill_up_to(remaining).await? == 0 {
+    /// thread). At most `remaining` bytes; at least one. When the buffer is
+    /// empty it is filled with one read of at most `slice` bytes (at least
+    /// 64 KiB): the size of the chunks, for a reader that hands each to a
+    /// thread.
+    pub async fn read_data_chunk(
+        &mut self,
+        remaining: u64,
+        slice: usize,
+    ) -> Result<Bytes, ConnectionError> {
+        if self.buffer.is_empty() && self.fill_up_to(remaining, slice).await? == 0 {
             return Err(ConnectionError::ClosedMidMessage);
         }
         let take = self
@@ -368,14 +377,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         {
             self.buffer = spare;
         }
-        self.read_data_chunk(remaining).await
+        self.read_data_chunk(remaining, DATA_CHUNK).await
     }
 
-    /// Reads with a larger buffer when much data is expected.
-    async fn fill_up_to(&mut self, expected: u64) -> io::Result<usize> {
+    /// Reads with a larger buffer, of at most `most` bytes, when much data
+    /// is expected.
+    async fn fill_up_to(&mut self, expected: u64, most: usize) -> io::Result<usize> {
         let want = usize::try_from(expected)
             .unwrap_or(usize::MAX)
-            .clamp(READ_CHUNK, DATA_CHUNK);
+            .clamp(READ_CHUNK, most.max(READ_CHUNK));
         self.buffer.reserve(want);
         self.fill().await
     }
@@ -527,6 +537,27 @@ mod tests {
             connection.read_message(1000).await.unwrap().unwrap().len(),
             1000
         );
+    }
+
+    #[tokio::test]
+    async fn file_data_comes_in_slices_of_the_size_the_reader_asks() {
+        let data: Vec<u8> = (0..(2 << 20) as u32).map(|i| (i % 253) as u8).collect();
+        for slice in [DATA_CHUNK, 2 * DATA_CHUNK] {
+            let (mut client, server) = duplex(4 << 20);
+            let mut connection = Connection::new(server, token());
+            client.write_all(&data).await.unwrap();
+            let mut received = Vec::new();
+            let mut largest = 0;
+            while received.len() < data.len() {
+                let remaining = (data.len() - received.len()) as u64;
+                let chunk = connection.read_data_chunk(remaining, slice).await.unwrap();
+                largest = largest.max(chunk.len());
+                received.extend_from_slice(&chunk);
+            }
+            assert!(received == data, "slices of {slice}: the bytes differ");
+            // Everything was there to read: each read took a whole slice.
+            assert_eq!(largest, slice);
+        }
     }
 
     #[tokio::test]

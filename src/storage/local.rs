@@ -62,6 +62,12 @@ const IN_PLACE_DEPTH: usize = 32;
 /// names, whatever the directory holds.
 const LISTING_BATCH: usize = 256;
 
+/// The most bytes of an upload taken in one chunk: each chunk is one trip
+/// to the blocking pool (written, then hashed), and a slice twice the
+/// connection's default halves those trips. With the chunk being written
+/// and the next being read, an upload holds about 1 MiB on the way.
+const UPLOAD_SLICE: usize = 512 * 1024;
+
 /// How long an interrupted upload is kept for resuming.
 pub const PARTIAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
@@ -886,6 +892,10 @@ impl UploadSink for LocalUpload {
 
     fn len(&self) -> u64 {
         self.held + self.written
+    }
+
+    fn slice_size(&self) -> usize {
+        UPLOAD_SLICE
     }
 
     async fn write_chunk(&mut self, chunk: bytes::Bytes) -> io::Result<()> {

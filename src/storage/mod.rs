@@ -253,6 +253,12 @@ pub trait UploadSink: AsyncWrite + Send + Unpin {
         tokio::io::AsyncWriteExt::write_all(self, &chunk).await
     }
 
+    /// The largest chunk it wants from [`UploadSink::write_chunk`]: the
+    /// connection reads an upload's data in slices of at most this much.
+    fn slice_size(&self) -> usize {
+        crate::connection::DATA_CHUNK
+    }
+
     /// Waits until everything written is in the backend's hands; the
     /// digest of all it holds.
     async fn seal(&mut self) -> Result<Digest> {
@@ -313,6 +319,11 @@ impl Upload {
     /// backend can keep it).
     pub async fn write_chunk(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
         self.0.write_chunk(chunk).await
+    }
+
+    /// The largest chunk it wants at a time (see [`UploadSink::slice_size`]).
+    pub fn slice_size(&self) -> usize {
+        self.0.slice_size()
     }
 
     /// Waits until everything written is in storage's hands; the digest of

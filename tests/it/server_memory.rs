@@ -19,8 +19,13 @@ use crate::support::RawClient;
 use crate::support::process::ServerProcess;
 
 /// What `docs/PROTOCOL.md` promises a connection may hold at most once in
-/// (its read buffer, the replies it holds back, a file write in flight).
+/// (its read buffer, the replies it holds back, a file write in flight),
+/// rounded down to what the connections measured here stay under when
+/// they send no file data.
 const PER_CONNECTION: u64 = 1024 * 1024;
+
+/// What it promises at most, an upload to the disk under way included.
+const PER_CONNECTION_UPLOADING: u64 = 1300 * 1024;
 
 /// The same before a login.
 const PER_CONNECTION_BEFORE_LOGIN: u64 = 72 * 1024;
@@ -174,6 +179,64 @@ async fn connections_that_never_finish_a_login_hold_little() {
         grown < connections * PER_CONNECTION_BEFORE_LOGIN,
         "+{grown} bytes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_left_half_sent_hold_little() {
+    let root = TempDir::new().unwrap();
+    let server = ServerProcess::start(root.path());
+    let clients: u64 = 40;
+    let mut streams = Vec::new();
+    for _ in 0..clients {
+        streams.push(upgraded(server.address).await);
+    }
+    let before = server.peak_resident();
+    let (size, sent) = (16u64 << 20, 8usize << 20);
+    let data: Vec<u8> = (0..sent as u32).map(|i| (i % 251) as u8).collect();
+    for (index, stream) in streams.iter().enumerate() {
+        let mut request = BytesMut::new();
+        Message::Request(Operation::Upload {
+            path: format!("half-{index}.bin"),
+            size: Some(size),
+            resume: false,
+        })
+        .encode(1, &mut request);
+        let header = Header {
+            kind: Kind::Data,
+            id: 1,
+            length: size,
+        };
+        request.extend_from_slice(&header.encode());
+        write_all(stream, &request).await;
+    }
+    // Every client sends half of its file, at once, then nothing more.
+    let mut sending = tokio::task::JoinSet::new();
+    for stream in streams {
+        let data = data.clone();
+        sending.spawn(async move {
+            write_all(&stream, &data).await;
+            stream
+        });
+    }
+    let streams = sending.join_all().await;
+    // Until the server has written every byte it was sent.
+    let uploads = root.path().join(".miniftp").join("uploads");
+    loop {
+        let written: Vec<u64> = std::fs::read_dir(&uploads)
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| Some(entry.ok()?.metadata().ok()?.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if written.len() as u64 == clients && written.iter().all(|&len| len == sent as u64) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let grown = growth(&server, before, "40 uploads of 16 MiB half sent");
+    assert!(grown < clients * PER_CONNECTION_UPLOADING, "+{grown} bytes");
+    drop(streams);
 }
 
 async fn write_all(stream: &TcpStream, bytes: &[u8]) {

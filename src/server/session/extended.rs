@@ -342,6 +342,7 @@ impl Frames<'_> {
         let held = upload.held();
         let mut received = 0u64;
         let mut problem = None;
+        let slice = upload.sink().slice_size();
         let digest = loop {
             let connection = &mut self.session.connection;
             let Some(header) = connection.read_header().await? else {
@@ -357,7 +358,7 @@ impl Frames<'_> {
                     let mut remaining = header.length;
                     while remaining > 0 {
                         // Each chunk goes to storage as it is, without a copy.
-                        let chunk = connection.read_data_chunk(remaining).await?;
+                        let chunk = connection.read_data_chunk(remaining, slice).await?;
                         remaining -= chunk.len() as u64;
                         if over || problem.is_some() {
                             continue;
