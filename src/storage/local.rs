@@ -824,7 +824,11 @@ impl LocalUpload {
     /// under the upload.
     fn rename_into_place(&mut self) -> Result<()> {
         let private = self.private.get();
-        match private.rename(&self.temporary_path, &self.root, self.target.relative()) {
+        let placed = match self.exchange_with_existing(&private) {
+            true => Ok(()),
+            false => private.rename(&self.temporary_path, &self.root, self.target.relative()),
+        };
+        match placed {
             Ok(()) => {
                 // In place: nothing left for the drop to remove.
                 self.temporary_path.clear();
@@ -847,6 +851,80 @@ impl LocalUpload {
             }
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+impl LocalUpload {
+    /// Puts the file in place of a regular file of the target's name by
+    /// exchanging the two names (`renameat2(RENAME_EXCHANGE)`, atomic like
+    /// a rename), and removes the file replaced later, on the blocking pool.
+    /// A rename over a file frees the old file's pages and blocks inside the
+    /// rename, before the upload can be acknowledged (0.2 s for a GiB here),
+    /// and on ext4 first writes out the new file's bytes if they are not on
+    /// the disk yet (its `auto_da_alloc`: 0.5 s more for a GiB uploaded
+    /// with `--no-fsync`); the exchange takes a tenth of a millisecond.
+    /// `false`, with nothing changed, when there is no regular file to
+    /// replace or the exchange cannot be done: a rename does it then.
+    fn exchange_with_existing(&mut self, private: &Dir) -> bool {
+        use rustix::fs::{RenameFlags, renameat_with};
+        let Some(name) = self.target.name() else {
+            return false;
+        };
+        let Ok(parent) = self.root.open_dir(self.target.parent().relative()) else {
+            return false;
+        };
+        if !parent
+            .symlink_metadata(name)
+            .is_ok_and(|found| found.is_file())
+        {
+            return false;
+        }
+        let Ok(uploads) = private.open_dir(UPLOAD_DIR) else {
+            return false;
+        };
+        // A resumable upload's file leaves its name first, so that the file
+        // replaced never sits where a resuming upload would look for it.
+        let in_uploads = self.temporary_path.strip_prefix(&format!("{UPLOAD_DIR}/"));
+        let Some(temporary) = in_uploads.map(str::to_owned) else {
+            let moved = format!("{}.part", random_name());
+            if private
+                .rename(&self.temporary_path, &uploads, &moved)
+                .is_err()
+            {
+                return false;
+            }
+            self.temporary_path = format!("{UPLOAD_DIR}/{moved}");
+            self.keep_on_drop = false;
+            return self.exchange_with_existing(private);
+        };
+        let exchange = || renameat_with(&uploads, &temporary, &parent, name, RenameFlags::EXCHANGE);
+        if exchange().is_err() {
+            return false;
+        }
+        // The name held a regular file a moment ago; if something else was
+        // put there since (a directory, a link), it goes back, and the
+        // rename refuses or replaces it as it would have.
+        if !uploads
+            .symlink_metadata(&temporary)
+            .is_ok_and(|found| found.is_file())
+        {
+            if let Err(error) = exchange() {
+                tracing::error!(%error, target = %self.target, "could not give back what an upload's exchange took");
+                return true;
+            }
+            return false;
+        }
+        let replaced = temporary;
+        let remove = move || {
+            if let Err(error) = uploads.remove_file(&replaced) {
+                tracing::warn!(%error, "could not remove a file an upload replaced");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+        true
     }
 }
 

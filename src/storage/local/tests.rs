@@ -311,3 +311,125 @@ async fn a_large_files_digest_is_kept_and_trusted_only_while_the_file_is_unchang
     let _reopened = Storage::open(tree.root.path()).unwrap();
     assert_eq!(records(&tree).len(), 0);
 }
+
+/// The names in the private area's `dir` (`uploads`, `partial`).
+fn private_entries(tree: &Tree, dir: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(tree.path(&format!(".miniftp/{dir}")))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect()
+}
+
+/// Waits until the file an upload replaced is removed (off the commit's
+/// path, on the blocking pool): the private area then holds no upload.
+async fn until_replaced_files_are_removed(tree: &Tree) {
+    while !private_entries(tree, "uploads").is_empty() {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_a_file_replaces_it_whole_and_the_old_one_goes() {
+    let tree = Tree::new();
+    for resume in [false, true] {
+        std::fs::write(tree.path("file"), b"the old bytes").unwrap();
+        // Another name for the old file keeps it, as after a rename.
+        let _ = std::fs::remove_file(tree.path("old-link"));
+        std::fs::hard_link(tree.path("file"), tree.path("old-link")).unwrap();
+        let mut upload = tree
+            .storage
+            .create_upload(&at("file"), Some(9), resume)
+            .await
+            .unwrap();
+        upload.write_all(b"new bytes").await.unwrap();
+        tree.storage.commit(upload).await.unwrap();
+        assert_eq!(std::fs::read(tree.path("file")).unwrap(), b"new bytes");
+        assert_eq!(
+            std::fs::read(tree.path("old-link")).unwrap(),
+            b"the old bytes"
+        );
+        until_replaced_files_are_removed(&tree).await;
+        assert!(
+            private_entries(&tree, "partial").is_empty(),
+            "resume {resume}: nothing is left to resume"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_a_directory_or_a_link_is_a_rename_as_ever() {
+    let tree = Tree::new();
+    std::fs::create_dir(tree.path("dir")).unwrap();
+    std::fs::write(tree.path("dir/kept"), b"kept").unwrap();
+    let mut upload = tree.storage.create_upload(&at("dir"), Some(3), false).await;
+    if let Ok(upload) = upload.as_mut() {
+        upload.write_all(b"new").await.unwrap();
+    }
+    if let Ok(upload) = upload {
+        assert!(tree.storage.commit(upload).await.is_err());
+    }
+    assert_eq!(std::fs::read(tree.path("dir/kept")).unwrap(), b"kept");
+    // A link is replaced, not followed: what it named is untouched.
+    std::fs::write(tree.path("named"), b"named").unwrap();
+    tree.link("named", "link");
+    let mut upload = tree
+        .storage
+        .create_upload(&at("link"), Some(3), false)
+        .await
+        .unwrap();
+    upload.write_all(b"new").await.unwrap();
+    tree.storage.commit(upload).await.unwrap();
+    assert!(tree.path("link").symlink_metadata().unwrap().is_file());
+    assert_eq!(std::fs::read(tree.path("link")).unwrap(), b"new");
+    assert_eq!(std::fs::read(tree.path("named")).unwrap(), b"named");
+    assert!(private_entries(&tree, "uploads").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_swapped_in_for_a_replaced_file_is_never_taken() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tree = Tree::new();
+    std::fs::write(tree.path("target"), b"a file").unwrap();
+    std::fs::create_dir(tree.path("other")).unwrap();
+    std::fs::write(tree.path("other/marker"), b"marker").unwrap();
+    // The names `target` and `other` swap their file and directory, over
+    // and over, while uploads to `target` commit.
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = std::thread::spawn({
+        let (root, stop) = (tree.root.path().to_owned(), Arc::clone(&stop));
+        move || {
+            let root = std::fs::File::open(&root).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let _ = rustix::fs::renameat_with(
+                    &root,
+                    "target",
+                    &root,
+                    "other",
+                    rustix::fs::RenameFlags::EXCHANGE,
+                );
+            }
+        }
+    });
+    for _ in 0..300 {
+        let Ok(mut upload) = tree
+            .storage
+            .create_upload(&at("target"), Some(3), false)
+            .await
+        else {
+            continue;
+        };
+        upload.write_all(b"new").await.unwrap();
+        let _ = tree.storage.commit(upload).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    // The directory is under one of its two names, whole.
+    let marker = ["target", "other"]
+        .iter()
+        .filter(|name| tree.path(name).is_dir())
+        .map(|name| std::fs::read(tree.path(&format!("{name}/marker"))).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(marker, [b"marker".to_vec()]);
+    until_replaced_files_are_removed(&tree).await;
+}
