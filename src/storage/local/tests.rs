@@ -359,15 +359,19 @@ async fn an_upload_over_a_file_replaces_it_whole_and_the_old_one_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_a_directory_or_a_link_is_a_rename_as_ever() {
     let tree = Tree::new();
+    // A directory made where the file was, after the upload began, is
+    // refused at the commit, and left as it is.
+    std::fs::write(tree.path("dir"), b"a file").unwrap();
+    let mut upload = tree
+        .storage
+        .create_upload(&at("dir"), Some(3), false)
+        .await
+        .unwrap();
+    upload.write_all(b"new").await.unwrap();
+    std::fs::remove_file(tree.path("dir")).unwrap();
     std::fs::create_dir(tree.path("dir")).unwrap();
     std::fs::write(tree.path("dir/kept"), b"kept").unwrap();
-    let mut upload = tree.storage.create_upload(&at("dir"), Some(3), false).await;
-    if let Ok(upload) = upload.as_mut() {
-        upload.write_all(b"new").await.unwrap();
-    }
-    if let Ok(upload) = upload {
-        assert!(tree.storage.commit(upload).await.is_err());
-    }
+    assert!(tree.storage.commit(upload).await.is_err());
     assert_eq!(std::fs::read(tree.path("dir/kept")).unwrap(), b"kept");
     // A link is replaced, not followed: what it named is untouched.
     std::fs::write(tree.path("named"), b"named").unwrap();
