@@ -863,8 +863,10 @@ impl LocalUpload {
     /// and on ext4 first writes out the new file's bytes if they are not on
     /// the disk yet (its `auto_da_alloc`: 0.5 s more for a GiB uploaded
     /// with `--no-fsync`); the exchange takes a tenth of a millisecond.
-    /// `false`, with nothing changed, when there is no regular file to
-    /// replace or the exchange cannot be done: a rename does it then.
+    /// `false` when there is no regular file to replace or the exchange
+    /// cannot be done, with nothing in the tree changed (a resumable
+    /// upload's file may have moved to a fresh private name): a rename does
+    /// it then.
     fn exchange_with_existing(&mut self, private: &Dir) -> bool {
         use rustix::fs::{RenameFlags, renameat_with};
         let Some(name) = self.target.name() else {
