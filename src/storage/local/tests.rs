@@ -299,17 +299,23 @@ async fn a_large_files_digest_is_kept_and_trusted_only_while_the_file_is_unchang
 
     // A small file gets no record; a removed one loses its record at the
     // next start.
-    let mut small = tree
-        .storage
-        .create_upload(&at("small"), Some(3), false)
-        .await
-        .unwrap();
-    small.write_all(b"abc").await.unwrap();
+    let small = written(&tree, "small", b"abc", false).await;
     tree.storage.commit(small).await.unwrap();
     assert_eq!(records(&tree).len(), 1);
     std::fs::remove_file(tree.path("big.bin")).unwrap();
     let _reopened = Storage::open(tree.root.path()).unwrap();
     assert_eq!(records(&tree).len(), 0);
+}
+
+/// An upload of `bytes` to `path`, written and not yet committed.
+async fn written(tree: &Tree, path: &str, bytes: &[u8], resume: bool) -> Upload {
+    let mut upload = tree
+        .storage
+        .create_upload(&at(path), Some(bytes.len() as u64), resume)
+        .await
+        .unwrap();
+    upload.write_all(bytes).await.unwrap();
+    upload
 }
 
 /// The names in the private area's `dir` (`uploads`, `partial`).
@@ -336,12 +342,7 @@ async fn an_upload_over_a_file_replaces_it_whole_and_the_old_one_goes() {
         // Another name for the old file keeps it, as after a rename.
         let _ = std::fs::remove_file(tree.path("old-link"));
         std::fs::hard_link(tree.path("file"), tree.path("old-link")).unwrap();
-        let mut upload = tree
-            .storage
-            .create_upload(&at("file"), Some(9), resume)
-            .await
-            .unwrap();
-        upload.write_all(b"new bytes").await.unwrap();
+        let upload = written(&tree, "file", b"new bytes", resume).await;
         tree.storage.commit(upload).await.unwrap();
         assert_eq!(std::fs::read(tree.path("file")).unwrap(), b"new bytes");
         assert_eq!(
@@ -362,12 +363,7 @@ async fn an_upload_over_a_directory_or_a_link_is_a_rename_as_ever() {
     // A directory made where the file was, after the upload began, is
     // refused at the commit, and left as it is.
     std::fs::write(tree.path("dir"), b"a file").unwrap();
-    let mut upload = tree
-        .storage
-        .create_upload(&at("dir"), Some(3), false)
-        .await
-        .unwrap();
-    upload.write_all(b"new").await.unwrap();
+    let upload = written(&tree, "dir", b"new", false).await;
     std::fs::remove_file(tree.path("dir")).unwrap();
     std::fs::create_dir(tree.path("dir")).unwrap();
     std::fs::write(tree.path("dir/kept"), b"kept").unwrap();
@@ -376,12 +372,7 @@ async fn an_upload_over_a_directory_or_a_link_is_a_rename_as_ever() {
     // A link is replaced, not followed: what it named is untouched.
     std::fs::write(tree.path("named"), b"named").unwrap();
     tree.link("named", "link");
-    let mut upload = tree
-        .storage
-        .create_upload(&at("link"), Some(3), false)
-        .await
-        .unwrap();
-    upload.write_all(b"new").await.unwrap();
+    let upload = written(&tree, "link", b"new", false).await;
     tree.storage.commit(upload).await.unwrap();
     assert!(tree.path("link").symlink_metadata().unwrap().is_file());
     assert_eq!(std::fs::read(tree.path("link")).unwrap(), b"new");
