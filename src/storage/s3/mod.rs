@@ -32,6 +32,7 @@ pub mod download;
 pub mod listing;
 pub mod multipart;
 pub mod state;
+pub mod turns;
 pub mod upkeep;
 pub mod upload;
 
@@ -198,9 +199,13 @@ impl S3Bucket {
                     );
                 }),
         );
+        let turns = Arc::new(turns::Turns::default());
         let on = |client: reqwest::Client| {
             opendal::OperationContext::new().with_http_transport(opendal::HttpTransporter::new(
-                opendal_http_transport_reqwest::ReqwestTransport::new(client),
+                turns::TurnTaking {
+                    inner: opendal_http_transport_reqwest::ReqwestTransport::new(client),
+                    turns: Arc::clone(&turns),
+                },
             ))
         };
         let small_reads = match settings.endpoint.starts_with("http://") {
@@ -227,6 +232,7 @@ impl S3Bucket {
             &settings.bucket,
             &settings.region,
             settings.credentials.as_ref(),
+            turns,
         );
         let base = match settings.prefix.as_str() {
             "" => String::new(),

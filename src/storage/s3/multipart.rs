@@ -17,6 +17,8 @@ use reqsign_core::{Context, OsEnv, Signer};
 use reqsign_file_read_tokio::TokioFileRead;
 use serde::Deserialize;
 
+use super::turns::Turns;
+
 /// What failed in a request: the store's error code when it sent one, and
 /// one line for people. Never holds a credential.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -74,6 +76,8 @@ pub struct Multipart {
     /// `http(s)://host:port/bucket`, path-style, without a trailing `/`.
     base: String,
     signer: Signer<Credential>,
+    /// This server's turns at the store.
+    turns: std::sync::Arc<Turns>,
 }
 
 impl Multipart {
@@ -87,6 +91,7 @@ impl Multipart {
         bucket: &str,
         region: &str,
         credentials: Option<&super::Credentials>,
+        turns: std::sync::Arc<Turns>,
     ) -> Multipart {
         let context = Context::new().with_file_read(TokioFileRead).with_env(OsEnv);
         let request_signer = RequestSigner::new("s3", region);
@@ -110,6 +115,7 @@ impl Multipart {
             parts_http,
             base: format!("{}/{}", endpoint.trim_end_matches('/'), encode_key(bucket)),
             signer,
+            turns,
         }
     }
 
@@ -143,7 +149,8 @@ impl Multipart {
         Ok(created.upload_id)
     }
 
-    /// Sends part `number` (from 1) of `length` bytes; its ETag.
+    /// Sends part `number` (from 1) of `length` bytes, when its turn comes;
+    /// its ETag.
     pub async fn upload_part(
         &self,
         key: &str,
@@ -156,6 +163,7 @@ impl Multipart {
             "partNumber={number}&uploadId={}",
             encode_component(upload_id)
         );
+        let _turn = self.turns.part().await;
         let response = self
             .request_on(
                 &self.parts_http,
@@ -315,6 +323,7 @@ impl Multipart {
         let mut delay = std::time::Duration::from_millis(50);
         let mut attempt = 0;
         loop {
+            let turn = self.turns.request().await;
             let answered = match self
                 .request(
                     method.clone(),
@@ -332,6 +341,7 @@ impl Multipart {
                     .map_err(|error| RequestError::transport(operation, error)),
                 Err(error) => Err(error),
             };
+            drop(turn);
             let temporary = match &answered {
                 Ok(_) => false,
                 Err(error) => matches!(error.status, None | Some(500 | 502 | 503 | 504)),

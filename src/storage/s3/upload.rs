@@ -703,11 +703,13 @@ impl Worker {
             return;
         };
         if let Some(part) = upload.current.take() {
-            // Cut the part short: the store keeps none of it.
+            // Cut the part short: the store keeps none of it. (Its request
+            // may still wait for its turn: it goes without one.)
             let _ = part
                 .sender
                 .try_send(Err(io::Error::other("upload interrupted")));
             drop(part.sender);
+            part.request.abort();
             let _ = part.request.await;
         }
         let keep = upload.resumable && !self.discarded.load(Ordering::Acquire);
@@ -747,7 +749,8 @@ impl Worker {
     }
 }
 
-/// Starts the request of one part.
+/// Starts the request of one part (which waits for its turn:
+/// [`super::turns`]).
 fn send_part(
     shared: Arc<super::Shared>,
     key: String,
