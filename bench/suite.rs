@@ -7,6 +7,7 @@
 //! bench/run            # full sizes (1 GiB transfers, 10,000 files, 1,000 clients)
 //! bench/run --small    # reduced sizes, as CI runs it so that it cannot rot
 //! cargo bench --bench suite -- --ping-pong 20000   # the round-trip floor alone (bench/versus)
+//! cargo bench --bench suite -- --info 50000        # info through the API beside the floor, 5 rounds
 //! ```
 //!
 //! The server runs as a separate process (the real `miniftp serve`), so its
@@ -1091,6 +1092,26 @@ async fn main() {
             "{:.0}",
             blocking_round_trips(count, Placement::of_this_machine())
         );
+        return;
+    }
+    // `--info COUNT`: info round trips through the client API beside the
+    // floor, alternated, five rounds (for measuring one change).
+    if let Some(at) = arguments.iter().position(|arg| arg == "--info") {
+        let count = arguments
+            .get(at + 1)
+            .and_then(|count| count.parse().ok())
+            .expect("--info COUNT");
+        let work = tempfile::TempDir::new().expect("a temporary directory");
+        std::fs::write(work.path().join("one.txt"), b"12345").unwrap();
+        let server = Server::start(work.path(), 64, Transport::Plain);
+        let placement = Placement::of_this_machine();
+        for _ in 0..5 {
+            let info = Placement::round_trips(placement, server.child.id(), || {
+                on_current_thread(info_round_trips(&server, Protocol::Auto, count))
+            });
+            let floor = blocking_round_trips(count, placement);
+            println!("info {info:.0} floor {floor:.0} ratio {:.3}", info / floor);
+        }
         return;
     }
     let small = std::env::args().any(|arg| arg == "--small");
