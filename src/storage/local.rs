@@ -62,9 +62,9 @@ const IN_PLACE_DEPTH: usize = 32;
 /// names, whatever the directory holds.
 const LISTING_BATCH: usize = 256;
 
-/// The most bytes of an upload taken in one chunk: each chunk is one trip
-/// to the blocking pool (written, then hashed), and a slice twice the
-/// connection's default halves those trips. With the chunk being written
+/// The most bytes of an upload taken in one chunk: each chunk is hashed as
+/// it arrives and is one trip to the blocking pool (written), and a slice
+/// twice the connection's default halves those trips. With the chunk being written
 /// and the next being read, an upload holds about 1 MiB on the way.
 const UPLOAD_SLICE: usize = 512 * 1024;
 
@@ -730,16 +730,19 @@ impl DownloadSource for LocalFile {
     }
 }
 
-/// An upload to a private file. Its bytes are written and hashed on the
-/// blocking pool, a chunk at a time, while the session receives the next
-/// (the worker copies nothing and hashes nothing); the disk is asked to
-/// start writing them out as they come ([`super::write_back::EVERY`]), so that the
-/// flush at the commit finds little left to do.
+/// An upload to a private file. Each chunk is hashed as it is taken, on
+/// the session's thread while it is still in that core's cache, and
+/// written on the blocking pool, without a copy, while the session
+/// receives and hashes the next; the disk is asked to start writing them
+/// out as they come ([`super::write_back::EVERY`]), so that the flush at the
+/// commit finds little left to do.
 struct LocalUpload {
-    /// The file and the hash of what it holds, when no write is under way.
-    parts: Option<(std::fs::File, Hasher)>,
-    /// The write under way, which gives them back.
-    in_flight: Option<tokio::task::JoinHandle<io::Result<(std::fs::File, Hasher)>>>,
+    /// The file, when no write is under way.
+    parts: Option<std::fs::File>,
+    /// The write under way, which gives it back.
+    in_flight: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>>,
+    /// The hash of every byte taken so far, hashed as it is taken.
+    hasher: Hasher,
     temporary_path: String,
     target: VirtualPath,
     root: Arc<Dir>,
@@ -768,8 +771,9 @@ impl LocalUpload {
     ) -> LocalUpload {
         // A resumed upload's file is positioned after what it holds.
         LocalUpload {
-            parts: Some((file, hasher)),
+            parts: Some(file),
             in_flight: None,
+            hasher,
             temporary_path,
             target,
             root: Arc::clone(&disk.root),
@@ -794,7 +798,7 @@ impl LocalUpload {
         Poll::Ready(Ok(()))
     }
 
-    async fn parts(&mut self) -> io::Result<&mut (std::fs::File, Hasher)> {
+    async fn parts(&mut self) -> io::Result<&mut std::fs::File> {
         std::future::poll_fn(|context| self.poll_parts(context)).await?;
         self.parts
             .as_mut()
@@ -803,7 +807,7 @@ impl LocalUpload {
 
     /// Starts writing `chunk` on the blocking pool (the parts are free).
     fn start_write(&mut self, chunk: bytes::Bytes) {
-        let (mut file, mut hasher) = self.parts.take().expect("no write under way");
+        let mut file = self.parts.take().expect("no write under way");
         let before = self.written;
         self.written += chunk.len() as u64;
         let after = self.written;
@@ -811,11 +815,10 @@ impl LocalUpload {
         self.in_flight = Some(tokio::task::spawn_blocking(move || {
             use std::io::Write;
             file.write_all(&chunk)?;
-            hasher.update(&chunk);
             if flushes && super::write_back::due(before, after) {
                 super::write_back::start(&file);
             }
-            Ok((file, hasher))
+            Ok(file)
         }));
     }
 
@@ -834,7 +837,7 @@ impl LocalUpload {
                 self.temporary_path.clear();
                 // Its digest is known: kept, so that no download of it needs
                 // to read it twice.
-                if let (true, Some((file, _)), Some(digest)) =
+                if let (true, Some(file), Some(digest)) =
                     (self.len() >= digests::KEPT_FROM, &self.parts, self.sealed)
                     && let Ok(stamp) = digests::Stamp::of(file)
                 {
@@ -939,6 +942,7 @@ impl AsyncWrite for LocalUpload {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         std::task::ready!(this.poll_parts(context))?;
+        this.hasher.update(buffer);
         this.start_write(bytes::Bytes::copy_from_slice(buffer));
         Poll::Ready(Ok(buffer.len()))
     }
@@ -963,10 +967,9 @@ impl UploadSink for LocalUpload {
     }
 
     fn digest(&self) -> Digest {
-        match (self.sealed, &self.parts) {
-            (Some(digest), _) => digest,
-            (None, Some((_, hasher))) => hasher.finalize().into(),
-            (None, None) => [0; 32],
+        match self.sealed {
+            Some(digest) => digest,
+            None => self.hasher.finalize().into(),
         }
     }
 
@@ -979,14 +982,17 @@ impl UploadSink for LocalUpload {
     }
 
     async fn write_chunk(&mut self, chunk: bytes::Bytes) -> io::Result<()> {
+        // Hashed here, while the write before it is under way, and while
+        // it is still in this core's cache.
+        self.hasher.update(&chunk);
         self.parts().await?;
         self.start_write(chunk);
         Ok(())
     }
 
     async fn seal(&mut self) -> Result<Digest> {
-        let (_, hasher) = self.parts().await?;
-        let digest = hasher.finalize().into();
+        self.parts().await?;
+        let digest = self.hasher.finalize().into();
         self.sealed = Some(digest);
         Ok(digest)
     }
@@ -1000,7 +1006,7 @@ impl UploadSink for LocalUpload {
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
             let mut upload = self;
-            if let (true, Some((file, _))) = (upload.flushes, &upload.parts) {
+            if let (true, Some(file)) = (upload.flushes, &upload.parts) {
                 file.sync_all()?;
             }
             upload.rename_into_place()?;
