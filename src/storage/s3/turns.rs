@@ -8,12 +8,12 @@
 //! 1,024), and the kernel resets those it drops (`TcpExtListenOverflows`
 //! in `nstat`). A request with its body in memory is sent again; a part,
 //! streamed as its bytes arrive, cannot be. So the requests wait for a turn
-//! instead, as every S3 client bounds its connections:
+//! instead, as S3 clients commonly bound their connections:
 //!
-//! - [`Turns::requests`]: a request whose body is in memory (OpenDAL's, and
+//! - [`Turns::request`]: a request whose body is in memory (OpenDAL's, and
 //!   the multipart requests but the parts), held until the store's answer
 //!   begins;
-//! - [`Turns::parts`]: a streamed part, held until its answer, so for as
+//! - [`Turns::part`]: a streamed part, held until its answer, so for as
 //!   long as its client takes to send it. Parts have turns of their own: a
 //!   part waiting for its client's bytes must never stand in the way of the
 //!   requests that upload's worker makes meanwhile (its saved state).
