@@ -63,9 +63,9 @@ const IN_PLACE_DEPTH: usize = 32;
 const LISTING_BATCH: usize = 256;
 
 /// The most bytes of an upload taken in one chunk: each chunk is hashed as
-/// it arrives and is one trip to the blocking pool (written), and a slice
-/// twice the connection's default halves those trips. With the chunk being written
-/// and the next being read, an upload holds about 1 MiB on the way.
+/// it arrives, then is one trip to the blocking pool (written), and a slice
+/// twice the connection's default halves those trips. With the chunk being
+/// written and the next being read, an upload holds about 1 MiB on the way.
 const UPLOAD_SLICE: usize = 512 * 1024;
 
 /// How long an interrupted upload is kept for resuming.
@@ -738,7 +738,7 @@ impl DownloadSource for LocalFile {
 /// commit finds little left to do.
 struct LocalUpload {
     /// The file, when no write is under way.
-    parts: Option<std::fs::File>,
+    file: Option<std::fs::File>,
     /// The write under way, which gives it back.
     in_flight: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>>,
     /// The hash of every byte taken so far, hashed as it is taken.
@@ -771,7 +771,7 @@ impl LocalUpload {
     ) -> LocalUpload {
         // A resumed upload's file is positioned after what it holds.
         LocalUpload {
-            parts: Some(file),
+            file: Some(file),
             in_flight: None,
             hasher,
             temporary_path,
@@ -787,27 +787,27 @@ impl LocalUpload {
         }
     }
 
-    /// Waits for the write under way, if any; `Ready` with the file and
-    /// hash once none is.
-    fn poll_parts(&mut self, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Waits for the write under way, if any; `Ready` with the file once
+    /// none is.
+    fn poll_file(&mut self, context: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(in_flight) = &mut self.in_flight {
             let done = std::task::ready!(Pin::new(in_flight).poll(context));
             self.in_flight = None;
-            self.parts = Some(done.map_err(io::Error::other)??);
+            self.file = Some(done.map_err(io::Error::other)??);
         }
         Poll::Ready(Ok(()))
     }
 
-    async fn parts(&mut self) -> io::Result<&mut std::fs::File> {
-        std::future::poll_fn(|context| self.poll_parts(context)).await?;
-        self.parts
+    async fn file(&mut self) -> io::Result<&mut std::fs::File> {
+        std::future::poll_fn(|context| self.poll_file(context)).await?;
+        self.file
             .as_mut()
             .ok_or_else(|| io::Error::other("an upload's file lives until commit"))
     }
 
-    /// Starts writing `chunk` on the blocking pool (the parts are free).
+    /// Starts writing `chunk` on the blocking pool (the file is free).
     fn start_write(&mut self, chunk: bytes::Bytes) {
-        let mut file = self.parts.take().expect("no write under way");
+        let mut file = self.file.take().expect("no write under way");
         let before = self.written;
         self.written += chunk.len() as u64;
         let after = self.written;
@@ -838,7 +838,7 @@ impl LocalUpload {
                 // Its digest is known: kept, so that no download of it needs
                 // to read it twice.
                 if let (true, Some(file), Some(digest)) =
-                    (self.len() >= digests::KEPT_FROM, &self.parts, self.sealed)
+                    (self.len() >= digests::KEPT_FROM, &self.file, self.sealed)
                     && let Ok(stamp) = digests::Stamp::of(file)
                 {
                     let kept_as = format!("{}{}", self.scope, self.target);
@@ -941,18 +941,18 @@ impl AsyncWrite for LocalUpload {
         buffer: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        std::task::ready!(this.poll_parts(context))?;
+        std::task::ready!(this.poll_file(context))?;
         this.hasher.update(buffer);
         this.start_write(bytes::Bytes::copy_from_slice(buffer));
         Poll::Ready(Ok(buffer.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_parts(context)
+        self.get_mut().poll_file(context)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_parts(context)
+        self.get_mut().poll_file(context)
     }
 }
 
@@ -985,13 +985,13 @@ impl UploadSink for LocalUpload {
         // Hashed here, while the write before it is under way, and while
         // it is still in this core's cache.
         self.hasher.update(&chunk);
-        self.parts().await?;
+        self.file().await?;
         self.start_write(chunk);
         Ok(())
     }
 
     async fn seal(&mut self) -> Result<Digest> {
-        self.parts().await?;
+        self.file().await?;
         let digest = self.hasher.finalize().into();
         self.sealed = Some(digest);
         Ok(digest)
@@ -1006,7 +1006,7 @@ impl UploadSink for LocalUpload {
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
             let mut upload = self;
-            if let (true, Some(file)) = (upload.flushes, &upload.parts) {
+            if let (true, Some(file)) = (upload.flushes, &upload.file) {
                 file.sync_all()?;
             }
             upload.rename_into_place()?;
