@@ -24,9 +24,24 @@ impl std::io::Write for Log {
     }
 }
 
+/// Gives every thread without a capture of its own a subscriber that wants
+/// every line (and keeps none). `tracing` decides once per call site,
+/// for the whole process, whether the site is wanted, asking the thread
+/// that reaches it first: a test with no subscriber would make it "never",
+/// and a capture on another thread would then miss its lines (it did, once
+/// in a `.ci/run`: a download's line never came).
+fn interest_in_every_site() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry())
+            .expect("no other global subscriber in these tests");
+    });
+}
+
 impl Log {
     /// Captures miniftp's lines down to `debug` on this thread.
     pub fn capture() -> (Log, tracing::subscriber::DefaultGuard) {
+        interest_in_every_site();
         let log = Log::default();
         let writer = log.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -79,4 +94,20 @@ impl Log {
             .filter(|fields| fields["operation"] == operation)
             .collect()
     }
+}
+
+#[test]
+fn a_line_is_captured_though_another_thread_reached_its_site_first() {
+    fn say(what: &str) {
+        tracing::info!(target: "miniftp::support", what);
+    }
+    let (log, _guard) = Log::capture();
+    std::thread::spawn(|| say("elsewhere")).join().unwrap();
+    say("here");
+    let said: Vec<_> = log
+        .lines()
+        .into_iter()
+        .map(|line| line["what"].clone())
+        .collect();
+    assert_eq!(said, ["here"]);
 }
