@@ -11,12 +11,12 @@
 //! instead, as S3 clients commonly bound their connections:
 //!
 //! - [`Turns::request`]: a request whose body is in memory (OpenDAL's, and
-//!   the multipart requests but the parts), held until the store's answer
-//!   begins;
-//! - [`Turns::part`]: a streamed part, held until its answer, so for as
-//!   long as its client takes to send it. Parts have turns of their own: a
-//!   part waiting for its client's bytes must never stand in the way of the
-//!   requests that upload's worker makes meanwhile (its saved state).
+//!   the multipart requests other than parts), held until the store's
+//!   answer begins;
+//! - [`Turns::part`]: a part, held until its answer; a streamed one, so for
+//!   as long as its client takes to send it. Parts have turns of their own:
+//!   a part waiting for its client's bytes must never stand in the way of
+//!   the requests that upload's worker makes meanwhile (its saved state).
 //!
 //! 1,000 clients uploading 2 MiB at once to Garage lost 59 uploads to
 //! resets without turns, none with them.
@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 /// Requests with their bodies in memory open at once, per server.
 pub const REQUESTS_AT_ONCE: usize = 256;
 
-/// Streamed parts open at once, per server.
+/// Parts open at once, per server.
 pub const PARTS_AT_ONCE: usize = 256;
 
 /// The turns of one server's requests to one bucket.
@@ -52,7 +52,7 @@ impl Turns {
         self.requests.acquire().await.expect("never closed")
     }
 
-    /// Waits for a streamed part's turn; it ends when the permit is dropped.
+    /// Waits for a part's turn; it ends when the permit is dropped.
     pub async fn part(&self) -> SemaphorePermit<'_> {
         self.parts.acquire().await.expect("never closed")
     }
