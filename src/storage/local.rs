@@ -855,9 +855,7 @@ impl LocalUpload {
             Err(error) => Err(error.into()),
         }
     }
-}
 
-impl LocalUpload {
     /// Puts the file in place of a regular file of the target's name by
     /// exchanging the two names (`renameat2(RENAME_EXCHANGE)`, atomic like
     /// a rename), and removes the file replaced later, on the blocking pool.
