@@ -735,12 +735,18 @@ impl DownloadSource for LocalFile {
 /// written on the blocking pool, without a copy, while the session
 /// receives and hashes the next; the disk is asked to start writing them
 /// out as they come ([`super::write_back::EVERY`]), so that the flush at the
-/// commit finds little left to do.
+/// commit finds little left to do. Bytes written through [`AsyncWrite`]
+/// (the classic protocol, the web front), which come a few KiB at a time,
+/// are gathered into slices of [`UPLOAD_SLICE`] first: one trip to the pool
+/// per slice, not per read of the connection.
 struct LocalUpload {
     /// The file, when no write is under way.
     file: Option<std::fs::File>,
     /// The write under way, which gives it back.
     in_flight: Option<tokio::task::JoinHandle<io::Result<std::fs::File>>>,
+    /// Bytes taken by [`AsyncWrite::poll_write`] (hashed already), not yet
+    /// handed to the pool: at most [`UPLOAD_SLICE`].
+    gathered: bytes::BytesMut,
     /// The hash of every byte taken so far, hashed as it is taken.
     hasher: Hasher,
     temporary_path: String,
@@ -750,6 +756,7 @@ struct LocalUpload {
     /// Names this backend's tree among the root's (see [`LocalDisk`]).
     scope: Arc<str>,
     held: u64,
+    /// Bytes handed to the pool (the gathered ones not counted).
     written: u64,
     /// The digest, once sealed.
     sealed: Option<Digest>,
@@ -773,6 +780,7 @@ impl LocalUpload {
         LocalUpload {
             file: Some(file),
             in_flight: None,
+            gathered: bytes::BytesMut::new(),
             hasher,
             temporary_path,
             target,
@@ -798,11 +806,21 @@ impl LocalUpload {
         Poll::Ready(Ok(()))
     }
 
-    async fn file(&mut self) -> io::Result<&mut std::fs::File> {
-        std::future::poll_fn(|context| self.poll_file(context)).await?;
-        self.file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("an upload's file lives until commit"))
+    /// Hands the gathered bytes to the pool, and waits until every byte
+    /// taken is written; `Ready` with the file free.
+    fn poll_all_written(&mut self, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_file(context))?;
+        if self.gathered.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let slice = self.gathered.split().freeze();
+        self.start_write(slice);
+        self.poll_file(context)
+    }
+
+    /// [`LocalUpload::poll_all_written`], awaited.
+    async fn all_written(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|context| self.poll_all_written(context)).await
     }
 
     /// Starts writing `chunk` on the blocking pool (the file is free).
@@ -932,25 +950,41 @@ impl LocalUpload {
 }
 
 impl AsyncWrite for LocalUpload {
-    /// The classic path: the bytes are copied into a chunk of their own.
+    /// The classic path and the web front's: the bytes are copied into the
+    /// slice being gathered, which goes to the pool once full (while the
+    /// next is gathered).
     fn poll_write(
         self: Pin<&mut Self>,
         context: &mut Context<'_>,
         buffer: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        std::task::ready!(this.poll_file(context))?;
-        this.hasher.update(buffer);
-        this.start_write(bytes::Bytes::copy_from_slice(buffer));
-        Poll::Ready(Ok(buffer.len()))
+        if this.gathered.len() >= UPLOAD_SLICE {
+            // Full while the write before it was under way: it goes once
+            // that one is done, and gathering goes on meanwhile.
+            std::task::ready!(this.poll_file(context))?;
+            let slice = this.gathered.split().freeze();
+            this.start_write(slice);
+        }
+        if this.gathered.capacity() == 0 {
+            this.gathered.reserve(UPLOAD_SLICE);
+        }
+        let taken = &buffer[..buffer.len().min(UPLOAD_SLICE - this.gathered.len())];
+        this.hasher.update(taken);
+        this.gathered.extend_from_slice(taken);
+        if this.gathered.len() >= UPLOAD_SLICE && this.in_flight.is_none() {
+            let slice = this.gathered.split().freeze();
+            this.start_write(slice);
+        }
+        Poll::Ready(Ok(taken.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_file(context)
+        self.get_mut().poll_all_written(context)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_file(context)
+        self.get_mut().poll_all_written(context)
     }
 }
 
@@ -972,7 +1006,7 @@ impl UploadSink for LocalUpload {
     }
 
     fn len(&self) -> u64 {
-        self.held + self.written
+        self.held + self.written + self.gathered.len() as u64
     }
 
     fn slice_size(&self) -> usize {
@@ -983,13 +1017,14 @@ impl UploadSink for LocalUpload {
         // Hashed here, while the write before it is under way, and while
         // it is still in this core's cache.
         self.hasher.update(&chunk);
-        self.file().await?;
+        // After any bytes gathered before it.
+        self.all_written().await?;
         self.start_write(chunk);
         Ok(())
     }
 
     async fn seal(&mut self) -> Result<Digest> {
-        self.file().await?;
+        self.all_written().await?;
         let digest = self.hasher.finalize().into();
         self.sealed = Some(digest);
         Ok(digest)

@@ -7,7 +7,7 @@ use std::path::Path;
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 
-use super::IN_PLACE_DEPTH;
+use super::{IN_PLACE_DEPTH, UPLOAD_SLICE};
 use crate::storage::*;
 
 /// A shared root beside a directory holding a secret.
@@ -316,6 +316,52 @@ async fn written(tree: &Tree, path: &str, bytes: &[u8], resume: bool) -> Upload 
         .unwrap();
     upload.write_all(bytes).await.unwrap();
     upload
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_writes_are_gathered_into_slices_and_kept_in_order_with_chunks() {
+    let tree = Tree::new();
+    let pieces: Vec<u8> = (0..2 * UPLOAD_SLICE + 5000)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let chunk = vec![7u8; 3000];
+    let tail = [9u8; 100];
+    let total = pieces.len() + chunk.len() + tail.len();
+    let mut upload = tree
+        .storage
+        .create_upload(&at("file"), Some(total as u64), false)
+        .await
+        .unwrap();
+    // A few KiB at a time, as a connection reads them.
+    for piece in pieces.chunks(4096) {
+        upload.write_all(piece).await.unwrap();
+    }
+    assert_eq!(
+        upload.len(),
+        pieces.len() as u64,
+        "gathered bytes are taken"
+    );
+    let private = private_entries(&tree, "uploads");
+    let on_disk = || std::fs::metadata(&private[0]).unwrap().len();
+    // Whole slices at most: the last 5,000 bytes wait for a full slice or
+    // a flush (one write each 4 KiB would have them all written or under
+    // way by now).
+    assert!(
+        on_disk() <= 2 * UPLOAD_SLICE as u64,
+        "{} on disk",
+        on_disk()
+    );
+    upload.flush().await.unwrap();
+    assert_eq!(on_disk(), pieces.len() as u64);
+    // A chunk handed over whole goes after what was gathered before it.
+    upload.write_all(&tail[..50]).await.unwrap();
+    upload.write_chunk(chunk.clone().into()).await.unwrap();
+    upload.write_all(&tail[50..]).await.unwrap();
+    let digest = upload.seal().await.unwrap();
+    tree.storage.commit(upload).await.unwrap();
+    let expected = [&pieces[..], &tail[..50], &chunk, &tail[50..]].concat();
+    assert_eq!(std::fs::read(tree.path("file")).unwrap(), expected);
+    assert_eq!(digest, *blake3::hash(&expected).as_bytes());
 }
 
 /// The names in the private area's `dir` (`uploads`, `partial`).
